@@ -1,0 +1,87 @@
+package attribution
+
+import "fmt"
+
+// Identifier limits. Identifiers end up in Redis keys (inside hash tags, so
+// they must not hold braces), in cookie names and in URLs, so they are kept to
+// a small alphabet.
+const (
+	maxIDLen   = 128
+	MinCodeLen = 3
+	MaxCodeLen = 64
+)
+
+// ValidProgramID reports whether s can name a program. Program ids become part
+// of the cookie name rg_{program}, so they use only [A-Za-z0-9_-], at most 64.
+func ValidProgramID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isCodeByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidID reports whether s can name a promoter or a customer: 1 to 128
+// bytes of [A-Za-z0-9._:@-], enough for numeric ids, UUIDs and e-mail-like
+// account names.
+func ValidID(s string) bool {
+	if len(s) == 0 || len(s) > maxIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isCodeByte(c) && c != '.' && c != ':' && c != '@' {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidCode reports whether s can be a link code: 3 to 64 bytes of
+// [A-Za-z0-9_-], the URL-safe alphabet, so a code never needs escaping.
+func ValidCode(s string) bool {
+	if len(s) < MinCodeLen || len(s) > MaxCodeLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isCodeByte(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isCodeByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
+}
+
+func checkID(what, s string) error {
+	if !ValidID(s) {
+		return Errorf(EInvalid, "%s %q must be 1 to %d characters of A-Z a-z 0-9 . _ : @ -", what, s, maxIDLen)
+	}
+	return nil
+}
+
+// Error is a domain error with a code the API maps to an HTTP status.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error codes shared by the domain, the stores and the API.
+const (
+	EInvalid  = "invalid"   // valid syntax, bad values: 422
+	ENotFound = "not_found" // 404
+	EConflict = "conflict"  // 409
+)
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf builds an *Error with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,55 @@
+package attribution
+
+import "time"
+
+// Link maps a short code to a program, a promoter and a destination. A
+// deleted link keeps its code reserved: a code that once pointed at one
+// promoter must never start crediting another.
+type Link struct {
+	Code        string    `json:"code"`
+	Program     string    `json:"program"`
+	Promoter    string    `json:"promoter"`
+	Destination string    `json:"destination"`
+	CreatedAt   time.Time `json:"created_at"`
+	Deleted     bool      `json:"deleted,omitempty"`
+}
+
+// Outcome is what became of one click at the edge. The set is fixed: it is a
+// metric label.
+type Outcome string
+
+const (
+	OutcomeAttributed Outcome = "attributed" // cookie set, click recorded for the visitor
+	OutcomeBot        Outcome = "bot"        // crawler, link preview, HEAD or prefetch
+	OutcomeSuspect    Outcome = "suspect"    // not a top-level navigation (img, iframe, fetch)
+	OutcomeSelfClick  Outcome = "self_click" // from the promoter's own fingerprinted IP
+	OutcomeNotFound   Outcome = "not_found"  // unknown or deleted code
+)
+
+// RecordedOutcomes are the outcomes a click record can carry (a click on an
+// unknown code has no link to record it against).
+var RecordedOutcomes = []Outcome{OutcomeAttributed, OutcomeBot, OutcomeSuspect, OutcomeSelfClick}
+
+// Click is one click on a link, as the edge records it. For an attributed
+// click it is also the visitor's record that bind finds by visitor id.
+type Click struct {
+	ID        string     `json:"id"`
+	Program   string     `json:"program"`
+	Promoter  string     `json:"promoter"`
+	Link      string     `json:"link"`
+	Visitor   string     `json:"visitor,omitempty"`
+	At        time.Time  `json:"at"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	Model     ClickModel `json:"model,omitempty"`
+	Outcome   Outcome    `json:"outcome"`
+}
+
+// Replaces reports whether click c, under its program's click model, takes
+// the place of the visitor's existing record: always for "last", and for
+// "first" only once the existing record has expired at the time of c.
+func (c *Click) Replaces(existing *Click) bool {
+	if existing == nil || c.Model != FirstClick {
+		return true
+	}
+	return !existing.ExpiresAt.After(c.At)
+}
