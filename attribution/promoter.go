@@ -43,7 +43,7 @@ type Promoter struct {
 	ID           string         `json:"id"`
 	Status       string         `json:"status"`
 	Tier         int            `json:"tier"`
-	Fingerprints FingerprintSet `json:"-"`
+	Fingerprints FingerprintSet `json:"fingerprint_hashes,omitempty"` // keyed hashes; the API never echoes them
 }
 
 // Validate reports a bad id, status or tier as an *Error with code EInvalid.

@@ -1,0 +1,302 @@
+// Package redistest starts throwaway real redis-server processes for tests:
+// a single node on a unix socket, or a Redis Cluster on free loopback ports.
+// Every process and directory is removed when the test ends.
+//
+// When redis-server is not installed the test is skipped, except under CI
+// (the CI environment variable set), where it fails: a CI run that skipped
+// every Redis test would prove nothing.
+package redistest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is one running redis-server.
+type Server struct {
+	Addr string // host:port, or the socket path for a unix server
+	Unix bool
+
+	tb   testing.TB
+	dir  string
+	args []string
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+}
+
+func redisServer(tb testing.TB) string {
+	tb.Helper()
+	path, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatal("redis-server is not installed (apt-get install -y redis-server); CI must run the Redis tests")
+		}
+		tb.Skip("redis-server is not installed; skipping (install redis-server to run this test)")
+	}
+	return path
+}
+
+func tempDir(tb testing.TB) string {
+	tb.Helper()
+	// Not tb.TempDir(): unix socket paths must stay under ~100 bytes and
+	// test names make those paths long.
+	dir, err := os.MkdirTemp("", "r")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// Start runs a single redis-server on a unix socket, without persistence.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	redisServer(tb)
+	dir := tempDir(tb)
+	sock := filepath.Join(dir, "r.sock")
+	s := &Server{Addr: sock, Unix: true, tb: tb, dir: dir,
+		args: []string{"--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir}}
+	s.start()
+	tb.Cleanup(s.Kill)
+	return s
+}
+
+// URL is the server's address as a redis:// or unix:// URL.
+func (s *Server) URL() string {
+	if s.Unix {
+		return "unix://" + s.Addr
+	}
+	return "redis://" + s.Addr + "/0"
+}
+
+// Client returns a new client to this server, closed at the end of the test.
+func (s *Server) Client() *redis.Client {
+	o := &redis.Options{Addr: s.Addr}
+	if s.Unix {
+		o.Network = "unix"
+	}
+	c := redis.NewClient(o)
+	s.tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (s *Server) start() {
+	s.tb.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out = new(bytes.Buffer)
+	s.cmd = exec.Command(redisServer(s.tb), s.args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
+	if err := s.cmd.Start(); err != nil {
+		s.tb.Fatalf("cannot start redis-server: %v", err)
+	}
+	c := s.rawClient()
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.cmd.Process.Kill()
+			s.tb.Fatalf("redis-server did not answer within 10s: %v\n%s", err, s.out)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (s *Server) rawClient() *redis.Client {
+	o := &redis.Options{Addr: s.Addr, MaxRetries: -1}
+	if s.Unix {
+		o.Network = "unix"
+	}
+	return redis.NewClient(o)
+}
+
+func (s *Server) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil && s.cmd.Process != nil {
+		s.cmd.Process.Signal(sig)
+	}
+}
+
+// Pause freezes the server (SIGSTOP): connections stay open, nothing answers.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+// Kill stops the server at once (SIGKILL) and waits for it; safe to call
+// twice.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGCONT)
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	s.cmd = nil
+}
+
+// Restart starts a killed server again on the same address, empty.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Kill()
+	s.start()
+}
+
+// Cluster is a running Redis Cluster.
+type Cluster struct {
+	Nodes []*Server
+	tb    testing.TB
+}
+
+// Addrs lists every node's host:port.
+func (c *Cluster) Addrs() []string {
+	a := make([]string, len(c.Nodes))
+	for i, n := range c.Nodes {
+		a[i] = n.Addr
+	}
+	return a
+}
+
+// Client returns a cluster client, closed at the end of the test.
+func (c *Cluster) Client() *redis.ClusterClient {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	c.tb.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// FlushAll empties every master.
+func (c *Cluster) FlushAll(ctx context.Context) error {
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
+	defer cc.Close()
+	return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		return m.FlushAll(ctx).Err()
+	})
+}
+
+// StartCluster runs a Redis Cluster of masters masters, each with replicas
+// replicas, on free loopback ports, and waits until every node reports the
+// cluster healthy.
+func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
+	tb.Helper()
+	redisServer(tb)
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		tb.Fatal("redis-cli is not installed (it comes with redis-server)")
+	}
+	dir := tempDir(tb)
+	n := masters * (1 + replicas)
+	c := &Cluster{tb: tb}
+	ports := freePorts(tb, n)
+	for _, p := range ports {
+		ps := strconv.Itoa(p)
+		s := &Server{Addr: "127.0.0.1:" + ps, tb: tb, dir: dir, args: []string{
+			"--port", ps, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+			"--cluster-config-file", filepath.Join(dir, "nodes-"+ps+".conf"),
+			"--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no", "--dir", dir,
+		}}
+		s.start()
+		tb.Cleanup(s.Kill)
+		c.Nodes = append(c.Nodes, s)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	c.WaitHealthy(20 * time.Second)
+	return c
+}
+
+// WaitHealthy waits until every live node says cluster_state:ok and a cluster
+// client can write to every master.
+func (c *Cluster) WaitHealthy(timeout time.Duration) {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.healthy()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("redis cluster not healthy after %v: %v", timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (c *Cluster) healthy() error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		alive := n.cmd != nil
+		n.mu.Unlock()
+		if !alive {
+			continue
+		}
+		cl := n.rawClient()
+		info, err := cl.ClusterInfo(ctx).Result()
+		cl.Close()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "cluster_state:ok") {
+			return fmt.Errorf("%s: cluster_state not ok", n.Addr)
+		}
+	}
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), MaxRetries: -1})
+	defer cc.Close()
+	return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		return m.Ping(ctx).Err()
+	})
+}
+
+// freePorts finds n loopback ports p whose cluster bus ports p+10000 are free
+// too.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	var ports []int
+	for tries := 0; len(ports) < n && tries < 1000; tries++ {
+		p := 20000 + rand.IntN(20000)
+		if free(p) && free(p+10000) {
+			ports = append(ports, p)
+		}
+	}
+	if len(ports) < n {
+		tb.Fatal("no free ports for a redis cluster")
+	}
+	return ports
+}
+
+func free(p int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

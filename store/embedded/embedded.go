@@ -1,0 +1,295 @@
+// Package embedded is the Store on a bbolt file: one command, no server to
+// install, nothing lost on restart. It serves one refgate process; several
+// instances share a Redis store instead.
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+var (
+	bPrograms  = []byte("programs")
+	bPromoters = []byte("promoters")
+	bLinks     = []byte("links")
+	bLinkStats = []byte("linkstats") // code 0x00 outcome → uint64
+	bVisitors  = []byte("visitors")  // program 0x00 visitor → Click JSON
+)
+
+// FileName is the database file's name inside the data dir.
+const FileName = "refgate.db"
+
+// Store is the bbolt-backed store.
+type Store struct {
+	db *bolt.DB
+
+	mu       sync.Mutex
+	watchers map[int]func(store.Invalidation)
+	nextW    int
+	closed   bool
+}
+
+// Open opens (creating if needed) dir/refgate.db. It fails after a second if
+// another process holds the file.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("cannot create data dir: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("cannot open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot initialise %s: %w", path, err)
+	}
+	return &Store{db: db, watchers: map[int]func(store.Invalidation){}}, nil
+}
+
+func (s *Store) put(bucket []byte, key string, v any, inv store.Invalidation) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucket).Put([]byte(key), b)
+	})
+	if err != nil {
+		return translate(err)
+	}
+	s.notify(inv)
+	return nil
+}
+
+func get[T any](s *Store, bucket []byte, key string) (*T, error) {
+	var v *T
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucket).Get([]byte(key))
+		if b == nil {
+			return store.ErrNotFound
+		}
+		v = new(T)
+		return json.Unmarshal(b, v)
+	})
+	if err != nil {
+		return nil, translate(err)
+	}
+	return v, nil
+}
+
+func translate(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}
+
+func (s *Store) PutProgram(_ context.Context, p *attribution.Program) error {
+	return s.put(bPrograms, p.ID, p, store.Invalidation{Kind: store.Program, ID: p.ID})
+}
+
+func (s *Store) Program(_ context.Context, id string) (*attribution.Program, error) {
+	return get[attribution.Program](s, bPrograms, id)
+}
+
+func (s *Store) PutPromoter(_ context.Context, p *attribution.Promoter) error {
+	return s.put(bPromoters, p.ID, p, store.Invalidation{Kind: store.Promoter, ID: p.ID})
+}
+
+func (s *Store) Promoter(_ context.Context, id string) (*attribution.Promoter, error) {
+	return get[attribution.Promoter](s, bPromoters, id)
+}
+
+func (s *Store) CreateLink(_ context.Context, l *attribution.Link) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bLinks)
+		if bk.Get([]byte(l.Code)) != nil {
+			return store.ErrExists
+		}
+		return bk.Put([]byte(l.Code), b)
+	})
+	if err != nil {
+		return translate(err)
+	}
+	// A negative cache entry for this code may exist.
+	s.notify(store.Invalidation{Kind: store.Link, ID: l.Code})
+	return nil
+}
+
+func (s *Store) Link(_ context.Context, code string) (*attribution.Link, error) {
+	l, err := get[attribution.Link](s, bLinks, code)
+	if err == nil && l.Deleted {
+		return nil, store.ErrNotFound
+	}
+	return l, err
+}
+
+func (s *Store) DeleteLink(_ context.Context, code string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bLinks)
+		b := bk.Get([]byte(code))
+		if b == nil {
+			return store.ErrNotFound
+		}
+		var l attribution.Link
+		if err := json.Unmarshal(b, &l); err != nil {
+			return err
+		}
+		if l.Deleted {
+			return store.ErrNotFound
+		}
+		l.Deleted = true
+		nb, err := json.Marshal(&l)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte(code), nb)
+	})
+	if err != nil {
+		return translate(err)
+	}
+	s.notify(store.Invalidation{Kind: store.Link, ID: code})
+	return nil
+}
+
+func statKey(code string, o attribution.Outcome) []byte {
+	return []byte(code + "\x00" + string(o))
+}
+
+func (s *Store) LinkStats(_ context.Context, code string) (map[attribution.Outcome]int64, error) {
+	m := map[attribution.Outcome]int64{}
+	err := s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bLinkStats)
+		for _, o := range attribution.RecordedOutcomes {
+			if v := b.Get(statKey(code, o)); len(v) == 8 {
+				m[o] = int64(binary.BigEndian.Uint64(v))
+			}
+		}
+		return nil
+	})
+	return m, translate(err)
+}
+
+func visitorKey(program, visitor string) []byte {
+	return []byte(program + "\x00" + visitor)
+}
+
+// RecordClicks writes the whole batch in one transaction, so one fsync covers
+// many clicks.
+func (s *Store) RecordClicks(_ context.Context, clicks []attribution.Click) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		stats, visitors := tx.Bucket(bLinkStats), tx.Bucket(bVisitors)
+		for i := range clicks {
+			c := &clicks[i]
+			k := statKey(c.Link, c.Outcome)
+			var cur uint64
+			if v := stats.Get(k); len(v) == 8 {
+				cur = binary.BigEndian.Uint64(v)
+			}
+			// bbolt keeps a reference to the value until the transaction
+			// ends, so each Put gets its own slice.
+			if err := stats.Put(k, binary.BigEndian.AppendUint64(nil, cur+1)); err != nil {
+				return err
+			}
+			if c.Outcome != attribution.OutcomeAttributed || c.Visitor == "" {
+				continue
+			}
+			vk := visitorKey(c.Program, c.Visitor)
+			if old := visitors.Get(vk); old != nil {
+				var existing attribution.Click
+				if json.Unmarshal(old, &existing) == nil && !c.Replaces(&existing) {
+					continue
+				}
+			}
+			b, err := json.Marshal(c)
+			if err != nil {
+				return err
+			}
+			if err := visitors.Put(vk, b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return translate(err)
+}
+
+func (s *Store) VisitorClick(_ context.Context, program, visitor string) (*attribution.Click, error) {
+	return get[attribution.Click](s, bVisitors, string(visitorKey(program, visitor)))
+}
+
+// WatchInvalidations delivers this process's own changes: nobody else can
+// write the file while it is open.
+func (s *Store) WatchInvalidations(ctx context.Context, fn func(store.Invalidation)) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return store.ErrClosed
+	}
+	id := s.nextW
+	s.nextW++
+	s.watchers[id] = fn
+	s.mu.Unlock()
+	fn(store.Invalidation{Kind: store.All})
+	<-ctx.Done()
+	s.mu.Lock()
+	delete(s.watchers, id)
+	s.mu.Unlock()
+	return ctx.Err()
+}
+
+func (s *Store) notify(inv store.Invalidation) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, fn := range s.watchers {
+		fn(inv)
+	}
+}
+
+func (s *Store) Ping(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+// Close syncs and closes the file.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.mu.Unlock()
+	return s.db.Close()
+}

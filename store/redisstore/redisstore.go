@@ -1,0 +1,331 @@
+// Package redisstore is the Store on Redis or Redis Cluster through go-redis
+// v9's UniversalClient. Many stateless refgate instances share one Redis; that
+// is how refgate scales past one machine.
+//
+// Keys (every key one operation touches shares a hash tag, so the same code
+// runs on a single node and on a cluster):
+//
+//	refgate:program:{ID}            program JSON
+//	refgate:promoter:{ID}           promoter JSON (fingerprints as keyed hashes)
+//	refgate:link:{CODE}             link JSON; a deleted link stays, marked
+//	refgate:linkstats:{CODE}        hash outcome → clicks
+//	refgate:visitor:{VID}:PROGRAM   hash exp (unix ms), c (click JSON)
+//	refgate:invalidate              pub/sub channel of cache invalidations
+//
+// Expiry is decided by comparing stored times with the server's clock, never
+// by a TTL alone: TTLs are garbage collection, set a day past the record's
+// lifetime and relative to when it is written, so a server clock that runs
+// ahead of Redis's (a test clock) cannot make Redis drop a live record.
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/store"
+)
+
+var _ store.Store = (*Store)(nil)
+
+// Channel is the pub/sub channel invalidations go through.
+const Channel = "refgate:invalidate"
+
+// gcGrace is how long past its expiry a record stays before Redis drops it.
+const gcGrace = 24 * time.Hour
+
+// Config says how to reach Redis. The zero value of each duration and size
+// takes the default in brackets; the defaults keep one call against a frozen
+// Redis to about a second instead of go-redis's 6 to 10.
+type Config struct {
+	URL      string   // redis://[user:pass@]host:port/db; or
+	Addrs    []string // host:port list
+	Cluster  bool     // treat Addrs (even one) as a Redis Cluster
+	PoolSize int      // connections per node [32]
+
+	DialTimeout  time.Duration // [1s]
+	ReadTimeout  time.Duration // [500ms]
+	WriteTimeout time.Duration // [500ms]
+	PoolTimeout  time.Duration // waiting for a free connection [500ms]
+	MaxRetries   int           // [1]; -1 for none
+}
+
+// Options turns c into go-redis options.
+func (c Config) Options() (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{Addrs: c.Addrs, IsClusterMode: c.Cluster}
+	if c.URL != "" {
+		u, err := redis.ParseURL(c.URL)
+		if err != nil {
+			return nil, fmt.Errorf("bad redis URL: %w", err)
+		}
+		o.Addrs = []string{u.Addr}
+		o.Username, o.Password, o.DB, o.TLSConfig = u.Username, u.Password, u.DB, u.TLSConfig
+		o.Protocol = u.Protocol
+		if u.Network == "unix" {
+			// UniversalOptions has no Network; a cluster never runs on a
+			// socket, so a socket URL means a single node.
+			o.Dialer = unixDialer(u.Addr)
+		}
+	}
+	if len(o.Addrs) == 0 {
+		return nil, errors.New("no redis address")
+	}
+	o.PoolSize = def(c.PoolSize, 32)
+	o.DialTimeout = def(c.DialTimeout, time.Second)
+	o.ReadTimeout = def(c.ReadTimeout, 500*time.Millisecond)
+	o.WriteTimeout = def(c.WriteTimeout, 500*time.Millisecond)
+	o.PoolTimeout = def(c.PoolTimeout, 500*time.Millisecond)
+	o.MaxRetries = def(c.MaxRetries, 1)
+	// Honour the caller's deadline too: a request must never wait longer
+	// than its own budget.
+	o.ContextTimeoutEnabled = true
+	return o, nil
+}
+
+func def[T comparable](v, d T) T {
+	var zero T
+	if v == zero {
+		return d
+	}
+	return v
+}
+
+// Store is the Redis-backed store.
+type Store struct {
+	rdb redis.UniversalClient
+}
+
+// New connects to Redis as c says; it does not wait for Redis to answer
+// (Ping does).
+func New(c Config) (*Store, error) {
+	o, err := c.Options()
+	if err != nil {
+		return nil, err
+	}
+	return &Store{rdb: redis.NewUniversalClient(o)}, nil
+}
+
+// NewFromClient wraps an existing client; Close closes it.
+func NewFromClient(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
+
+// Client returns the underlying client, for other adapters sharing it.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+func programKey(id string) string     { return "refgate:program:{" + id + "}" }
+func promoterKey(id string) string    { return "refgate:promoter:{" + id + "}" }
+func linkKey(code string) string      { return "refgate:link:{" + code + "}" }
+func linkStatsKey(code string) string { return "refgate:linkstats:{" + code + "}" }
+func visitorKey(vid, program string) string {
+	return "refgate:visitor:{" + vid + "}:" + program
+}
+
+// translate maps driver errors to store errors at the boundary.
+func translate(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, redis.Nil):
+		return store.ErrNotFound
+	case errors.Is(err, redis.ErrClosed):
+		return store.ErrClosed
+	}
+	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+func (s *Store) setJSON(ctx context.Context, key string, v any, inv store.Invalidation) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := s.rdb.Set(ctx, key, b, 0).Err(); err != nil {
+		return translate("set", err)
+	}
+	s.publish(ctx, inv)
+	return nil
+}
+
+// publish tells every instance to drop its copy. A lost publish is covered
+// by the subscribers' flush on reconnect and the caches' maximum age.
+func (s *Store) publish(ctx context.Context, inv store.Invalidation) {
+	s.rdb.Publish(ctx, Channel, inv.String())
+}
+
+func getJSON[T any](ctx context.Context, s *Store, key string) (*T, error) {
+	b, err := s.rdb.Get(ctx, key).Bytes()
+	if err != nil {
+		return nil, translate("get", err)
+	}
+	v := new(T)
+	if err := json.Unmarshal(b, v); err != nil {
+		return nil, fmt.Errorf("corrupt value at %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func (s *Store) PutProgram(ctx context.Context, p *attribution.Program) error {
+	return s.setJSON(ctx, programKey(p.ID), p, store.Invalidation{Kind: store.Program, ID: p.ID})
+}
+
+func (s *Store) Program(ctx context.Context, id string) (*attribution.Program, error) {
+	return getJSON[attribution.Program](ctx, s, programKey(id))
+}
+
+func (s *Store) PutPromoter(ctx context.Context, p *attribution.Promoter) error {
+	return s.setJSON(ctx, promoterKey(p.ID), p, store.Invalidation{Kind: store.Promoter, ID: p.ID})
+}
+
+func (s *Store) Promoter(ctx context.Context, id string) (*attribution.Promoter, error) {
+	return getJSON[attribution.Promoter](ctx, s, promoterKey(id))
+}
+
+func (s *Store) CreateLink(ctx context.Context, l *attribution.Link) error {
+	b, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	ok, err := s.rdb.SetNX(ctx, linkKey(l.Code), b, 0).Result()
+	if err != nil {
+		return translate("setnx", err)
+	}
+	if !ok {
+		return store.ErrExists
+	}
+	s.publish(ctx, store.Invalidation{Kind: store.Link, ID: l.Code})
+	return nil
+}
+
+func (s *Store) Link(ctx context.Context, code string) (*attribution.Link, error) {
+	l, err := getJSON[attribution.Link](ctx, s, linkKey(code))
+	if err == nil && l.Deleted {
+		return nil, store.ErrNotFound
+	}
+	return l, err
+}
+
+// deleteLink marks the link deleted in one step, so two concurrent deletes
+// cannot both report success.
+var deleteLink = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local l = cjson.decode(v)
+if l.deleted then return 0 end
+l.deleted = true
+redis.call('SET', KEYS[1], cjson.encode(l))
+return 1`)
+
+func (s *Store) DeleteLink(ctx context.Context, code string) error {
+	n, err := deleteLink.Run(ctx, s.rdb, []string{linkKey(code)}).Int()
+	if err != nil {
+		return translate("delete link", err)
+	}
+	if n == 0 {
+		return store.ErrNotFound
+	}
+	s.publish(ctx, store.Invalidation{Kind: store.Link, ID: code})
+	return nil
+}
+
+func (s *Store) LinkStats(ctx context.Context, code string) (map[attribution.Outcome]int64, error) {
+	m, err := s.rdb.HGetAll(ctx, linkStatsKey(code)).Result()
+	if err != nil {
+		return nil, translate("hgetall", err)
+	}
+	out := make(map[attribution.Outcome]int64, len(m))
+	for k, v := range m {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		out[attribution.Outcome(k)] = n
+	}
+	return out, nil
+}
+
+// keepFirst writes a first-click record unless an unexpired one is there. It
+// mirrors attribution.Click.Replaces for the "first" model; "last" needs no
+// script (it always writes). ARGV: click time ms, expiry ms, JSON, TTL ms.
+var keepFirst = redis.NewScript(`
+local exp = redis.call('HGET', KEYS[1], 'exp')
+if exp and tonumber(exp) > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'exp', ARGV[2], 'c', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`)
+
+// RecordClicks pipelines the batch: one round trip per node for the lot.
+func (s *Store) RecordClicks(ctx context.Context, clicks []attribution.Click) error {
+	pipe := s.rdb.Pipeline()
+	for i := range clicks {
+		c := &clicks[i]
+		pipe.HIncrBy(ctx, linkStatsKey(c.Link), string(c.Outcome), 1)
+		if c.Outcome != attribution.OutcomeAttributed || c.Visitor == "" {
+			continue
+		}
+		b, err := json.Marshal(c)
+		if err != nil {
+			return err
+		}
+		k := visitorKey(c.Visitor, c.Program)
+		exp := c.ExpiresAt.UnixMilli()
+		gc := c.ExpiresAt.Sub(c.At) + gcGrace
+		if c.Model == attribution.FirstClick {
+			keepFirst.Eval(ctx, pipe, []string{k}, c.At.UnixMilli(), exp, b, gc.Milliseconds())
+		} else {
+			pipe.HSet(ctx, k, "exp", exp, "c", b)
+			pipe.PExpire(ctx, k, gc)
+		}
+	}
+	_, err := pipe.Exec(ctx)
+	return translate("record clicks", err)
+}
+
+func (s *Store) VisitorClick(ctx context.Context, program, visitor string) (*attribution.Click, error) {
+	b, err := s.rdb.HGet(ctx, visitorKey(visitor, program), "c").Bytes()
+	if err != nil {
+		return nil, translate("hget", err)
+	}
+	var c attribution.Click
+	if err := json.Unmarshal(b, &c); err != nil {
+		return nil, fmt.Errorf("corrupt visitor record: %w", err)
+	}
+	return &c, nil
+}
+
+// WatchInvalidations subscribes to Channel. go-redis re-subscribes after a
+// dropped connection; every (re)subscription is reported as All, because
+// messages published while the connection was down are lost.
+func (s *Store) WatchInvalidations(ctx context.Context, fn func(store.Invalidation)) error {
+	ps := s.rdb.Subscribe(ctx, Channel)
+	defer ps.Close()
+	ch := ps.ChannelWithSubscriptions()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-ch:
+			if !ok {
+				return store.ErrClosed
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				fn(store.Invalidation{Kind: store.All})
+			case *redis.Message:
+				fn(store.ParseInvalidation(m.Payload))
+			}
+		}
+	}
+}
+
+func (s *Store) Ping(ctx context.Context) error {
+	return translate("ping", s.rdb.Ping(ctx).Err())
+}
+
+// Close closes the client; a second call is a no-op.
+func (s *Store) Close() error {
+	if err := s.rdb.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
+		return err
+	}
+	return nil
+}

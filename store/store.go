@@ -1,0 +1,97 @@
+// Package store declares what refgate keeps and the errors stores return.
+//
+// Two adapters implement Store: store/redisstore (Redis or Redis Cluster,
+// shared by many refgate instances) and store/embedded (a bbolt file, for a
+// single instance). store/storetest is the one conformance suite both pass.
+package store
+
+import (
+	"context"
+	"errors"
+
+	"github.com/refgate/refgate/attribution"
+)
+
+// Errors every Store returns, whatever its driver says underneath.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrClosed   = errors.New("store closed")
+)
+
+// Store keeps programs, promoters, links and click records. Every method is
+// safe for concurrent use. Returned values are the caller's to keep.
+type Store interface {
+	// PutProgram creates or replaces a program.
+	PutProgram(ctx context.Context, p *attribution.Program) error
+	// Program returns ErrNotFound for an unknown id.
+	Program(ctx context.Context, id string) (*attribution.Program, error)
+
+	// PutPromoter creates or replaces a promoter, fingerprints included.
+	PutPromoter(ctx context.Context, p *attribution.Promoter) error
+	// Promoter returns ErrNotFound for an unknown id.
+	Promoter(ctx context.Context, id string) (*attribution.Promoter, error)
+
+	// CreateLink stores a new link. It returns ErrExists if the code is
+	// taken, also by a deleted link: codes are never reused.
+	CreateLink(ctx context.Context, l *attribution.Link) error
+	// Link returns ErrNotFound for an unknown or deleted code.
+	Link(ctx context.Context, code string) (*attribution.Link, error)
+	// DeleteLink marks a link deleted; ErrNotFound if unknown or deleted.
+	DeleteLink(ctx context.Context, code string) error
+	// LinkStats returns the number of clicks recorded per outcome.
+	LinkStats(ctx context.Context, code string) (map[attribution.Outcome]int64, error)
+
+	// RecordClicks stores a batch of clicks: it counts each against its
+	// link by outcome and, for attributed clicks with a visitor, keeps it
+	// as that visitor's record for the program unless Click.Replaces says
+	// the existing one stands. A batch retried after an error may count
+	// some clicks twice; the visitor records are idempotent.
+	RecordClicks(ctx context.Context, clicks []attribution.Click) error
+	// VisitorClick returns the visitor's click record for a program,
+	// expired or not (the caller compares ExpiresAt with its clock), or
+	// ErrNotFound.
+	VisitorClick(ctx context.Context, program, visitor string) (*attribution.Click, error)
+
+	// WatchInvalidations calls fn for every change to a link, program or
+	// promoter, made by this or any other instance sharing the store, and
+	// with Kind All whenever changes may have been missed (at the start and
+	// after a reconnect). It blocks until ctx is done. fn must not block.
+	WatchInvalidations(ctx context.Context, fn func(Invalidation)) error
+
+	// Ping reports whether the store answers.
+	Ping(ctx context.Context) error
+	// Close releases the store; it is safe to call twice.
+	Close() error
+}
+
+// InvalidationKind says what an Invalidation is about.
+type InvalidationKind byte
+
+const (
+	All      InvalidationKind = 'a' // anything may have changed
+	Link     InvalidationKind = 'l'
+	Program  InvalidationKind = 'p'
+	Promoter InvalidationKind = 'm'
+)
+
+// Invalidation names something whose cached copies are stale.
+type Invalidation struct {
+	Kind InvalidationKind
+	ID   string
+}
+
+// String is the wire form "l:CODE", also used on the Redis channel.
+func (i Invalidation) String() string { return string(i.Kind) + ":" + i.ID }
+
+// ParseInvalidation reads the wire form; anything unreadable becomes All,
+// the safe answer.
+func ParseInvalidation(s string) Invalidation {
+	if len(s) >= 2 && s[1] == ':' {
+		switch k := InvalidationKind(s[0]); k {
+		case Link, Program, Promoter:
+			return Invalidation{Kind: k, ID: s[2:]}
+		}
+	}
+	return Invalidation{Kind: All}
+}

@@ -1,0 +1,300 @@
+// Package storetest is the one conformance suite every store.Store must
+// pass: store/embedded, store/redisstore on a single redis-server and on a
+// Redis Cluster all run it.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/store"
+)
+
+// Run runs every conformance test; newStore returns an empty store for each.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"Programs", testPrograms},
+		{"Promoters", testPromoters},
+		{"Links", testLinks},
+		{"LastClickReplaces", testLastClick},
+		{"FirstClickKept", testFirstClick},
+		{"LinkStats", testLinkStats},
+		{"ConcurrentClicks", testConcurrentClicks},
+		{"Invalidations", testInvalidations},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			tt.fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// Program returns a valid program for tests.
+func Program(id string) *attribution.Program {
+	p := &attribution.Program{ID: id, CookieDays: 30, AllowedHosts: []string{"shop.example.com", ".example.org"},
+		Rates: attribution.Rates{Protected: 300000, Standard: 250000}, TierBonus: []attribution.Rate{0, 20000}}
+	p.Normalize()
+	return p
+}
+
+func testPrograms(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.Program(c, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ErrNotFound: got %v", err)
+	}
+	p := Program("tencent")
+	if err := s.PutProgram(c, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Program(c, "tencent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(p, got); d != "" {
+		t.Errorf("program round trip (-want +got):\n%s", d)
+	}
+	p.CookieDays = 7
+	p.ClickModel = attribution.FirstClick
+	if err := s.PutProgram(c, p); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Program(c, "tencent")
+	if got.CookieDays != 7 || got.ClickModel != attribution.FirstClick {
+		t.Errorf("replace: got %+v", got)
+	}
+}
+
+func testPromoters(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.Promoter(c, "nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ErrNotFound: got %v", err)
+	}
+	h := attribution.NewFingerprintHasher([]byte("0123456789abcdef"))
+	p := &attribution.Promoter{ID: "alice", Status: attribution.StatusActive, Tier: 2,
+		Fingerprints: h.Hash(attribution.Fingerprints{IPs: []string{"203.0.113.9"}, Emails: []string{"A@x.com"}})}
+	if err := s.PutPromoter(c, p); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Promoter(c, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(p, got); d != "" {
+		t.Errorf("promoter round trip (-want +got):\n%s", d)
+	}
+	if !got.Fingerprints.Has(h.IP("203.0.113.9")) {
+		t.Error("fingerprint lost")
+	}
+}
+
+func testLinks(t *testing.T, s store.Store) {
+	c := ctx(t)
+	l := &attribution.Link{Code: "abc123", Program: "tencent", Promoter: "alice",
+		Destination: "https://shop.example.com/x", CreatedAt: t0}
+	if err := s.CreateLink(c, l); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Link(c, "abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(l, got); d != "" {
+		t.Errorf("link round trip (-want +got):\n%s", d)
+	}
+	if err := s.CreateLink(c, l); !errors.Is(err, store.ErrExists) {
+		t.Errorf("ErrExists on duplicate: got %v", err)
+	}
+	if _, err := s.Link(c, "zzz999"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ErrNotFound on unknown: got %v", err)
+	}
+	if err := s.DeleteLink(c, "abc123"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Link(c, "abc123"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ErrNotFound after delete: got %v", err)
+	}
+	if err := s.DeleteLink(c, "abc123"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ErrNotFound on second delete: got %v", err)
+	}
+	if err := s.DeleteLink(c, "zzz999"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("ErrNotFound deleting unknown: got %v", err)
+	}
+	if err := s.CreateLink(c, l); !errors.Is(err, store.ErrExists) {
+		t.Errorf("ErrExists: a deleted code must not be reused, got %v", err)
+	}
+}
+
+func click(id, vid string, at time.Time, model attribution.ClickModel) attribution.Click {
+	return attribution.Click{ID: id, Program: "tencent", Promoter: "p-" + id, Link: "abc123", Visitor: vid,
+		At: at, ExpiresAt: at.Add(7 * 24 * time.Hour), Model: model, Outcome: attribution.OutcomeAttributed}
+}
+
+func mustVisitor(t *testing.T, s store.Store, vid string) *attribution.Click {
+	t.Helper()
+	got, err := s.VisitorClick(ctx(t), "tencent", vid)
+	if err != nil {
+		t.Fatalf("VisitorClick(%s): %v", vid, err)
+	}
+	return got
+}
+
+func testLastClick(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.VisitorClick(c, "tencent", "v1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ErrNotFound: got %v", err)
+	}
+	first := click("c1", "v1", t0, attribution.LastClick)
+	second := click("c2", "v1", t0.Add(time.Hour), attribution.LastClick)
+	if err := s.RecordClicks(c, []attribution.Click{first}); err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(&first, mustVisitor(t, s, "v1")); d != "" {
+		t.Errorf("visitor record (-want +got):\n%s", d)
+	}
+	if err := s.RecordClicks(c, []attribution.Click{second}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustVisitor(t, s, "v1"); got.ID != "c2" {
+		t.Errorf("last click must replace: got %s", got.ID)
+	}
+	if _, err := s.VisitorClick(c, "other", "v1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("records are per program: got %v", err)
+	}
+}
+
+func testFirstClick(t *testing.T, s store.Store) {
+	c := ctx(t)
+	first := click("c1", "v1", t0, attribution.FirstClick)
+	within := click("c2", "v1", t0.Add(6*24*time.Hour), attribution.FirstClick)
+	after := click("c3", "v1", t0.Add(7*24*time.Hour), attribution.FirstClick)
+	if err := s.RecordClicks(c, []attribution.Click{first, within}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustVisitor(t, s, "v1"); got.ID != "c1" {
+		t.Errorf("first click must be kept while unexpired: got %s", got.ID)
+	}
+	if err := s.RecordClicks(c, []attribution.Click{after}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustVisitor(t, s, "v1"); got.ID != "c3" {
+		t.Errorf("an expired first click must give way: got %s", got.ID)
+	}
+}
+
+func testLinkStats(t *testing.T, s store.Store) {
+	c := ctx(t)
+	var batch []attribution.Click
+	want := map[attribution.Outcome]int64{}
+	for i, o := range []attribution.Outcome{"attributed", "bot", "bot", "suspect", "self_click", "attributed", "bot"} {
+		cl := click(fmt.Sprint("c", i), "", t0, attribution.LastClick)
+		cl.Outcome = o
+		batch = append(batch, cl)
+		want[o]++
+	}
+	if err := s.RecordClicks(c, batch); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.LinkStats(c, "abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("stats (-want +got):\n%s", d)
+	}
+	got, err = s.LinkStats(c, "never")
+	if err != nil || len(got) != 0 {
+		t.Errorf("stats of a link without clicks: %v %v", got, err)
+	}
+}
+
+func testConcurrentClicks(t *testing.T, s store.Store) {
+	c := ctx(t)
+	var wg sync.WaitGroup
+	const workers, per = 8, 25
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var batch []attribution.Click
+			for i := 0; i < per; i++ {
+				batch = append(batch, click(fmt.Sprint(w, "-", i), fmt.Sprint("v", w, "-", i), t0, attribution.LastClick))
+			}
+			if err := s.RecordClicks(c, batch); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.LinkStats(c, "abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[attribution.OutcomeAttributed] != workers*per {
+		t.Errorf("got %d attributed clicks, want %d", got[attribution.OutcomeAttributed], workers*per)
+	}
+	mustVisitor(t, s, "v3-7")
+}
+
+func testInvalidations(t *testing.T, s store.Store) {
+	c, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	got := make(chan store.Invalidation, 100)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.WatchInvalidations(c, func(i store.Invalidation) { got <- i })
+	}()
+	wait := func(want store.Invalidation) {
+		t.Helper()
+		timeout := time.After(2 * time.Second)
+		for {
+			select {
+			case i := <-got:
+				if i == want {
+					return
+				}
+			case <-timeout:
+				t.Fatalf("no invalidation %v within 2s", want)
+			}
+		}
+	}
+	wait(store.Invalidation{Kind: store.All})
+	l := &attribution.Link{Code: "inv001", Program: "tencent", Promoter: "alice", Destination: "https://shop.example.com/", CreatedAt: t0}
+	if err := s.CreateLink(c, l); err != nil {
+		t.Fatal(err)
+	}
+	wait(store.Invalidation{Kind: store.Link, ID: "inv001"})
+	if err := s.DeleteLink(c, "inv001"); err != nil {
+		t.Fatal(err)
+	}
+	wait(store.Invalidation{Kind: store.Link, ID: "inv001"})
+	if err := s.PutProgram(c, Program("tencent")); err != nil {
+		t.Fatal(err)
+	}
+	wait(store.Invalidation{Kind: store.Program, ID: "tencent"})
+	if err := s.PutPromoter(c, &attribution.Promoter{ID: "alice", Status: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	wait(store.Invalidation{Kind: store.Promoter, ID: "alice"})
+	cancel()
+	<-done
+}
