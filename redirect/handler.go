@@ -1,0 +1,311 @@
+package redirect
+
+import (
+	"bytes"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
+)
+
+// Links resolves a link code. It returns (nil, nil) for an unknown or
+// deleted code, and an error only when it cannot tell.
+type Links interface {
+	Lookup(code []byte) (*Target, error)
+}
+
+// ClickQueue takes click records off the request path. Enqueue copies c and
+// must not block.
+type ClickQueue interface {
+	Enqueue(c *attribution.Click) bool
+}
+
+// Config is what a Handler needs. Links, Queue and Signer are required.
+type Config struct {
+	Links  Links
+	Queue  ClickQueue
+	Signer *cookie.Signer
+	// Hasher turns the client IP into the promoters' fingerprint form for
+	// the self-click check; nil disables the check.
+	Hasher *attribution.FingerprintHasher
+	// Now is the server's clock [time.Now].
+	Now            func() time.Time
+	TrustedProxies []netip.Prefix
+	CookieDomain   string
+	CookieSecure   bool
+	Logger         *slog.Logger
+	Metrics        *Metrics
+}
+
+// Handler serves the public edge: GET /r/{code} and GET /healthz.
+type Handler struct {
+	cfg      Config
+	bots     *botFilter
+	draining atomic.Bool
+	scratch  sync.Pool
+	logEvery sampler
+}
+
+// New returns the edge handler.
+func New(cfg Config) *Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	h := &Handler{cfg: cfg, bots: newBotFilter(16384)}
+	h.scratch.New = func() any { return new(scratch) }
+	return h
+}
+
+// SetDraining makes /healthz answer 503, so load balancers stop sending
+// clicks before the listener closes.
+func (h *Handler) SetDraining(v bool) { h.draining.Store(v) }
+
+// scratch holds per-request buffers. fasthttp copies header values, so the
+// buffers go back to the pool when the handler returns.
+type scratch struct {
+	vid, cid, tok, hdr, loc []byte
+}
+
+// Prebuilt header names and values: no per-request conversions.
+var (
+	hdrLocation       = []byte("Location")
+	hdrCacheControl   = []byte("Cache-Control")
+	hdrReferrerPolicy = []byte("Referrer-Policy")
+	hdrRobots         = []byte("X-Robots-Tag")
+	hdrSetCookie      = []byte("Set-Cookie")
+	hdrAllow          = []byte("Allow")
+	hdrXFF            = []byte("X-Forwarded-For")
+	hdrRetryAfter     = []byte("Retry-After")
+	valNoStore        = []byte("no-store")
+	valReferrer       = []byte("strict-origin-when-cross-origin")
+	valNoIndex        = []byte("noindex")
+	valGetHead        = []byte("GET, HEAD")
+	valOne            = []byte("1")
+	cookieVid         = []byte("rg_vid")
+	argTo             = []byte("to")
+	argToken          = []byte("rg_token=")
+	pathHealth        = []byte("/healthz")
+	pathClick         = []byte("/r/")
+	ctJSON            = []byte("application/json")
+	ctText            = []byte("text/plain; charset=utf-8")
+	bodyNotFound      = []byte(`{"error":{"code":"not_found","message":"unknown link"}}`)
+	bodyNoRoute       = []byte(`{"error":{"code":"not_found","message":"no such route"}}`)
+	bodyMethod        = []byte(`{"error":{"code":"method_not_allowed","message":"only GET and HEAD are served here"}}`)
+	bodyUnavailable   = []byte(`{"error":{"code":"unavailable","message":"link store unavailable, try again"}}`)
+)
+
+const visitorMaxAge = 365 * 86400
+
+// ServeFastHTTP routes the edge's two paths; everything else is a 404 and
+// every method but GET and HEAD a 405.
+func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		ctx.Response.Header.SetBytesKV(hdrAllow, valGetHead)
+		h.jsonError(ctx, fasthttp.StatusMethodNotAllowed, bodyMethod)
+		return
+	}
+	path := ctx.Path()
+	switch {
+	case bytes.HasPrefix(path, pathClick):
+		h.click(ctx, path[len(pathClick):])
+	case bytes.Equal(path, pathHealth):
+		ctx.SetContentTypeBytes(ctText)
+		if h.draining.Load() {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("draining\n")
+			return
+		}
+		ctx.SetBodyString("ok\n")
+	default:
+		h.jsonError(ctx, fasthttp.StatusNotFound, bodyNoRoute)
+	}
+}
+
+func (h *Handler) jsonError(ctx *fasthttp.RequestCtx, status int, body []byte) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentTypeBytes(ctJSON)
+	ctx.Response.Header.SetBytesKV(hdrCacheControl, valNoStore)
+	ctx.SetBody(body)
+}
+
+func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
+	start := time.Now()
+	m := h.cfg.Metrics
+	defer func() { m.latency.Observe(time.Since(start).Seconds()) }()
+
+	if !attribution.ValidCode(string(code)) { // no allocation: the conversion does not escape
+		m.clicks[attribution.OutcomeNotFound].Inc()
+		h.jsonError(ctx, fasthttp.StatusNotFound, bodyNotFound)
+		return
+	}
+	t, err := h.cfg.Links.Lookup(code)
+	if err != nil {
+		m.unavailable.Inc()
+		m.clickErrors.WithLabelValues("link_lookup").Inc()
+		if h.logEvery.allow() {
+			h.cfg.Logger.Error("cannot resolve link; answering 503", "code", string(code), "err", err)
+		}
+		ctx.Response.Header.SetBytesKV(hdrRetryAfter, valOne)
+		h.jsonError(ctx, fasthttp.StatusServiceUnavailable, bodyUnavailable)
+		return
+	}
+	if t == nil {
+		m.clicks[attribution.OutcomeNotFound].Inc()
+		h.jsonError(ctx, fasthttp.StatusNotFound, bodyNotFound)
+		return
+	}
+
+	s := h.scratch.Get().(*scratch)
+	defer h.scratch.Put(s)
+
+	dest := t.Link.Destination
+	if to := ctx.QueryArgs().PeekBytes(argTo); len(to) > 0 {
+		// The override is taken only if the program allows its host; any
+		// other value is ignored, never followed.
+		if u, host, err := attribution.ParseDestination(string(to)); err == nil && t.Program.AllowsHost(host) {
+			dest = u.String()
+		}
+	}
+
+	outcome := h.bots.classify(&ctx.Request)
+	if outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil && h.isSelfClick(ctx, t) {
+		outcome = attribution.OutcomeSelfClick
+	}
+
+	now := h.cfg.Now()
+	rec := attribution.Click{Program: t.Program.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
+		At: now, Outcome: outcome, Model: t.Program.ClickModel}
+	if outcome == "" {
+		rec.Outcome = attribution.OutcomeAttributed
+		dest = h.attribute(ctx, t, s, &rec, dest)
+	}
+	if !h.cfg.Queue.Enqueue(&rec) && h.logEvery.allow() {
+		h.cfg.Logger.Warn("click queue full; click record dropped", "code", t.Link.Code)
+	}
+	m.clicks[rec.Outcome].Inc()
+
+	hdr := &ctx.Response.Header
+	ctx.SetStatusCode(fasthttp.StatusFound)
+	hdr.SetBytesKV(hdrLocation, s2b(dest))
+	hdr.SetBytesKV(hdrCacheControl, valNoStore)
+	hdr.SetBytesKV(hdrReferrerPolicy, valReferrer)
+	hdr.SetBytesKV(hdrRobots, valNoIndex)
+	ctx.Response.ResetBody()
+}
+
+// attribute sets the visitor and attribution cookies for a real click, fills
+// in the click record, and returns the destination (with rg_token appended
+// when the program asks for it).
+func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec *attribution.Click, dest string) string {
+	now := rec.At
+	hdr := &ctx.Response.Header
+	vid := ctx.Request.Header.CookieBytes(cookieVid)
+	if !cookie.ValidVisitorID(vid) {
+		s.vid = cookie.AppendVisitorID(s.vid[:0])
+		vid = s.vid
+		s.hdr = appendSetCookie(s.hdr[:0], cookieVid, vid, visitorMaxAge, h.cfg.CookieDomain, h.cfg.CookieSecure)
+		hdr.SetBytesKV(hdrSetCookie, s.hdr)
+	}
+	rec.Visitor = string(vid)
+	rec.ExpiresAt = now.Add(t.Program.CookieTTL())
+
+	var tok cookie.Token
+	if t.Program.ClickModel == attribution.FirstClick {
+		// An unexpired valid cookie of this program stands; the store keeps
+		// the visitor's first record the same way.
+		if old := ctx.Request.Header.CookieBytes(t.cookieName); len(old) > 0 &&
+			h.cfg.Signer.Verify(old, now, &tok) == nil && tok.Program == t.Program.ID {
+			return dest
+		}
+	}
+	s.cid = cookie.AppendClickID(s.cid[:0], now)
+	rec.ID = string(s.cid)
+	tok = cookie.Token{Program: t.Program.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
+		Click: rec.ID, Visitor: rec.Visitor, Issued: now, Expires: rec.ExpiresAt}
+	var err error
+	s.tok, err = h.cfg.Signer.AppendToken(s.tok[:0], &tok)
+	if err != nil { // only for over-long ids, which validation prevents
+		h.cfg.Metrics.clickErrors.WithLabelValues("sign").Inc()
+		h.cfg.Logger.Error("cannot sign token", "err", err)
+		return dest
+	}
+	s.hdr = appendSetCookie(s.hdr[:0], t.cookieName, s.tok, t.maxAge, h.cfg.CookieDomain, h.cfg.CookieSecure)
+	hdr.SetBytesKV(hdrSetCookie, s.hdr)
+	if t.Program.AppendToken {
+		s.loc = appendQueryToken(s.loc[:0], dest, s.tok)
+		return b2s(s.loc)
+	}
+	return dest
+}
+
+func (h *Handler) isSelfClick(ctx *fasthttp.RequestCtx, t *Target) bool {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	var xff [][]byte
+	if isTrusted(peer.Unmap(), h.cfg.TrustedProxies) {
+		xff = ctx.Request.Header.PeekAll(string(hdrXFF))
+	}
+	ip := ClientIP(peer, xff, h.cfg.TrustedProxies)
+	return ip.IsValid() && t.PromoterIPs.Has(h.cfg.Hasher.Sum(attribution.FPIP, ip.String()))
+}
+
+// appendSetCookie writes a Set-Cookie value with the attributes in the order
+// the design fixes: Path=/; Max-Age; HttpOnly; SameSite=Lax; Secure; Domain.
+func appendSetCookie(dst, name, value []byte, maxAge int, domain string, secure bool) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, '=')
+	dst = append(dst, value...)
+	dst = append(dst, "; Path=/; Max-Age="...)
+	dst = strconv.AppendInt(dst, int64(maxAge), 10)
+	dst = append(dst, "; HttpOnly; SameSite=Lax"...)
+	if secure {
+		dst = append(dst, "; Secure"...)
+	}
+	if domain != "" {
+		dst = append(dst, "; Domain="...)
+		dst = append(dst, domain...)
+	}
+	return dst
+}
+
+// appendQueryToken appends dest with rg_token=tok added to its query, before
+// any fragment. tok is base64url and dots: nothing to escape.
+func appendQueryToken(dst []byte, dest string, tok []byte) []byte {
+	base, frag := dest, ""
+	if i := bytes.IndexByte(s2b(dest), '#'); i >= 0 {
+		base, frag = dest[:i], dest[i:]
+	}
+	dst = append(dst, base...)
+	switch {
+	case !bytes.ContainsRune(s2b(base), '?'):
+		dst = append(dst, '?')
+	case base[len(base)-1] != '?' && base[len(base)-1] != '&':
+		dst = append(dst, '&')
+	}
+	dst = append(dst, argToken...)
+	dst = append(dst, tok...)
+	return append(dst, frag...)
+}
+
+// sampler lets one log line a second through: a flood of bad clicks must
+// not become a flood of log lines.
+type sampler struct{ last atomic.Int64 }
+
+func (s *sampler) allow() bool {
+	now := time.Now().UnixNano()
+	last := s.last.Load()
+	return now-last >= int64(time.Second) && s.last.CompareAndSwap(last, now)
+}

@@ -1,0 +1,497 @@
+package redirect
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/store"
+	"github.com/refgate/refgate/store/embedded"
+)
+
+var now0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+
+const browserUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
+
+// recorder is an in-memory ClickQueue.
+type recorder struct {
+	mu     sync.Mutex
+	clicks []attribution.Click
+}
+
+func (r *recorder) Enqueue(c *attribution.Click) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.clicks = append(r.clicks, *c)
+	return true
+}
+
+func (r *recorder) last(t *testing.T) attribution.Click {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.clicks) == 0 {
+		t.Fatal("no click recorded")
+	}
+	return r.clicks[len(r.clicks)-1]
+}
+
+type edge struct {
+	h      *Handler
+	q      *recorder
+	st     store.Store
+	signer *cookie.Signer
+	hasher *attribution.FingerprintHasher
+	cache  *LinkCache
+}
+
+func newEdge(t *testing.T, mod func(*Config)) *edge {
+	t.Helper()
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	signer, _ := cookie.NewSigner([]cookie.Key{{ID: "k1", Secret: []byte("0123456789abcdef0123")}})
+	hasher := attribution.NewFingerprintHasher([]byte("fingerprint-key-0123"))
+	e := &edge{q: &recorder{}, st: st, signer: signer, hasher: hasher}
+	e.cache = NewLinkCache(st, LinkCacheConfig{})
+	ctx, cancel := context.WithCancel(context.Background())
+	go st.WatchInvalidations(ctx, e.cache.Invalidate)
+	t.Cleanup(cancel)
+	trusted, _ := ParsePrefixes("10.0.0.0/8")
+	cfg := Config{Links: e.cache, Queue: e.q, Signer: signer, Hasher: hasher, Now: func() time.Time { return now0 },
+		TrustedProxies: trusted, CookieSecure: true}
+	if mod != nil {
+		mod(&cfg)
+	}
+	e.h = New(cfg)
+
+	bg := context.Background()
+	for _, p := range []*attribution.Program{
+		{ID: "shop", CookieDays: 30, AllowedHosts: []string{"shop.example.com", ".example.org"}},
+		{ID: "lessons", CookieDays: 7, AllowedHosts: []string{"lessons.example.net"}, ClickModel: attribution.FirstClick},
+		{ID: "xdomain", CookieDays: 30, AllowedHosts: []string{"store.example.io"}, AppendToken: true},
+	} {
+		p.Normalize()
+		if err := p.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		st.PutProgram(bg, p)
+	}
+	st.PutPromoter(bg, &attribution.Promoter{ID: "alice", Status: "active",
+		Fingerprints: hasher.Hash(attribution.Fingerprints{IPs: []string{"203.0.113.7"}})})
+	for _, l := range []attribution.Link{
+		{Code: "shop1", Program: "shop", Promoter: "alice", Destination: "https://shop.example.com/landing?utm=x"},
+		{Code: "less1", Program: "lessons", Promoter: "alice", Destination: "https://lessons.example.net/"},
+		{Code: "less2", Program: "lessons", Promoter: "bob", Destination: "https://lessons.example.net/b"},
+		{Code: "xdom1", Program: "xdomain", Promoter: "alice", Destination: "https://store.example.io/buy?a=1#top"},
+	} {
+		if err := st.CreateLink(bg, &l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return e
+}
+
+type req struct {
+	method  string
+	uri     string
+	remote  string
+	headers [][2]string
+	cookies [][2]string
+}
+
+func (e *edge) do(t *testing.T, r req) *fasthttp.Response {
+	t.Helper()
+	var ctx fasthttp.RequestCtx
+	var rq fasthttp.Request
+	rq.Header.SetMethod(cmpOr(r.method, "GET"))
+	rq.SetRequestURI(r.uri)
+	rq.Header.SetHost("go.example.com")
+	rq.Header.Set("User-Agent", browserUA)
+	for _, h := range r.headers {
+		rq.Header.Set(h[0], h[1])
+	}
+	for _, c := range r.cookies {
+		rq.Header.SetCookie(c[0], c[1])
+	}
+	remote := &net.TCPAddr{IP: net.ParseIP(cmpOr(r.remote, "198.51.100.20")), Port: 40000}
+	ctx.Init(&rq, remote, nil)
+	e.h.ServeFastHTTP(&ctx)
+	var resp fasthttp.Response
+	ctx.Response.CopyTo(&resp)
+	return &resp
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func setCookies(resp *fasthttp.Response) map[string]string {
+	m := map[string]string{}
+	for k, v := range resp.Header.Cookies() {
+		m[string(k)] = string(v)
+	}
+	return m
+}
+
+func TestClickAttributed(t *testing.T) {
+	e := newEdge(t, nil)
+	resp := e.do(t, req{uri: "/r/shop1"})
+	if resp.StatusCode() != 302 {
+		t.Fatalf("status %d", resp.StatusCode())
+	}
+	want := map[string]string{
+		"Location":        "https://shop.example.com/landing?utm=x",
+		"Cache-Control":   "no-store",
+		"Referrer-Policy": "strict-origin-when-cross-origin",
+		"X-Robots-Tag":    "noindex",
+	}
+	for k, v := range want {
+		if got := string(resp.Header.Peek(k)); got != v {
+			t.Errorf("%s: got %q, want %q", k, got, v)
+		}
+	}
+	if len(resp.Body()) != 0 {
+		t.Errorf("body %q, want empty", resp.Body())
+	}
+	if s := resp.Header.Peek("Server"); len(s) != 0 {
+		t.Errorf("Server header %q", s)
+	}
+	cs := setCookies(resp)
+	vid, ok := cs["rg_vid"]
+	if !ok {
+		t.Fatalf("no rg_vid cookie: %v", cs)
+	}
+	vidVal := strings.TrimPrefix(strings.SplitN(vid, ";", 2)[0], "rg_vid=")
+	if !strings.HasSuffix(vid, "; Path=/; Max-Age=31536000; HttpOnly; SameSite=Lax; Secure") {
+		t.Errorf("rg_vid attributes: %s", vid)
+	}
+	att, ok := cs["rg_shop"]
+	if !ok {
+		t.Fatalf("no rg_shop cookie: %v", cs)
+	}
+	if !strings.HasSuffix(att, "; Path=/; Max-Age=2592000; HttpOnly; SameSite=Lax; Secure") {
+		t.Errorf("rg_shop attributes: %s", att)
+	}
+	tokVal := strings.TrimPrefix(strings.SplitN(att, ";", 2)[0], "rg_shop=")
+	var tok cookie.Token
+	if err := e.signer.Verify([]byte(tokVal), now0, &tok); err != nil {
+		t.Fatalf("token does not verify: %v", err)
+	}
+	rec := e.q.last(t)
+	if tok.Program != "shop" || tok.Promoter != "alice" || tok.Link != "shop1" || tok.Visitor != vidVal ||
+		tok.Click != rec.ID || !tok.Expires.Equal(now0.Add(30*24*time.Hour)) {
+		t.Errorf("token %+v, record %+v", tok, rec)
+	}
+	if rec.Outcome != attribution.OutcomeAttributed || rec.Visitor != vidVal || !rec.ExpiresAt.Equal(now0.Add(30*24*time.Hour)) {
+		t.Errorf("record %+v", rec)
+	}
+}
+
+func TestClickKeepsVisitorAndCookieOptions(t *testing.T) {
+	e := newEdge(t, func(c *Config) { c.CookieSecure = false; c.CookieDomain = "example.com" })
+	vid := string(cookie.AppendVisitorID(nil))
+	resp := e.do(t, req{uri: "/r/shop1", cookies: [][2]string{{"rg_vid", vid}}})
+	cs := setCookies(resp)
+	if _, ok := cs["rg_vid"]; ok {
+		t.Error("a valid rg_vid must be kept, not set again")
+	}
+	if att := cs["rg_shop"]; !strings.HasSuffix(att, "; HttpOnly; SameSite=Lax; Domain=example.com") {
+		t.Errorf("attributes without Secure, with Domain: %s", att)
+	}
+	if got := e.q.last(t).Visitor; got != vid {
+		t.Errorf("visitor %q, want %q", got, vid)
+	}
+	// A malformed visitor cookie is replaced.
+	resp = e.do(t, req{uri: "/r/shop1", cookies: [][2]string{{"rg_vid", "forged"}}})
+	if _, ok := setCookies(resp)["rg_vid"]; !ok {
+		t.Error("a malformed rg_vid must be replaced")
+	}
+}
+
+func TestClickNotFound(t *testing.T) {
+	e := newEdge(t, nil)
+	for _, uri := range []string{"/r/nope99", "/r/a", "/r/bad%20code", "/r/shop1/", "/r/" + strings.Repeat("x", 65), "/r/"} {
+		resp := e.do(t, req{uri: uri})
+		if resp.StatusCode() != 404 || len(setCookies(resp)) != 0 || len(resp.Header.Peek("Location")) != 0 {
+			t.Errorf("%s: status %d, cookies %v", uri, resp.StatusCode(), setCookies(resp))
+		}
+		if !strings.Contains(string(resp.Body()), `"code":"not_found"`) {
+			t.Errorf("%s: body %s", uri, resp.Body())
+		}
+	}
+	if len(e.q.clicks) != 0 {
+		t.Errorf("not-found clicks must record nothing: %v", e.q.clicks)
+	}
+	if err := e.st.DeleteLink(context.Background(), "shop1"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Second)
+	for e.do(t, req{uri: "/r/shop1"}).StatusCode() != 404 {
+		if time.Now().After(deadline) {
+			t.Fatal("a deleted link still resolves after 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestClickTo(t *testing.T) {
+	e := newEdge(t, nil)
+	f := func(to, want string) {
+		t.Helper()
+		resp := e.do(t, req{uri: "/r/shop1?to=" + to})
+		if got := string(resp.Header.Peek("Location")); got != want {
+			t.Errorf("to=%s: Location %q, want %q", to, got, want)
+		}
+		if resp.StatusCode() != 302 {
+			t.Errorf("to=%s: status %d", to, resp.StatusCode())
+		}
+	}
+	def := "https://shop.example.com/landing?utm=x"
+	f("https%3A%2F%2Fshop.example.com%2Fother", "https://shop.example.com/other")
+	f("https%3A%2F%2Fwww.example.org%2Fx", "https://www.example.org/x")
+	f("https%3A%2F%2FSHOP.Example.COM%2F", "https://shop.example.com/")
+	f("https%3A%2F%2Fevil.com%2F", def)
+	f("https%3A%2F%2Fevil.example.com.evil.org%2F", def)
+	f("https%3A%2F%2Fexample.org.evil.com%2F", def)
+	f("https%3A%2F%2Fshop.example.com%5C%40evil.com%2F", def) // backslash
+	f("https%3A%2F%2Fshop.example.com%40evil.com%2F", def)    // user info
+	f("https%3A%2F%2Fevil.com%23shop.example.com", def)
+	f("javascript%3Aalert(1)", def)
+	f("%2F%2Fevil.com", def)
+	f("https%3A%2F%2Fshop.example.com%2F%0D%0ASet-Cookie%3A%20x%3Dy", def) // CR/LF
+	f("https%3A%2F%2Fshop.example.com%09%2F", def)                       // tab
+	f("ftp%3A%2F%2Fshop.example.com%2F", def)
+}
+
+func TestNoHeaderInjection(t *testing.T) {
+	e := newEdge(t, nil)
+	for _, to := range []string{"%0D%0AX-Evil:%201", "https://shop.example.com/%0D%0AX-Evil:%201", "https://shop.example.com/\r\nX-Evil: 1"} {
+		resp := e.do(t, req{uri: "/r/shop1?to=" + to})
+		raw := resp.String()
+		br := bufio.NewReader(strings.NewReader(raw))
+		var parsed fasthttp.Response
+		if err := parsed.Read(br); err != nil {
+			t.Fatalf("response does not parse: %v\n%s", err, raw)
+		}
+		if len(parsed.Header.Peek("X-Evil")) != 0 || strings.Contains(raw, "\nX-Evil") {
+			t.Errorf("header injected through to=%q:\n%s", to, raw)
+		}
+	}
+}
+
+func TestClickBotsAndSuspects(t *testing.T) {
+	e := newEdge(t, nil)
+	f := func(name string, r req, want attribution.Outcome) {
+		t.Helper()
+		r.uri = "/r/shop1"
+		resp := e.do(t, r)
+		if resp.StatusCode() != 302 || string(resp.Header.Peek("Location")) != "https://shop.example.com/landing?utm=x" {
+			t.Errorf("%s: status %d location %q", name, resp.StatusCode(), resp.Header.Peek("Location"))
+		}
+		if cs := setCookies(resp); len(cs) != 0 {
+			t.Errorf("%s: cookies set: %v", name, cs)
+		}
+		if got := e.q.last(t); got.Outcome != want || got.Visitor != "" {
+			t.Errorf("%s: recorded %+v, want outcome %s", name, got, want)
+		}
+	}
+	ua := func(s string) [][2]string { return [][2]string{{"User-Agent", s}} }
+	f("Head", req{method: "HEAD"}, "bot")
+	f("Googlebot", req{headers: ua("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")}, "bot")
+	f("FacebookPreview", req{headers: ua("facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)")}, "bot")
+	f("Slack", req{headers: ua("Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)")}, "bot")
+	f("Telegram", req{headers: ua("TelegramBot (like TwitterBot)")}, "bot")
+	f("Curl", req{headers: ua("curl/8.5.0")}, "bot")
+	f("EmptyUA", req{headers: ua("")}, "bot")
+	f("Purpose", req{headers: [][2]string{{"Purpose", "prefetch"}}}, "bot")
+	f("SecPurpose", req{headers: [][2]string{{"Sec-Purpose", "prefetch;prerender"}}}, "bot")
+	f("Img", req{headers: [][2]string{{"Sec-Fetch-Mode", "no-cors"}, {"Sec-Fetch-Dest", "image"}}}, "suspect")
+	f("Iframe", req{headers: [][2]string{{"Sec-Fetch-Mode", "navigate"}, {"Sec-Fetch-Dest", "iframe"}}}, "suspect")
+	f("Fetch", req{headers: [][2]string{{"Sec-Fetch-Mode", "cors"}}}, "suspect")
+	f("Script", req{headers: [][2]string{{"Sec-Fetch-Dest", "script"}}}, "suspect")
+
+	resp := e.do(t, req{uri: "/r/shop1", headers: [][2]string{{"Sec-Fetch-Mode", "navigate"}, {"Sec-Fetch-Dest", "document"}}})
+	if _, ok := setCookies(resp)["rg_shop"]; !ok || e.q.last(t).Outcome != "attributed" {
+		t.Error("a top-level navigation must be attributed")
+	}
+}
+
+func TestSelfClick(t *testing.T) {
+	e := newEdge(t, nil)
+	f := func(name string, r req, want attribution.Outcome) {
+		t.Helper()
+		r.uri = "/r/shop1"
+		resp := e.do(t, r)
+		if resp.StatusCode() != 302 {
+			t.Errorf("%s: status %d", name, resp.StatusCode())
+		}
+		_, hasCookie := setCookies(resp)["rg_shop"]
+		if got := e.q.last(t).Outcome; got != want || hasCookie != (want == "attributed") {
+			t.Errorf("%s: outcome %s cookie %v, want %s", name, got, hasCookie, want)
+		}
+	}
+	f("Direct", req{remote: "203.0.113.7"}, "self_click")
+	f("ViaTrustedProxy", req{remote: "10.1.2.3", headers: [][2]string{{"X-Forwarded-For", "203.0.113.7, 10.9.9.9"}}}, "self_click")
+	f("SpoofedXFFFromUntrusted", req{remote: "198.51.100.1", headers: [][2]string{{"X-Forwarded-For", "203.0.113.7"}}}, "attributed")
+	f("SpoofedLeftOfClient", req{remote: "10.1.2.3", headers: [][2]string{{"X-Forwarded-For", "203.0.113.7, 198.51.100.9"}}}, "attributed")
+	f("OtherIP", req{remote: "198.51.100.20"}, "attributed")
+}
+
+func TestFirstClickModel(t *testing.T) {
+	e := newEdge(t, nil)
+	resp := e.do(t, req{uri: "/r/less1"})
+	att := setCookies(resp)["rg_lessons"]
+	if !strings.Contains(att, "Max-Age=604800;") {
+		t.Fatalf("7-day cookie: %s", att)
+	}
+	tok := strings.TrimPrefix(strings.SplitN(att, ";", 2)[0], "rg_lessons=")
+	resp = e.do(t, req{uri: "/r/less2", cookies: [][2]string{{"rg_lessons", tok}}})
+	if _, ok := setCookies(resp)["rg_lessons"]; ok {
+		t.Error("first-click: an unexpired cookie must be kept")
+	}
+	if e.q.last(t).Promoter != "bob" || e.q.last(t).Model != attribution.FirstClick {
+		t.Error("the click is still recorded, for the store to apply the first-click rule")
+	}
+	resp = e.do(t, req{uri: "/r/less2", cookies: [][2]string{{"rg_lessons", tok[:len(tok)-2] + "xx"}}})
+	if _, ok := setCookies(resp)["rg_lessons"]; !ok {
+		t.Error("first-click: an invalid cookie is replaced")
+	}
+	// Last-click program: a new click replaces the cookie.
+	resp = e.do(t, req{uri: "/r/shop1", cookies: [][2]string{{"rg_shop", tok}}})
+	if _, ok := setCookies(resp)["rg_shop"]; !ok {
+		t.Error("last-click: the cookie is replaced")
+	}
+}
+
+func TestFirstClickExpired(t *testing.T) {
+	clock := now0
+	e := newEdge(t, func(c *Config) { c.Now = func() time.Time { return clock } })
+	att := setCookies(e.do(t, req{uri: "/r/less1"}))["rg_lessons"]
+	tok := strings.TrimPrefix(strings.SplitN(att, ";", 2)[0], "rg_lessons=")
+	clock = now0.Add(7 * 24 * time.Hour)
+	if _, ok := setCookies(e.do(t, req{uri: "/r/less2", cookies: [][2]string{{"rg_lessons", tok}}}))["rg_lessons"]; !ok {
+		t.Error("first-click: an expired cookie gives way")
+	}
+}
+
+func TestAppendToken(t *testing.T) {
+	e := newEdge(t, nil)
+	resp := e.do(t, req{uri: "/r/xdom1"})
+	loc := string(resp.Header.Peek("Location"))
+	att := setCookies(resp)["rg_xdomain"]
+	tok := strings.TrimPrefix(strings.SplitN(att, ";", 2)[0], "rg_xdomain=")
+	if want := "https://store.example.io/buy?a=1&rg_token=" + tok + "#top"; loc != want {
+		t.Errorf("Location %q, want %q", loc, want)
+	}
+	f := func(dest, want string) {
+		t.Helper()
+		if got := string(appendQueryToken(nil, dest, []byte("T"))); got != want {
+			t.Errorf("%s: got %s, want %s", dest, got, want)
+		}
+	}
+	f("https://a.io/", "https://a.io/?rg_token=T")
+	f("https://a.io/?", "https://a.io/?rg_token=T")
+	f("https://a.io/?x=1&", "https://a.io/?x=1&rg_token=T")
+	f("https://a.io/#f?x", "https://a.io/?rg_token=T#f?x")
+}
+
+func TestRoutesAndMethods(t *testing.T) {
+	e := newEdge(t, nil)
+	for _, m := range []string{"POST", "PUT", "DELETE", "OPTIONS", "PATCH"} {
+		resp := e.do(t, req{method: m, uri: "/r/shop1"})
+		if resp.StatusCode() != 405 || string(resp.Header.Peek("Allow")) != "GET, HEAD" {
+			t.Errorf("%s: %d %q", m, resp.StatusCode(), resp.Header.Peek("Allow"))
+		}
+	}
+	for _, p := range []string{"/", "/metrics", "/v1/admin/programs/shop", "/readyz"} {
+		if resp := e.do(t, req{uri: p}); resp.StatusCode() != 404 {
+			t.Errorf("%s: %d, the edge serves only /r/ and /healthz", p, resp.StatusCode())
+		}
+	}
+	if resp := e.do(t, req{uri: "/healthz"}); resp.StatusCode() != 200 {
+		t.Errorf("healthz %d", resp.StatusCode())
+	}
+	e.h.SetDraining(true)
+	if resp := e.do(t, req{uri: "/healthz"}); resp.StatusCode() != 503 {
+		t.Errorf("healthz while draining %d", resp.StatusCode())
+	}
+}
+
+// failingSource fails every read after the first n.
+type failingSource struct {
+	LinkSource
+	fail bool
+}
+
+func (f *failingSource) Link(ctx context.Context, code string) (*attribution.Link, error) {
+	if f.fail {
+		return nil, context.DeadlineExceeded
+	}
+	return f.LinkSource.Link(ctx, code)
+}
+
+func TestStoreDown(t *testing.T) {
+	e := newEdge(t, nil)
+	src := &failingSource{LinkSource: e.st}
+	cache := NewLinkCache(src, LinkCacheConfig{TTL: time.Nanosecond})
+	e.h.cfg.Links = cache
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+		t.Fatalf("status %d", resp.StatusCode())
+	}
+	src.fail = true
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+		t.Errorf("Stale: an expired entry must be served when the store fails, got %d", resp.StatusCode())
+	}
+	resp := e.do(t, req{uri: "/r/less1"})
+	if resp.StatusCode() != 503 || !strings.Contains(string(resp.Body()), "unavailable") {
+		t.Errorf("Unavailable: unknown to the cache and store down: %d %s", resp.StatusCode(), resp.Body())
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	trusted, err := ParsePrefixes("127.0.0.0/8, ::1/128, 10.0.0.0/8,192.0.2.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(peer string, xff []string, want string) {
+		t.Helper()
+		var h [][]byte
+		for _, x := range xff {
+			h = append(h, []byte(x))
+		}
+		if got := ClientIP(netip.MustParseAddr(peer), h, trusted); got.String() != want {
+			t.Errorf("peer %s xff %q: got %s, want %s", peer, xff, got, want)
+		}
+	}
+	f("198.51.100.1", []string{"1.2.3.4"}, "198.51.100.1")
+	f("127.0.0.1", []string{"1.2.3.4"}, "1.2.3.4")
+	f("127.0.0.1", []string{"6.6.6.6, 1.2.3.4"}, "1.2.3.4")
+	f("127.0.0.1", []string{"1.2.3.4, 10.0.0.5"}, "1.2.3.4")
+	f("127.0.0.1", []string{"1.2.3.4", "10.0.0.5"}, "1.2.3.4")
+	f("127.0.0.1", []string{"10.0.0.9, 10.0.0.5"}, "10.0.0.9")
+	f("127.0.0.1", []string{"garbage, 1.2.3.4"}, "1.2.3.4")
+	f("127.0.0.1", []string{"1.2.3.4, garbage"}, "127.0.0.1")
+	f("127.0.0.1", []string{"[2001:db8::1]:443"}, "2001:db8::1")
+	f("127.0.0.1", []string{"1.2.3.4:5555"}, "1.2.3.4")
+	f("::ffff:127.0.0.1", []string{"::ffff:1.2.3.4"}, "1.2.3.4")
+	f("127.0.0.1", nil, "127.0.0.1")
+	f("192.0.2.1", []string{"5.6.7.8"}, "5.6.7.8")
+	if _, err := ParsePrefixes("nonsense"); err == nil {
+		t.Error("bad prefix accepted")
+	}
+}
