@@ -274,7 +274,7 @@ func TestClickTo(t *testing.T) {
 	f("javascript%3Aalert(1)", def)
 	f("%2F%2Fevil.com", def)
 	f("https%3A%2F%2Fshop.example.com%2F%0D%0ASet-Cookie%3A%20x%3Dy", def) // CR/LF
-	f("https%3A%2F%2Fshop.example.com%09%2F", def)                       // tab
+	f("https%3A%2F%2Fshop.example.com%09%2F", def)                         // tab
 	f("ftp%3A%2F%2Fshop.example.com%2F", def)
 }
 
