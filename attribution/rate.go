@@ -1,8 +1,6 @@
 package attribution
 
 import (
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -19,7 +17,7 @@ const RateScale = 1_000_000
 // At most six decimal places are accepted; exponents are not.
 func ParseRate(s string) (Rate, error) {
 	if s == "" {
-		return 0, errors.New("empty rate")
+		return 0, Errorf(EInvalid, "empty rate")
 	}
 	neg := false
 	if s[0] == '-' {
@@ -28,13 +26,13 @@ func ParseRate(s string) (Rate, error) {
 	}
 	whole, frac, hasDot := strings.Cut(s, ".")
 	if whole == "" || (hasDot && frac == "") || !allDigits(whole) || !allDigits(frac) {
-		return 0, fmt.Errorf("rate %q is not a plain decimal number", s)
+		return 0, Errorf(EInvalid, "rate %q is not a plain decimal number", s)
 	}
 	if len(frac) > 6 {
-		return 0, fmt.Errorf("rate %q has more than 6 decimal places", s)
+		return 0, Errorf(EInvalid, "rate %q has more than 6 decimal places", s)
 	}
 	if len(whole) > 6 {
-		return 0, fmt.Errorf("rate %q is too large", s)
+		return 0, Errorf(EInvalid, "rate %q is too large", s)
 	}
 	w, _ := strconv.ParseInt(whole, 10, 64)
 	frac += strings.Repeat("0", 6-len(frac))

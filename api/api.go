@@ -1,0 +1,282 @@
+// Package api is refgate's JSON API for storefronts and administrators,
+// served by fasthttp on its own listener (loopback by default). Every /v1
+// route needs a bearer token: the admin token for /v1/admin/*, the
+// storefront or admin token for the rest. /livez and /readyz are open (they
+// say nothing but up or down); /metrics and /debug/pprof need the admin
+// token, or the metrics token for /metrics.
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"github.com/valyala/fasthttp/pprofhandler"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/internal/clock"
+	"github.com/refgate/refgate/store"
+)
+
+// MaxBodySize is the largest request body accepted; larger bodies get 413.
+const MaxBodySize = 64 << 10
+
+// Config is what the API needs. Store, AdminToken and StorefrontToken are
+// required.
+type Config struct {
+	Store           store.Store
+	AdminToken      string
+	StorefrontToken string
+	MetricsToken    string // optional: may read /metrics only
+	Clock           *clock.Clock
+	TestClock       bool // enable POST /v1/admin/test-clock
+	Hasher          *attribution.FingerprintHasher
+	// PublicURL is the edge's base URL, used for links' "url" field.
+	PublicURL string
+	Gatherer  prometheus.Gatherer
+	Logger    *slog.Logger
+	// StoreTimeout bounds one request's store calls [2s].
+	StoreTimeout time.Duration
+}
+
+// Server is the API handler.
+type Server struct {
+	cfg      Config
+	metrics  fasthttp.RequestHandler
+	draining atomic.Bool
+}
+
+// New returns the API handler.
+func New(cfg Config) *Server {
+	if cfg.Clock == nil {
+		cfg.Clock = new(clock.Clock)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.NewRegistry()
+	}
+	if cfg.StoreTimeout == 0 {
+		cfg.StoreTimeout = 2 * time.Second
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	s := &Server{cfg: cfg}
+	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	return s
+}
+
+// SetDraining makes /readyz answer 503 from now on.
+func (s *Server) SetDraining(v bool) { s.draining.Store(v) }
+
+// ErrorHandler answers requests fasthttp rejects before the handler runs,
+// bodies over MaxBodySize among them, with the JSON error body.
+func (s *Server) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+		s.fail(ctx, errorf(ETooLarge, "request body over 64 KiB"))
+		return
+	}
+	s.fail(ctx, errorf(EMalformed, "malformed request: "+err.Error()))
+}
+
+type role int
+
+const (
+	roleNone role = iota
+	roleMetrics
+	roleStorefront
+	roleAdmin
+)
+
+func (s *Server) role(ctx *fasthttp.RequestCtx) role {
+	h := ctx.Request.Header.Peek("Authorization")
+	tok, ok := bytes.CutPrefix(h, []byte("Bearer "))
+	if !ok || len(tok) == 0 {
+		return roleNone
+	}
+	eq := func(want string) bool { return want != "" && subtle.ConstantTimeCompare(tok, []byte(want)) == 1 }
+	switch {
+	case eq(s.cfg.AdminToken):
+		return roleAdmin
+	case eq(s.cfg.StorefrontToken):
+		return roleStorefront
+	case eq(s.cfg.MetricsToken):
+		return roleMetrics
+	}
+	return roleNone
+}
+
+// require checks the bearer token: 401 without a known one, 403 with one
+// that may not do this.
+func (s *Server) require(ctx *fasthttp.RequestCtx, need role) bool {
+	r := s.role(ctx)
+	if r == roleNone {
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="refgate"`)
+		s.fail(ctx, errorf(EUnauthorized, "missing or unknown bearer token"))
+		return false
+	}
+	if r < need || (need == roleMetrics && r == roleStorefront) {
+		s.fail(ctx, errorf(EForbidden, "this token may not use this route"))
+		return false
+	}
+	return true
+}
+
+// ServeFastHTTP routes every API request.
+func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	path := string(ctx.Path())
+	switch {
+	case path == "/livez":
+		s.only(ctx, "GET", func() { s.reply(ctx, 200, map[string]string{"status": "ok"}) })
+	case path == "/readyz":
+		s.only(ctx, "GET", func() { s.ready(ctx) })
+	case path == "/metrics":
+		s.only(ctx, "GET", func() {
+			if s.require(ctx, roleMetrics) {
+				s.metrics(ctx)
+			}
+		})
+	case strings.HasPrefix(path, "/debug/pprof"):
+		if s.require(ctx, roleAdmin) {
+			pprofhandler.PprofHandler(ctx)
+		}
+	case strings.HasPrefix(path, "/v1/admin/"):
+		if s.require(ctx, roleAdmin) {
+			s.admin(ctx, strings.TrimPrefix(path, "/v1/admin/"))
+		}
+	default:
+		s.fail(ctx, errorf(ENotFound, "no route "+path))
+	}
+}
+
+func (s *Server) admin(ctx *fasthttp.RequestCtx, rest string) {
+	kind, id, _ := strings.Cut(rest, "/")
+	switch {
+	case kind == "programs" && id != "":
+		s.route(ctx, map[string]func(){
+			"PUT": func() { s.putProgram(ctx, id) },
+			"GET": func() { s.getProgram(ctx, id) },
+		})
+	case kind == "promoters" && id != "":
+		s.route(ctx, map[string]func(){
+			"PUT": func() { s.putPromoter(ctx, id) },
+			"GET": func() { s.getPromoter(ctx, id) },
+		})
+	case kind == "links" && id == "":
+		s.only(ctx, "POST", func() { s.createLink(ctx) })
+	case kind == "links":
+		s.route(ctx, map[string]func(){
+			"GET":    func() { s.getLink(ctx, id) },
+			"DELETE": func() { s.deleteLink(ctx, id) },
+		})
+	case kind == "test-clock" && id == "" && s.cfg.TestClock:
+		s.only(ctx, "POST", func() { s.testClock(ctx) })
+	default:
+		s.fail(ctx, errorf(ENotFound, "no route "+string(ctx.Path())))
+	}
+}
+
+func (s *Server) only(ctx *fasthttp.RequestCtx, method string, fn func()) {
+	s.route(ctx, map[string]func(){method: fn})
+}
+
+func (s *Server) route(ctx *fasthttp.RequestCtx, byMethod map[string]func()) {
+	if fn, ok := byMethod[string(ctx.Method())]; ok {
+		fn()
+		return
+	}
+	var allow []string
+	for m := range byMethod {
+		allow = append(allow, m)
+	}
+	ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
+	s.fail(ctx, errorf(EMethodNotAllowed, "method "+string(ctx.Method())+" not allowed"))
+}
+
+func (s *Server) ready(ctx *fasthttp.RequestCtx) {
+	if s.draining.Load() {
+		s.reply(ctx, 503, map[string]string{"status": "draining"})
+		return
+	}
+	c, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.cfg.Store.Ping(c); err != nil {
+		s.cfg.Logger.Warn("not ready: store does not answer", "err", err)
+		s.reply(ctx, 503, map[string]string{"status": "store unavailable"})
+		return
+	}
+	s.reply(ctx, 200, map[string]string{"status": "ok"})
+}
+
+// storeCtx bounds the store calls of one request.
+func (s *Server) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), s.cfg.StoreTimeout)
+}
+
+// decode reads the body as exactly one JSON value into v, refusing unknown
+// fields (400), trailing data (400) and an empty body (400).
+func decode(ctx *fasthttp.RequestCtx, v any) error {
+	body := ctx.PostBody()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errorf(EMalformed, "empty body; want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if strings.HasPrefix(err.Error(), "json: unknown field") {
+			return errorf(EMalformed, err.Error())
+		}
+		if e := toError(err); e.Code != EUnavailable {
+			return e
+		}
+		return errorf(EMalformed, "malformed JSON: "+err.Error())
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errorf(EMalformed, "trailing data after the JSON value")
+	}
+	return nil
+}
+
+func (s *Server) reply(ctx *fasthttp.RequestCtx, status int, v any) {
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	if v == nil {
+		return
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.cfg.Logger.Error("cannot encode response", "err", err)
+		ctx.SetStatusCode(500)
+		b = []byte(`{"error":{"code":"internal","message":"cannot encode response"}}`)
+	}
+	ctx.SetBody(append(b, '\n'))
+}
+
+// fail writes err as the JSON error body with its status and logs it: 4xx at
+// info (the caller's mistake), 5xx at error.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
+	e := toError(err)
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = 500
+	}
+	lvl := slog.LevelInfo
+	if status >= 500 {
+		lvl = slog.LevelError
+	}
+	s.cfg.Logger.Log(context.Background(), lvl, "api request failed", "method", string(ctx.Method()),
+		"path", string(ctx.Path()), "status", status, "code", e.Code, "err", e.Message)
+	s.reply(ctx, status, map[string]*Error{"error": e})
+}

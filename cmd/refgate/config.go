@@ -1,0 +1,181 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/peterbourgon/ff/v3"
+	"github.com/peterbourgon/ff/v3/ffyaml"
+)
+
+// Config is refgate serve's configuration. Its flag names (and the
+// REFGATE_* environment variables and YAML keys derived from them) are part
+// of the contract in DESIGN.md.
+type Config struct {
+	Listen          string
+	APIListen       string
+	DataDir         string
+	RedisURL        string
+	RedisAddrs      string
+	RedisCluster    bool
+	RedisPoolSize   int
+	RedisTimeout    time.Duration
+	AdminToken      string
+	StorefrontToken string
+	MetricsToken    string
+	CookieKeys      string
+	CookieDomain    string
+	CookieSecure    bool
+	FingerprintKey  string
+	GeoIPDB         string
+	TrustedProxies  string
+	TestClock       bool
+	ConfigFile      string
+	LogFormat       string
+	LogLevel        string
+	ShutdownDelay   time.Duration
+	KeepFullIP      bool
+	PublicURL       string
+	LinkCacheTTL    time.Duration
+	QueueSize       int
+	BatchSize       int
+	FlushInterval   time.Duration
+}
+
+// secretFlags are masked when the effective configuration is logged.
+var secretFlags = map[string]bool{"admin-token": true, "storefront-token": true, "metrics-token": true,
+	"cookie-keys": true, "fingerprint-key": true}
+
+func (c *Config) flags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Listen, "listen", ":8080", "public edge address: clicks (/r/{code}) and /healthz only")
+	fs.StringVar(&c.APIListen, "api-listen", "127.0.0.1:8081", "API address: /v1, /metrics, /readyz, /livez, pprof")
+	fs.StringVar(&c.DataDir, "data-dir", "./data", "data directory: embedded store, generated keys")
+	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0, rediss://, unix:///path); empty = embedded store")
+	fs.StringVar(&c.RedisAddrs, "redis-addrs", "", "comma-separated Redis Cluster node addresses (host:port,...)")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "treat the Redis address(es) as a Redis Cluster")
+	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 32, "Redis connections per node")
+	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 500*time.Millisecond, "Redis read/write timeout per call")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /v1/admin/*, /metrics and pprof; empty = generate and log once")
+	fs.StringVar(&c.StorefrontToken, "storefront-token", "", "bearer token for the storefront API; empty = generate and log once")
+	fs.StringVar(&c.MetricsToken, "metrics-token", "", "optional bearer token that may read /metrics only")
+	fs.StringVar(&c.CookieKeys, "cookie-keys", "", "cookie signing keys kid:secret,kid2:secret2 (first signs, all verify); empty = generate and keep one in the data dir")
+	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "Domain attribute of the cookies; empty = host-only")
+	fs.BoolVar(&c.CookieSecure, "cookie-secure", true, "Secure attribute on the cookies")
+	fs.StringVar(&c.FingerprintKey, "fingerprint-key", "", "key for hashing identity fingerprints (16+ bytes); empty = generate and keep one in the data dir")
+	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "GeoIP2/GeoLite2 City database file; empty = no enrichment")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
+	fs.BoolVar(&c.TestClock, "test-clock", false, "enable POST /v1/admin/test-clock")
+	fs.StringVar(&c.ConfigFile, "config", "", "YAML file with the same keys as the flags")
+	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "readiness answers 503 this long before the listeners close")
+	fs.BoolVar(&c.KeepFullIP, "keep-full-ip", false, "store and emit full IPs instead of anonymised ones (IPv4 /24, IPv6 /48)")
+	fs.StringVar(&c.PublicURL, "public-url", "", "the edge's public base URL, for links' url field; empty = http://localhost:<listen port>")
+	fs.DurationVar(&c.LinkCacheTTL, "link-cache-ttl", time.Minute, "longest a cached link is used before it is read again (deletions reach every instance within 1s regardless)")
+	fs.IntVar(&c.QueueSize, "queue-size", 65536, "click records held in memory on their way to the store")
+	fs.IntVar(&c.BatchSize, "batch-size", 512, "click records per store write")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 50*time.Millisecond, "longest a click record waits for a full batch")
+}
+
+// ParseFlags reads args, then REFGATE_* environment variables, then the YAML
+// file named by --config / REFGATE_CONFIG; the first to set a value wins.
+func (c *Config) ParseFlags(name string, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c.flags(fs)
+	err := ff.Parse(fs, args,
+		ff.WithEnvVarPrefix("REFGATE"),
+		ff.WithConfigFileFlag("config"),
+		ff.WithConfigFileParser(ffyaml.Parser),
+	)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c.Validate()
+}
+
+// Validate checks values the flag package cannot.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, got %q", c.LogFormat))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		errs = append(errs, fmt.Errorf("--log-level: %v", err))
+	}
+	if c.RedisURL != "" && c.RedisAddrs != "" {
+		errs = append(errs, errors.New("give --redis-url or --redis-addrs, not both"))
+	}
+	if c.RedisCluster && c.RedisURL == "" && c.RedisAddrs == "" {
+		errs = append(errs, errors.New("--redis-cluster needs --redis-addrs or --redis-url"))
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("--shutdown-delay must not be negative"))
+	}
+	if c.FingerprintKey != "" && len(c.FingerprintKey) < 16 {
+		errs = append(errs, errors.New("--fingerprint-key must be at least 16 bytes"))
+	}
+	if c.QueueSize < 1 || c.BatchSize < 1 || c.FlushInterval <= 0 || c.LinkCacheTTL <= 0 {
+		errs = append(errs, errors.New("--queue-size, --batch-size, --flush-interval and --link-cache-ttl must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the effective configuration as key/value pairs for one
+// log line, with secrets masked.
+func (c *Config) Redacted() []any {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	saved := *c
+	c.flags(fs) // binds the flags to c's fields, resetting them to defaults...
+	*c = saved  // ...so put the effective values back
+	var out []any
+	fs.VisitAll(func(f *flag.Flag) {
+		v := f.Value.String()
+		switch {
+		case secretFlags[f.Name] && v != "":
+			v = mask(f.Name, v)
+		case f.Name == "redis-url":
+			v = maskURL(v)
+		}
+		out = append(out, f.Name, v)
+	})
+	return out
+}
+
+func mask(name, v string) string {
+	if name == "cookie-keys" {
+		var ids []string
+		for _, kv := range strings.Split(v, ",") {
+			id, _, _ := strings.Cut(strings.TrimSpace(kv), ":")
+			ids = append(ids, id+":***")
+		}
+		return strings.Join(ids, ",")
+	}
+	return "***"
+}
+
+func maskURL(v string) string {
+	// redis://user:password@host → redis://user:***@host
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok {
+		return v
+	}
+	userinfo, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return v
+	}
+	user, _, hasPw := strings.Cut(userinfo, ":")
+	if hasPw {
+		return scheme + "://" + user + ":***@" + host
+	}
+	return v
+}

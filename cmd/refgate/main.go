@@ -1,0 +1,92 @@
+// Command refgate is the edge click-tracking and attribution redirector.
+//
+//	refgate serve [flags]     run the edge and the API
+//	refgate version           print the version
+//
+// This file only wires packages together; the logic lives in them.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `refgate: edge click tracking and attribution for referral programs
+
+Usage:
+  refgate serve [flags]   run the public edge and the API (refgate serve -h for flags)
+  refgate version         print the version
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		m := NewMain()
+		if err := m.Config.ParseFlags("refgate serve", args[1:], stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			fmt.Fprintln(stderr, "refgate:", err)
+			return 2
+		}
+		m.LogOutput = stderr
+		if err := m.Run(ctx); err != nil {
+			fmt.Fprintln(stderr, "refgate:", err)
+			m.Close()
+			return 1
+		}
+		select {
+		case <-ctx.Done():
+		case <-m.Done():
+		}
+		if err := m.Close(); err != nil {
+			fmt.Fprintln(stderr, "refgate:", err)
+			return 1
+		}
+		if err := m.Err(); err != nil {
+			fmt.Fprintln(stderr, "refgate:", err)
+			return 1
+		}
+		return 0
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "refgate", Version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "refgate: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+// Version is the stamped version, or the module version from the build
+// info, or "devel".
+func Version() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}

@@ -1,0 +1,349 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+
+	"github.com/refgate/refgate/api"
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/internal/clock"
+	"github.com/refgate/refgate/internal/secrets"
+	"github.com/refgate/refgate/redirect"
+	"github.com/refgate/refgate/store"
+	"github.com/refgate/refgate/store/embedded"
+	"github.com/refgate/refgate/store/redisstore"
+)
+
+// Main is one running refgate server. Tests build one, set Config (binding
+// to 127.0.0.1:0), Run it and Close it, without flag parsing.
+type Main struct {
+	Config    Config
+	LogOutput io.Writer
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Clock    *clock.Clock
+	Store    store.Store
+	Batcher  *redirect.Batcher
+	Edge     *redirect.Handler
+	API      *api.Server
+
+	edgeSrv, apiSrv *fasthttp.Server
+	edgeLn, apiLn   net.Listener
+
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	done      chan struct{}
+	errOnce   sync.Once
+	err       error
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	m := &Main{done: make(chan struct{})}
+	m.Config.flags(flagSink())
+	return m
+}
+
+// Done is closed when a listener fails; Err says why.
+func (m *Main) Done() <-chan struct{} { return m.done }
+
+// Err is the error that closed Done, if any.
+func (m *Main) Err() error { return m.err }
+
+func (m *Main) fail(err error) {
+	m.errOnce.Do(func() { m.err = err; close(m.done) })
+}
+
+// EdgeAddr and APIAddr are the bound addresses (useful with port 0).
+func (m *Main) EdgeAddr() string { return m.edgeLn.Addr().String() }
+func (m *Main) APIAddr() string  { return m.apiLn.Addr().String() }
+
+// Run opens the store, starts the background work and both listeners, and
+// returns once they accept connections.
+func (m *Main) Run(ctx context.Context) (err error) {
+	c := &m.Config
+	if m.LogOutput == nil {
+		m.LogOutput = os.Stderr
+	}
+	m.Logger = newLogger(m.LogOutput, c.LogFormat, c.LogLevel)
+	log := m.Logger
+	if c.GeoIPDB != "" {
+		return errors.New("--geoip-db: GeoIP enrichment is not available in this version; unset it")
+	}
+	trusted, err := redirect.ParsePrefixes(c.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+
+	m.Registry = prometheus.NewRegistry()
+	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Clock = new(clock.Clock)
+
+	generated := map[string]string{}
+	adminToken, sfToken := c.AdminToken, c.StorefrontToken
+	if adminToken == "" {
+		adminToken = secrets.Random(24)
+		generated["admin_token"] = adminToken
+	}
+	if sfToken == "" {
+		sfToken = secrets.Random(24)
+		generated["storefront_token"] = sfToken
+	}
+	keys, err := m.cookieKeys()
+	if err != nil {
+		return err
+	}
+	signer, err := cookie.NewSigner(keys)
+	if err != nil {
+		return fmt.Errorf("--cookie-keys: %w", err)
+	}
+	fpKey, err := m.secret(c.FingerprintKey, "fingerprint-key", "--fingerprint-key")
+	if err != nil {
+		return err
+	}
+	hasher := attribution.NewFingerprintHasher([]byte(fpKey))
+
+	st, err := m.openStore()
+	if err != nil {
+		return err
+	}
+	m.Store = store.Instrument(st, m.Registry)
+
+	metrics := redirect.NewMetrics(m.Registry)
+	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
+	bgCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.watchInvalidations(bgCtx, cache)
+	}()
+	m.Batcher = redirect.NewBatcher(m.Store, redirect.BatcherConfig{QueueSize: c.QueueSize, BatchSize: c.BatchSize,
+		FlushInterval: c.FlushInterval, Logger: log, Metrics: metrics})
+	m.Edge = redirect.New(redirect.Config{Links: cache, Queue: m.Batcher, Signer: signer, Hasher: hasher,
+		Now: m.Clock.Now, TrustedProxies: trusted, CookieDomain: c.CookieDomain, CookieSecure: c.CookieSecure,
+		Logger: log, Metrics: metrics})
+
+	if m.edgeLn, err = net.Listen("tcp", c.Listen); err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	if m.apiLn, err = net.Listen("tcp", c.APIListen); err != nil {
+		return fmt.Errorf("--api-listen: %w", err)
+	}
+	publicURL := c.PublicURL
+	if publicURL == "" {
+		_, port, _ := net.SplitHostPort(m.EdgeAddr())
+		publicURL = "http://localhost:" + port
+	}
+	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
+		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher,
+		PublicURL: publicURL, Gatherer: m.Registry, Logger: log})
+
+	m.edgeSrv = &fasthttp.Server{
+		Handler:               m.Edge.ServeFastHTTP,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		ReadTimeout:           5 * time.Second,
+		WriteTimeout:          5 * time.Second,
+		IdleTimeout:           60 * time.Second,
+		// 16 KiB: a browser with an 8 KB cookie header must not get 431.
+		ReadBufferSize:     16 << 10,
+		MaxRequestBodySize: 4 << 10, // the edge takes no bodies
+		CloseOnShutdown:    true,
+		Logger:             slogPrinter{log},
+	}
+	m.apiSrv = &fasthttp.Server{
+		Handler:               m.API.ServeFastHTTP,
+		ErrorHandler:          m.API.ErrorHandler,
+		NoDefaultServerHeader: true,
+		ReadTimeout:           10 * time.Second,
+		WriteTimeout:          30 * time.Second, // pprof profiles take a while
+		IdleTimeout:           60 * time.Second,
+		ReadBufferSize:        16 << 10,
+		MaxRequestBodySize:    api.MaxBodySize,
+		CloseOnShutdown:       true,
+		Logger:                slogPrinter{log},
+	}
+	for _, s := range []struct {
+		srv *fasthttp.Server
+		ln  net.Listener
+	}{{m.edgeSrv, m.edgeLn}, {m.apiSrv, m.apiLn}} {
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := s.srv.Serve(s.ln); err != nil {
+				m.fail(fmt.Errorf("listener %s: %w", s.ln.Addr(), err))
+			}
+		}()
+	}
+
+	log.Info("refgate starting", append([]any{"version", Version()}, c.Redacted()...)...)
+	for k, v := range generated {
+		log.Warn("generated a "+strings.ReplaceAll(k, "_", " ")+" for this run only; set it to keep one", k, v)
+	}
+	log.Info("refgate serving", "edge", m.EdgeAddr(), "api", m.APIAddr(), "store", storeKind(c), "public_url", publicURL)
+	return nil
+}
+
+func storeKind(c *Config) string {
+	switch {
+	case c.RedisURL == "" && c.RedisAddrs == "":
+		return "embedded"
+	case c.RedisCluster || c.RedisAddrs != "":
+		return "redis-cluster"
+	}
+	return "redis"
+}
+
+func (m *Main) openStore() (store.Store, error) {
+	c := &m.Config
+	if c.RedisURL == "" && c.RedisAddrs == "" {
+		s, err := embedded.Open(c.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	}
+	rc := redisstore.Config{URL: c.RedisURL, Cluster: c.RedisCluster || c.RedisAddrs != "",
+		PoolSize: c.RedisPoolSize, ReadTimeout: c.RedisTimeout, WriteTimeout: c.RedisTimeout}
+	for _, a := range strings.Split(c.RedisAddrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			rc.Addrs = append(rc.Addrs, a)
+		}
+	}
+	s, err := redisstore.New(rc)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		// Start anyway: /readyz says not ready until Redis answers, and
+		// cached links keep redirecting.
+		m.Logger.Error("redis does not answer yet; starting unready", "err", err)
+	}
+	return s, nil
+}
+
+// cookieKeys returns --cookie-keys, or the key kept in the data dir
+// (generated on first start), so a restart keeps verifying old cookies.
+func (m *Main) cookieKeys() ([]cookie.Key, error) {
+	v, err := m.secret(m.Config.CookieKeys, "cookie-keys", "--cookie-keys")
+	if err != nil {
+		return nil, err
+	}
+	keys, err := cookie.ParseKeys(v)
+	if err != nil {
+		return nil, fmt.Errorf("--cookie-keys: %w", err)
+	}
+	return keys, nil
+}
+
+// secret returns the flag's value, or the one kept in the data dir file
+// name, generating it on first use.
+func (m *Main) secret(flagValue, name, flagName string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	path := filepath.Join(m.Config.DataDir, name)
+	gen := func() string { return secrets.Random(32) }
+	if name == "cookie-keys" {
+		gen = func() string { return "k" + time.Now().UTC().Format("20060102") + ":" + secrets.Random(32) }
+	}
+	v, created, err := secrets.LoadOrCreate(path, gen)
+	if err != nil {
+		return "", fmt.Errorf("%s not set and cannot keep one in %s: %w", flagName, path, err)
+	}
+	if created {
+		m.Logger.Warn("generated "+name+" and kept it in the data dir; instances sharing a Redis store must share it via "+flagName, "path", path)
+	}
+	return v, nil
+}
+
+func (m *Main) watchInvalidations(ctx context.Context, cache *redirect.LinkCache) {
+	for ctx.Err() == nil {
+		err := m.Store.WatchInvalidations(ctx, cache.Invalidate)
+		if ctx.Err() != nil {
+			return
+		}
+		// Whatever happened, cached entries may be stale now.
+		cache.Invalidate(store.Invalidation{Kind: store.All})
+		m.Logger.Warn("cache invalidation feed stopped; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Close shuts down in order: readiness goes 503, the drain delay passes, the
+// listeners close (in-flight requests finish), the click queue is written to
+// the store, background work stops, the store closes. Safe to call twice.
+func (m *Main) Close() error {
+	m.closeOnce.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	var errs []error
+	if m.Edge != nil {
+		m.Edge.SetDraining(true)
+	}
+	if m.API != nil {
+		m.API.SetDraining(true)
+	}
+	if m.Config.ShutdownDelay > 0 && m.edgeSrv != nil {
+		m.Logger.Info("draining: readiness is 503", "for", m.Config.ShutdownDelay)
+		time.Sleep(m.Config.ShutdownDelay)
+	}
+	// Not the caller's context: shutdown must finish even if the signal
+	// context is already cancelled.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, s := range []*fasthttp.Server{m.edgeSrv, m.apiSrv} {
+		if s != nil {
+			if err := s.ShutdownWithContext(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("shutdown: %w", err))
+			}
+		}
+	}
+	if m.Batcher != nil {
+		n := m.Batcher.Len()
+		if err := m.Batcher.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if m.Logger != nil {
+			m.Logger.Info("click queue drained", "records", n)
+		}
+	}
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.wg.Wait()
+	if m.Store != nil {
+		if err := m.Store.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.Logger != nil {
+		m.Logger.Info("refgate stopped")
+	}
+	return errors.Join(errs...)
+}
