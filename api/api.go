@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http/pprof"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,8 @@ import (
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
 )
+
+var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
 
 // MaxBodySize is the largest request body accepted; larger bodies get 413.
 const MaxBodySize = 64 << 10
@@ -148,9 +151,16 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 			}
 		})
 	case strings.HasPrefix(path, "/debug/pprof"):
-		if s.require(ctx, roleAdmin) {
-			pprofhandler.PprofHandler(ctx)
+		if !s.require(ctx, roleAdmin) {
+			return
 		}
+		if path == "/debug/pprof/" || path == "/debug/pprof" {
+			// fasthttp's pprofhandler 404s the trailing slash, where the
+			// index's relative links work.
+			pprofIndex(ctx)
+			return
+		}
+		pprofhandler.PprofHandler(ctx)
 	case strings.HasPrefix(path, "/v1/admin/"):
 		if s.require(ctx, roleAdmin) {
 			s.admin(ctx, strings.TrimPrefix(path, "/v1/admin/"))
