@@ -40,6 +40,7 @@ type Batcher struct {
 	cfg BatcherConfig
 	ch  chan attribution.Click
 
+	pending  atomic.Int64 // accepted and not yet written or dropped
 	stopping atomic.Bool
 	stop     chan struct{}
 	done     chan struct{}
@@ -69,7 +70,7 @@ func NewBatcher(w ClickWriter, cfg BatcherConfig) *Batcher {
 	}
 	b := &Batcher{w: w, cfg: cfg, ch: make(chan attribution.Click, cfg.QueueSize),
 		stop: make(chan struct{}), done: make(chan struct{})}
-	cfg.Metrics.queueDepthFn = func() float64 { return float64(len(b.ch)) }
+	cfg.Metrics.queueDepthFn = func() float64 { return float64(b.Len()) }
 	go b.run()
 	return b
 }
@@ -81,17 +82,20 @@ func (b *Batcher) Enqueue(c *attribution.Click) bool {
 		b.cfg.Metrics.dropped.Inc()
 		return false
 	}
+	b.pending.Add(1) // before the send, so a fast flush cannot go below zero
 	select {
 	case b.ch <- *c:
 		return true
 	default:
+		b.pending.Add(-1)
 		b.cfg.Metrics.dropped.Inc()
 		return false
 	}
 }
 
-// Len returns the number of queued records.
-func (b *Batcher) Len() int { return len(b.ch) }
+// Len returns the number of records accepted and not yet written: queued,
+// or in the batch being assembled or retried.
+func (b *Batcher) Len() int { return int(b.pending.Load()) }
 
 func (b *Batcher) run() {
 	defer close(b.done)
@@ -141,6 +145,7 @@ func (b *Batcher) flush(batch []attribution.Click) []attribution.Click {
 		err := b.w.RecordClicks(ctx, batch)
 		cancel()
 		if err == nil {
+			b.pending.Add(-int64(len(batch)))
 			return batch[:0]
 		}
 		b.cfg.Metrics.flushErrors.Inc()
@@ -153,6 +158,7 @@ func (b *Batcher) flush(batch []attribution.Click) []attribution.Click {
 		case <-time.After(backoff):
 		case <-deadline:
 			b.cfg.Metrics.dropped.Add(float64(len(batch)))
+			b.pending.Add(-int64(len(batch)))
 			b.cfg.Logger.Error("shutdown deadline passed; click records lost", "records", len(batch), "err", err)
 			return batch[:0]
 		}

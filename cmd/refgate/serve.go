@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,7 @@ type Main struct {
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
+	closing   atomic.Bool
 	done      chan struct{}
 	errOnce   sync.Once
 	err       error
@@ -188,7 +190,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.wg.Add(1)
 		go func() {
 			defer m.wg.Done()
-			if err := s.srv.Serve(s.ln); err != nil {
+			if err := s.srv.Serve(s.ln); err != nil && !m.closing.Load() {
 				m.fail(fmt.Errorf("listener %s: %w", s.ln.Addr(), err))
 			}
 		}()
@@ -303,6 +305,7 @@ func (m *Main) Close() error {
 
 func (m *Main) close() error {
 	var errs []error
+	m.closing.Store(true)
 	if m.Edge != nil {
 		m.Edge.SetDraining(true)
 	}
@@ -322,6 +325,13 @@ func (m *Main) close() error {
 			if err := s.ShutdownWithContext(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("shutdown: %w", err))
 			}
+		}
+	}
+	// A Serve that had not yet registered its listener when Shutdown ran
+	// would never return: closing the listeners ends it either way.
+	for _, ln := range []net.Listener{m.edgeLn, m.apiLn} {
+		if ln != nil {
+			ln.Close()
 		}
 	}
 	if m.Batcher != nil {

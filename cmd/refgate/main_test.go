@@ -1,0 +1,339 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/internal/redistest"
+	"github.com/refgate/refgate/store/embedded"
+)
+
+const (
+	adminTok = "test-admin-token-0123"
+	sfTok    = "test-storefront-token"
+	keys     = "k1:0123456789abcdef0123456789"
+)
+
+// syncBuffer is a log sink that tests read while the server writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// MustRunMain runs a server on loopback ports with the embedded store in dir
+// unless mod says otherwise, and closes it at the end of the test.
+func MustRunMain(t *testing.T, dir string, mod func(*Config)) (*Main, *syncBuffer) {
+	t.Helper()
+	m := NewMain()
+	m.Config.Listen = "127.0.0.1:0"
+	m.Config.APIListen = "127.0.0.1:0"
+	m.Config.DataDir = dir
+	m.Config.AdminToken = adminTok
+	m.Config.StorefrontToken = sfTok
+	m.Config.CookieKeys = keys
+	m.Config.FingerprintKey = "fingerprint-key-0123456789"
+	m.Config.CookieSecure = false
+	if mod != nil {
+		mod(&m.Config)
+	}
+	logs := &syncBuffer{}
+	m.LogOutput = logs
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatalf("run: %v\n%s", err, logs)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, logs
+}
+
+var noRedirect = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	Timeout:       5 * time.Second,
+}
+
+func callAPI(t *testing.T, m *Main, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+m.APIAddr()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func setup(t *testing.T, m *Main, code string) {
+	t.Helper()
+	if s, b := callAPI(t, m, "PUT", "/v1/admin/programs/shop", `{"cookie_days":7,"allowed_hosts":["shop.example.com"]}`); s != 200 {
+		t.Fatalf("program: %d %v", s, b)
+	}
+	if s, b := callAPI(t, m, "PUT", "/v1/admin/promoters/alice", `{"status":"active"}`); s != 200 {
+		t.Fatalf("promoter: %d %v", s, b)
+	}
+	if s, b := callAPI(t, m, "POST", "/v1/admin/links", `{"program":"shop","promoter":"alice","destination":"https://shop.example.com/","code":"`+code+`"}`); s != 201 {
+		t.Fatalf("link: %d %v", s, b)
+	}
+}
+
+func click(t *testing.T, addr, code string) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+addr+"/r/"+code, nil)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+func TestEndToEndEmbeddedAndRestart(t *testing.T) {
+	dir := t.TempDir()
+	m, _ := MustRunMain(t, dir, func(c *Config) { c.CookieKeys = "" }) // generated key, kept in dir
+	setup(t, m, "e2e001")
+	resp := click(t, m.EdgeAddr(), "e2e001")
+	if resp.StatusCode != 302 || resp.Header.Get("Location") != "https://shop.example.com/" {
+		t.Fatalf("click: %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	var tok string
+	for _, c := range resp.Cookies() {
+		if c.Name == "rg_shop" {
+			tok = c.Value
+			if c.MaxAge != 7*86400 || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.Path != "/" {
+				t.Errorf("cookie %+v", c)
+			}
+		}
+	}
+	if tok == "" {
+		t.Fatal("no rg_shop cookie")
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restart on the same data dir: the link, the click record and the
+	// generated cookie key are all still there.
+	m2, _ := MustRunMain(t, dir, func(c *Config) { c.CookieKeys = "" })
+	if resp := click(t, m2.EdgeAddr(), "e2e001"); resp.StatusCode != 302 {
+		t.Fatalf("after restart: %d", resp.StatusCode)
+	}
+	if s, b := callAPI(t, m2, "GET", "/v1/admin/links/e2e001", ""); s != 200 || b["clicks"].(map[string]any)["attributed"] != 1.0 {
+		t.Errorf("link after restart: %d %v", s, b)
+	}
+	keyFile, err := os.ReadFile(filepath.Join(dir, "cookie-keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks, _ := cookie.ParseKeys(strings.TrimSpace(string(keyFile)))
+	signer, _ := cookie.NewSigner(ks)
+	var parsed cookie.Token
+	if err := signer.Verify([]byte(tok), time.Now(), &parsed); err != nil {
+		t.Errorf("a cookie from before the restart must still verify: %v", err)
+	}
+	c, err := m2.Store.VisitorClick(context.Background(), "shop", parsed.Visitor)
+	if err != nil || c.ID != parsed.Click || c.Promoter != "alice" {
+		t.Errorf("visitor record: %+v %v", c, err)
+	}
+}
+
+func TestGeneratedTokensLoggedOnce(t *testing.T) {
+	m, logs := MustRunMain(t, t.TempDir(), func(c *Config) { c.AdminToken = ""; c.StorefrontToken = "" })
+	_ = m
+	out := logs.String()
+	for _, k := range []string{"admin_token=", "storefront_token="} {
+		if strings.Count(out, k) != 1 {
+			t.Errorf("%s logged %d times:\n%s", k, strings.Count(out, k), out)
+		}
+	}
+	if strings.Contains(out, keys) || strings.Contains(out, "fingerprint-key-0123456789") {
+		t.Errorf("a secret was logged:\n%s", out)
+	}
+	if !strings.Contains(out, "cookie-keys=k1:***") {
+		t.Errorf("configured cookie keys must show as kid:***:\n%s", out)
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	yml := filepath.Join(dir, "refgate.yaml")
+	os.WriteFile(yml, []byte("listen: 127.0.0.1:1111\napi-listen: 127.0.0.1:2222\ndata-dir: /from/yaml\nlog-format: json\ncookie-secure: false\n"), 0o600)
+	t.Setenv("REFGATE_API_LISTEN", "127.0.0.1:3333")
+	t.Setenv("REFGATE_DATA_DIR", "/from/env")
+	t.Setenv("REFGATE_CONFIG", yml)
+	var c Config
+	if err := c.ParseFlags("serve", []string{"--data-dir", "/from/flag"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Listen: "127.0.0.1:1111", APIListen: "127.0.0.1:3333", DataDir: "/from/flag", LogFormat: "json", CookieSecure: false}
+	if c.Listen != want.Listen || c.APIListen != want.APIListen || c.DataDir != want.DataDir || c.LogFormat != want.LogFormat || c.CookieSecure {
+		t.Errorf("got %+v", c)
+	}
+	if c.TrustedProxies != "127.0.0.0/8,::1/128" || c.ShutdownDelay != 0 || c.RedisURL != "" {
+		t.Errorf("defaults: %+v", c)
+	}
+	var bad Config
+	for _, args := range [][]string{{"--log-format", "xml"}, {"--no-such-flag"}, {"--redis-url", "redis://a", "--redis-addrs", "b:1"}, {"extra"}} {
+		if err := bad.ParseFlags("serve", args, io.Discard); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "refgate ") {
+		t.Errorf("version: %d %q", code, out.String())
+	}
+	if code := run(context.Background(), nil, &out, &errb); code != 2 {
+		t.Errorf("no command: %d", code)
+	}
+	if code := run(context.Background(), []string{"serve", "--log-format", "xml"}, &out, &errb); code != 2 {
+		t.Errorf("bad flag: %d", code)
+	}
+}
+
+// TestSIGTERMDrain runs the real binary, queues clicks that cannot have been
+// flushed yet (a one-hour flush interval and huge batches), sends SIGTERM and
+// checks that every click record reached the store.
+func TestSIGTERMDrain(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "refgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	// Find two free ports by binding a throwaway server first.
+	probe, _ := MustRunMain(t, t.TempDir(), nil)
+	edge, apiAddr := probe.EdgeAddr(), probe.APIAddr()
+	probe.Close()
+
+	data := filepath.Join(dir, "data")
+	cmd := exec.Command(bin, "serve", "--listen", edge, "--api-listen", apiAddr, "--data-dir", data,
+		"--admin-token", adminTok, "--cookie-keys", keys, "--flush-interval", "1h", "--batch-size", "100000")
+	var logs syncBuffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	m := &Main{}
+	m.apiLn, m.edgeLn = fakeAddr(apiAddr), fakeAddr(edge)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + apiAddr + "/livez"); err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not start:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	setup(t, m, "drain01")
+	const n = 300
+	for i := 0; i < n; i++ {
+		if resp := click(t, edge, "drain01"); resp.StatusCode != 302 {
+			t.Fatalf("click %d: %d", i, resp.StatusCode)
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, logs.String())
+	}
+	st, err := embedded.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	stats, err := st.LinkStats(context.Background(), "drain01")
+	if err != nil || stats[attribution.OutcomeAttributed] != n {
+		t.Fatalf("after SIGTERM the store holds %v clicks (%v), want %d\n%s", stats, err, n, logs.String())
+	}
+	if !strings.Contains(logs.String(), fmt.Sprintf("click queue drained\" records=%d", n)) {
+		t.Errorf("the drain is logged with its size:\n%s", logs.String())
+	}
+}
+
+// TestCrossInstanceInvalidation runs two instances on one Redis (and on a
+// Redis Cluster): a link deleted through one stops resolving on the other
+// within 1s.
+func TestCrossInstanceInvalidation(t *testing.T) {
+	t.Run("Single", func(t *testing.T) {
+		srv := redistest.Start(t)
+		crossInstance(t, func(c *Config) { c.RedisURL = srv.URL() })
+	})
+	t.Run("Cluster", func(t *testing.T) {
+		cl := redistest.StartCluster(t, 3, 0)
+		crossInstance(t, func(c *Config) { c.RedisAddrs = strings.Join(cl.Addrs(), ","); c.RedisCluster = true })
+	})
+}
+
+func crossInstance(t *testing.T, redis func(*Config)) {
+	a, _ := MustRunMain(t, t.TempDir(), redis)
+	b, _ := MustRunMain(t, t.TempDir(), redis)
+	setup(t, a, "cross01")
+	for _, m := range []*Main{a, b} {
+		if resp := click(t, m.EdgeAddr(), "cross01"); resp.StatusCode != 302 {
+			t.Fatalf("click on %s: %d", m.EdgeAddr(), resp.StatusCode)
+		}
+	}
+	// b now holds the link in its cache.
+	if s, _ := callAPI(t, a, "DELETE", "/v1/admin/links/cross01", ""); s != 204 {
+		t.Fatalf("delete: %d", s)
+	}
+	start := time.Now()
+	clicked := 2
+	for click(t, b.EdgeAddr(), "cross01").StatusCode != 404 {
+		clicked++
+		if time.Since(start) > time.Second {
+			t.Fatal("the other instance still resolves a deleted link after 1s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Logf("deletion reached the other instance in %v", time.Since(start))
+	// Clicks recorded by both instances reached the shared store.
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		stats, err := a.Store.LinkStats(context.Background(), "cross01")
+		if err == nil && stats[attribution.OutcomeAttributed] == int64(clicked) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stats %v %v, want %d attributed clicks", stats, err, clicked)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
