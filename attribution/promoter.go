@@ -4,9 +4,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
+	"unsafe"
 )
 
 // Promoter statuses.
@@ -95,21 +98,45 @@ func NormalizeDevice(s string) string { return strings.TrimSpace(s) }
 
 // FingerprintHasher turns normalised identity data into keyed hashes, so a
 // leaked store does not leak phone numbers. The key must be the same on every
-// instance that shares a store.
-type FingerprintHasher struct{ key []byte }
+// instance that shares a store. It is safe for concurrent use.
+type FingerprintHasher struct {
+	pool sync.Pool // *hmacState: the edge hashes a client IP per click
+}
+
+var zeroByte = []byte{0}
+
+type hmacState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
 
 // NewFingerprintHasher returns a hasher keyed with key (at least 16 bytes).
 func NewFingerprintHasher(key []byte) *FingerprintHasher {
-	return &FingerprintHasher{key: slices.Clone(key)}
+	key = slices.Clone(key)
+	h := &FingerprintHasher{}
+	h.pool.New = func() any { return &hmacState{h: hmac.New(sha256.New, key)} }
+	return h
+}
+
+// AppendSum appends the entry "kind:hash" for an already normalised value to
+// dst. It does not allocate once warm.
+func (h *FingerprintHasher) AppendSum(dst []byte, kind string, normalized []byte) []byte {
+	st := h.pool.Get().(*hmacState)
+	st.h.Reset()
+	st.h.Write(unsafe.Slice(unsafe.StringData(kind), len(kind)))
+	st.h.Write(zeroByte) // a literal here would escape through hash.Hash and allocate
+	st.h.Write(normalized)
+	st.h.Sum(st.sum[:0])
+	dst = append(dst, kind...)
+	dst = append(dst, ':')
+	dst = base64.RawURLEncoding.AppendEncode(dst, st.sum[:16])
+	h.pool.Put(st)
+	return dst
 }
 
 // Sum returns the entry "kind:hash" for an already normalised value.
 func (h *FingerprintHasher) Sum(kind, normalized string) string {
-	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(kind))
-	m.Write([]byte{0})
-	m.Write([]byte(normalized))
-	return kind + ":" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+	return string(h.AppendSum(nil, kind, []byte(normalized)))
 }
 
 // IP returns the entry for an IP address, or "" if ip is not one.
@@ -145,6 +172,20 @@ func (h *FingerprintHasher) Hash(f Fingerprints) FingerprintSet {
 func (s FingerprintSet) Has(entry string) bool {
 	_, ok := slices.BinarySearch(s, entry)
 	return ok
+}
+
+// HasBytes is Has for an entry held in a byte slice, without converting it.
+func (s FingerprintSet) HasBytes(entry []byte) bool {
+	i, j := 0, len(s)
+	for i < j {
+		m := int(uint(i+j) >> 1)
+		if s[m] < string(entry) { // no allocation: comparison only
+			i = m + 1
+		} else {
+			j = m
+		}
+	}
+	return i < len(s) && s[i] == string(entry)
 }
 
 // Shares reports whether s and o have an entry in common.

@@ -54,7 +54,22 @@ type signingKey struct {
 	pool   sync.Pool
 }
 
-func (k *signingKey) mac() hash.Hash { return k.pool.Get().(hash.Hash) }
+// macState is a pooled HMAC with the buffer its sum goes to: a sum buffer on
+// the stack would escape through the hash.Hash interface and allocate.
+type macState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
+}
+
+// mac returns the first macLen bytes of HMAC-SHA256 over msg.
+func (k *signingKey) mac(msg []byte, out *[macLen]byte) {
+	st := k.pool.Get().(*macState)
+	st.h.Reset()
+	st.h.Write(msg)
+	st.h.Sum(st.sum[:0])
+	copy(out[:], st.sum[:macLen])
+	k.pool.Put(st)
+}
 
 // Signer signs with the first of its keys and verifies with any of them.
 // It is safe for concurrent use.
@@ -82,7 +97,7 @@ func NewSigner(keys []Key) (*Signer, error) {
 		sk := &signingKey{id: k.ID, prefix: []byte(string(version) + "." + k.ID + ".")}
 		// HMAC states are pooled: hmac.New allocates ~500 bytes and the click
 		// path signs once per click.
-		sk.pool.New = func() any { return hmac.New(sha256.New, secret) }
+		sk.pool.New = func() any { return &macState{h: hmac.New(sha256.New, secret)} }
 		s.keys = append(s.keys, sk)
 	}
 	return s, nil
@@ -159,14 +174,10 @@ func (s *Signer) AppendToken(dst []byte, t *Token) ([]byte, error) {
 	start := len(dst)
 	dst = append(dst, k.prefix...)
 	dst = b64.AppendEncode(dst, p)
-	var sum [sha256.Size]byte
-	m := k.mac()
-	m.Reset()
-	m.Write(dst[start:])
-	m.Sum(sum[:0])
-	k.pool.Put(m)
+	var sum [macLen]byte
+	k.mac(dst[start:], &sum)
 	dst = append(dst, '.')
-	return b64.AppendEncode(dst, sum[:macLen]), nil
+	return b64.AppendEncode(dst, sum[:]), nil
 }
 
 // Verify checks tok's signature with any key and its expiry against now, and
@@ -202,13 +213,9 @@ func (s *Signer) Verify(tok []byte, now time.Time, t *Token) error {
 	if err != nil || n != macLen {
 		return ErrInvalid
 	}
-	var sum [sha256.Size]byte
-	m := k.mac()
-	m.Reset()
-	m.Write(tok[:lastDot])
-	m.Sum(sum[:0])
-	k.pool.Put(m)
-	if !hmac.Equal(sum[:macLen], got[:macLen]) {
+	var sum [macLen]byte
+	k.mac(tok[:lastDot], &sum)
+	if !hmac.Equal(sum[:], got[:]) {
 		return ErrInvalid
 	}
 	// Authentic from here on: the payload is ours, but decode it defensively

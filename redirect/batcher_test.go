@@ -59,7 +59,7 @@ func TestBatcherDrainsOnClose(t *testing.T) {
 	w := &flakyWriter{}
 	b := NewBatcher(w, BatcherConfig{BatchSize: 100, FlushInterval: time.Hour})
 	for _, c := range clicks(250) {
-		if !b.Enqueue(&c) {
+		if !b.Enqueue(c) {
 			t.Fatal("enqueue refused")
 		}
 	}
@@ -69,7 +69,7 @@ func TestBatcherDrainsOnClose(t *testing.T) {
 	if w.count() != 250 || b.Len() != 0 {
 		t.Fatalf("wrote %d of 250, %d pending", w.count(), b.Len())
 	}
-	if b.Enqueue(&attribution.Click{}) {
+	if b.Enqueue(attribution.Click{}) {
 		t.Error("Enqueue after Close must refuse")
 	}
 	if err := b.Close(context.Background()); err != nil {
@@ -82,7 +82,7 @@ func TestBatcherFlushesOnTick(t *testing.T) {
 	b := NewBatcher(w, BatcherConfig{BatchSize: 1000, FlushInterval: 10 * time.Millisecond})
 	defer b.Close(context.Background())
 	c := clicks(1)[0]
-	b.Enqueue(&c)
+	b.Enqueue(c)
 	deadline := time.Now().Add(2 * time.Second)
 	for w.count() != 1 {
 		if time.Now().After(deadline) {
@@ -97,7 +97,7 @@ func TestBatcherRetriesUntilWritten(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	b := NewBatcher(w, BatcherConfig{BatchSize: 10, FlushInterval: time.Millisecond, Metrics: m})
 	for _, c := range clicks(10) {
-		b.Enqueue(&c)
+		b.Enqueue(c)
 	}
 	time.Sleep(200 * time.Millisecond)
 	w.mu.Lock()
@@ -122,7 +122,7 @@ func TestBatcherFullQueueDropsWithoutBlocking(t *testing.T) {
 	accepted := 0
 	start := time.Now()
 	for _, c := range clicks(100) {
-		if b.Enqueue(&c) {
+		if b.Enqueue(c) {
 			accepted++
 		}
 	}
@@ -144,7 +144,7 @@ func TestBatcherCloseDeadline(t *testing.T) {
 	m := NewMetrics(prometheus.NewRegistry())
 	b := NewBatcher(w, BatcherConfig{BatchSize: 5, FlushInterval: time.Millisecond, Metrics: m})
 	for _, c := range clicks(5) {
-		b.Enqueue(&c)
+		b.Enqueue(c)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()

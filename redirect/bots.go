@@ -27,24 +27,32 @@ var (
 // requests and prefetches; OutcomeSuspect for requests a browser marks as not
 // being a top-level navigation (an <img>, <iframe>, script or fetch: the tools
 // of cookie stuffing); and "" for a click that may set a cookie.
+//
+// It reads the headers in one pass rather than one lookup per header: each
+// fasthttp lookup copies and normalises its key and scans every header.
+// fasthttp has already normalised the request's header names.
 func (b *botFilter) classify(req *fasthttp.Request) attribution.Outcome {
 	h := &req.Header
 	if h.IsHead() {
 		return attribution.OutcomeBot
 	}
-	if bytes.Contains(h.PeekBytes(hdrPurpose), strPrefetch) ||
-		bytes.Contains(h.PeekBytes(hdrSecPurpose), strPrefetch) ||
-		bytes.Contains(h.PeekBytes(hdrXMoz), strPrefetch) ||
-		bytes.Contains(h.PeekBytes(hdrXPurpose), strPreview) {
+	var prefetch, notNavigation bool
+	for k, v := range h.All() {
+		switch {
+		case bytes.Equal(k, hdrPurpose), bytes.Equal(k, hdrSecPurpose), bytes.Equal(k, hdrXMoz):
+			prefetch = prefetch || bytes.Contains(v, strPrefetch)
+		case bytes.Equal(k, hdrXPurpose):
+			prefetch = prefetch || bytes.Contains(v, strPreview)
+		case bytes.Equal(k, hdrSecFetchMode):
+			notNavigation = notNavigation || len(v) > 0 && !bytes.Equal(v, strNavigate)
+		case bytes.Equal(k, hdrSecFetchDest):
+			notNavigation = notNavigation || len(v) > 0 && !bytes.Equal(v, strDocument)
+		}
+	}
+	if prefetch || b.isCrawler(h.UserAgent()) {
 		return attribution.OutcomeBot
 	}
-	if b.isCrawler(h.UserAgent()) {
-		return attribution.OutcomeBot
-	}
-	if m := h.PeekBytes(hdrSecFetchMode); len(m) > 0 && !bytes.Equal(m, strNavigate) {
-		return attribution.OutcomeSuspect
-	}
-	if d := h.PeekBytes(hdrSecFetchDest); len(d) > 0 && !bytes.Equal(d, strDocument) {
+	if notNavigation {
 		return attribution.OutcomeSuspect
 	}
 	return ""

@@ -22,10 +22,10 @@ type Links interface {
 	Lookup(code []byte) (*Target, error)
 }
 
-// ClickQueue takes click records off the request path. Enqueue copies c and
-// must not block.
+// ClickQueue takes click records off the request path. Enqueue must not
+// block. The record is passed by value so it stays on the handler's stack.
 type ClickQueue interface {
-	Enqueue(c *attribution.Click) bool
+	Enqueue(c attribution.Click) bool
 }
 
 // Config is what a Handler needs. Links, Queue and Signer are required.
@@ -77,7 +77,7 @@ func (h *Handler) SetDraining(v bool) { h.draining.Store(v) }
 // scratch holds per-request buffers. fasthttp copies header values, so the
 // buffers go back to the pool when the handler returns.
 type scratch struct {
-	vid, cid, tok, hdr, loc []byte
+	vid, cid, tok, hdr, loc, ip, fp []byte
 }
 
 // Prebuilt header names and values: no per-request conversions.
@@ -114,7 +114,7 @@ const visitorMaxAge = 365 * 86400
 // every method but GET and HEAD a 405.
 func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.SetBytesKV(hdrAllow, valGetHead)
+		ctx.Response.Header.SetCanonical(hdrAllow, valGetHead)
 		h.jsonError(ctx, fasthttp.StatusMethodNotAllowed, bodyMethod)
 		return
 	}
@@ -138,7 +138,7 @@ func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 func (h *Handler) jsonError(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.SetStatusCode(status)
 	ctx.SetContentTypeBytes(ctJSON)
-	ctx.Response.Header.SetBytesKV(hdrCacheControl, valNoStore)
+	ctx.Response.Header.SetCanonical(hdrCacheControl, valNoStore)
 	ctx.SetBody(body)
 }
 
@@ -159,7 +159,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 		if h.logEvery.allow() {
 			h.cfg.Logger.Error("cannot resolve link; answering 503", "code", string(code), "err", err)
 		}
-		ctx.Response.Header.SetBytesKV(hdrRetryAfter, valOne)
+		ctx.Response.Header.SetCanonical(hdrRetryAfter, valOne)
 		h.jsonError(ctx, fasthttp.StatusServiceUnavailable, bodyUnavailable)
 		return
 	}
@@ -182,7 +182,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	}
 
 	outcome := h.bots.classify(&ctx.Request)
-	if outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil && h.isSelfClick(ctx, t) {
+	if outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil && h.isSelfClick(ctx, t, s) {
 		outcome = attribution.OutcomeSelfClick
 	}
 
@@ -193,17 +193,17 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 		rec.Outcome = attribution.OutcomeAttributed
 		dest = h.attribute(ctx, t, s, &rec, dest)
 	}
-	if !h.cfg.Queue.Enqueue(&rec) && h.logEvery.allow() {
+	if !h.cfg.Queue.Enqueue(rec) && h.logEvery.allow() {
 		h.cfg.Logger.Warn("click queue full; click record dropped", "code", t.Link.Code)
 	}
 	m.clicks[rec.Outcome].Inc()
 
 	hdr := &ctx.Response.Header
 	ctx.SetStatusCode(fasthttp.StatusFound)
-	hdr.SetBytesKV(hdrLocation, s2b(dest))
-	hdr.SetBytesKV(hdrCacheControl, valNoStore)
-	hdr.SetBytesKV(hdrReferrerPolicy, valReferrer)
-	hdr.SetBytesKV(hdrRobots, valNoIndex)
+	hdr.SetCanonical(hdrLocation, s2b(dest))
+	hdr.SetCanonical(hdrCacheControl, valNoStore)
+	hdr.SetCanonical(hdrReferrerPolicy, valReferrer)
+	hdr.SetCanonical(hdrRobots, valNoIndex)
 	ctx.Response.ResetBody()
 }
 
@@ -218,7 +218,7 @@ func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec
 		s.vid = cookie.AppendVisitorID(s.vid[:0])
 		vid = s.vid
 		s.hdr = appendSetCookie(s.hdr[:0], cookieVid, vid, visitorMaxAge, h.cfg.CookieDomain, h.cfg.CookieSecure)
-		hdr.SetBytesKV(hdrSetCookie, s.hdr)
+		hdr.SetCanonical(hdrSetCookie, s.hdr)
 	}
 	rec.Visitor = string(vid)
 	rec.ExpiresAt = now.Add(t.Program.CookieTTL())
@@ -244,7 +244,7 @@ func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec
 		return dest
 	}
 	s.hdr = appendSetCookie(s.hdr[:0], t.cookieName, s.tok, t.maxAge, h.cfg.CookieDomain, h.cfg.CookieSecure)
-	hdr.SetBytesKV(hdrSetCookie, s.hdr)
+	hdr.SetCanonical(hdrSetCookie, s.hdr)
 	if t.Program.AppendToken {
 		s.loc = appendQueryToken(s.loc[:0], dest, s.tok)
 		return b2s(s.loc)
@@ -252,14 +252,22 @@ func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec
 	return dest
 }
 
-func (h *Handler) isSelfClick(ctx *fasthttp.RequestCtx, t *Target) bool {
+// isSelfClick hashes the client IP the way promoters' IP fingerprints are
+// hashed and looks it up among the link's promoter's: only the hashes are
+// kept, so the comparison is between hashes.
+func (h *Handler) isSelfClick(ctx *fasthttp.RequestCtx, t *Target, s *scratch) bool {
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	var xff [][]byte
 	if isTrusted(peer.Unmap(), h.cfg.TrustedProxies) {
 		xff = ctx.Request.Header.PeekAll(string(hdrXFF))
 	}
 	ip := ClientIP(peer, xff, h.cfg.TrustedProxies)
-	return ip.IsValid() && t.PromoterIPs.Has(h.cfg.Hasher.Sum(attribution.FPIP, ip.String()))
+	if !ip.IsValid() {
+		return false
+	}
+	s.ip = ip.AppendTo(s.ip[:0]) // the same form as attribution.NormalizeIP
+	s.fp = h.cfg.Hasher.AppendSum(s.fp[:0], attribution.FPIP, s.ip)
+	return t.PromoterIPs.HasBytes(s.fp)
 }
 
 // appendSetCookie writes a Set-Cookie value with the attributes in the order

@@ -28,10 +28,10 @@ type recorder struct {
 	clicks []attribution.Click
 }
 
-func (r *recorder) Enqueue(c *attribution.Click) bool {
+func (r *recorder) Enqueue(c attribution.Click) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.clicks = append(r.clicks, *c)
+	r.clicks = append(r.clicks, c)
 	return true
 }
 
@@ -54,7 +54,7 @@ type edge struct {
 	cache  *LinkCache
 }
 
-func newEdge(t *testing.T, mod func(*Config)) *edge {
+func newEdge(t testing.TB, mod func(*Config)) *edge {
 	t.Helper()
 	st, err := embedded.Open(t.TempDir())
 	if err != nil {
