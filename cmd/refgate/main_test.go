@@ -136,6 +136,42 @@ func TestEndToEndEmbeddedAndRestart(t *testing.T) {
 	if tok == "" {
 		t.Fatal("no rg_shop cookie")
 	}
+	// Hardening over the real listener: no Server header, an 8 KB cookie
+	// header is served (not 431), only GET and HEAD.
+	if resp.Header.Get("Server") != "" {
+		t.Errorf("Server header %q", resp.Header.Get("Server"))
+	}
+	req, _ := http.NewRequest("GET", "http://"+m.EdgeAddr()+"/r/e2e001", nil)
+	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0")
+	req.Header.Set("Cookie", "big="+strings.Repeat("x", 8*1024))
+	if big, err := noRedirect.Do(req); err != nil || big.StatusCode != 302 {
+		t.Errorf("8 KB cookie header: %v %v", big, err)
+	} else {
+		big.Body.Close()
+	}
+	if post, err := http.Post("http://"+m.EdgeAddr()+"/r/e2e001", "text/plain", nil); err != nil || post.StatusCode != 405 {
+		t.Errorf("POST on the edge: %v %v", post, err)
+	} else {
+		post.Body.Close()
+	}
+	if s, _ := callAPI(t, m, "GET", "/metrics", ""); s != 200 {
+		t.Errorf("metrics: %d", s)
+	}
+	mreq, _ := http.NewRequest("GET", "http://"+m.APIAddr()+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+adminTok)
+	mresp, err := noRedirect.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []string{`refgate_clicks_total{outcome="attributed"} 2`, `refgate_click_duration_seconds_count 2`,
+		`refgate_link_cache_requests_total{result="hit"} 1`, `refgate_click_queue_depth`, `refgate_store_duration_seconds_count{op="create_link"} 1`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -146,8 +182,16 @@ func TestEndToEndEmbeddedAndRestart(t *testing.T) {
 	if resp := click(t, m2.EdgeAddr(), "e2e001"); resp.StatusCode != 302 {
 		t.Fatalf("after restart: %d", resp.StatusCode)
 	}
-	if s, b := callAPI(t, m2, "GET", "/v1/admin/links/e2e001", ""); s != 200 || b["clicks"].(map[string]any)["attributed"] != 1.0 {
-		t.Errorf("link after restart: %d %v", s, b)
+	// Two clicks before the restart, one after (written within a flush
+	// interval).
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		s, b := callAPI(t, m2, "GET", "/v1/admin/links/e2e001", "")
+		if s == 200 && b["clicks"].(map[string]any)["attributed"] == 3.0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("link after restart: %d %v", s, b)
+		}
 	}
 	keyFile, err := os.ReadFile(filepath.Join(dir, "cookie-keys"))
 	if err != nil {

@@ -1,0 +1,38 @@
+# refgate: make help lists the targets.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+FUZZTIME ?= 30s
+
+.PHONY: help build run test test-short bench fuzz lint
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/refgate, static, version stamped
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate ./cmd/refgate
+
+run: ## run the server on the embedded store in ./data
+	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token --storefront-token dev-storefront-token --cookie-secure=false
+
+test: ## vet and run every test with the race detector (needs redis-server)
+	$(GO) vet ./...
+	$(GO) test -race -shuffle=on ./...
+
+test-short: ## the tests without the race detector and without building the binary
+	$(GO) test -short ./...
+
+bench: ## click-path benchmarks against a fixed-302 handler, in the same run
+	$(GO) test ./redirect -run '^$$' -bench 'Click|Sign' -benchtime 2s -count 5
+
+fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
+	$(GO) test ./cookie      -run '^$$' -fuzz '^FuzzVerify$$'            -fuzztime $(FUZZTIME)
+	$(GO) test ./attribution -run '^$$' -fuzz '^FuzzParseDestination$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./attribution -run '^$$' -fuzz '^FuzzValidCode$$'        -fuzztime $(FUZZTIME)
+	$(GO) test ./attribution -run '^$$' -fuzz '^FuzzParseRate$$'        -fuzztime $(FUZZTIME)
+	$(GO) test ./redirect    -run '^$$' -fuzz '^FuzzClientIP$$'         -fuzztime $(FUZZTIME)
+	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDecodeProgram$$'    -fuzztime $(FUZZTIME)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
