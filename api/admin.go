@@ -40,14 +40,19 @@ func (s *Server) getProgram(ctx *fasthttp.RequestCtx, id string) {
 	c, cancel := s.storeCtx()
 	defer cancel()
 	p, err := s.cfg.Store.Program(c, id)
-	if errors.Is(err, store.ErrNotFound) {
-		err = errorf(ENotFound, "no program "+id)
-	}
 	if err != nil {
-		s.fail(ctx, err)
+		s.fail(ctx, orNotFound(err, "no program "+id))
 		return
 	}
 	s.reply(ctx, 200, p)
+}
+
+// orNotFound turns store.ErrNotFound into a 404 with msg.
+func orNotFound(err error, msg string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(ENotFound, msg)
+	}
+	return err
 }
 
 type promoterIn struct {
@@ -90,11 +95,8 @@ func (s *Server) getPromoter(ctx *fasthttp.RequestCtx, id string) {
 	c, cancel := s.storeCtx()
 	defer cancel()
 	p, err := s.cfg.Store.Promoter(c, id)
-	if errors.Is(err, store.ErrNotFound) {
-		err = errorf(ENotFound, "no promoter "+id)
-	}
 	if err != nil {
-		s.fail(ctx, err)
+		s.fail(ctx, orNotFound(err, "no promoter "+id))
 		return
 	}
 	s.reply(ctx, 200, promoterOut{p.ID, p.Status, p.Tier, len(p.Fingerprints)})
@@ -207,11 +209,8 @@ func (s *Server) getLink(ctx *fasthttp.RequestCtx, code string) {
 	c, cancel := s.storeCtx()
 	defer cancel()
 	l, err := s.cfg.Store.Link(c, code)
-	if errors.Is(err, store.ErrNotFound) {
-		err = errorf(ENotFound, "no link "+code)
-	}
 	if err != nil {
-		s.fail(ctx, err)
+		s.fail(ctx, orNotFound(err, "no link "+code))
 		return
 	}
 	out := s.linkOut(l)
@@ -225,12 +224,8 @@ func (s *Server) getLink(ctx *fasthttp.RequestCtx, code string) {
 func (s *Server) deleteLink(ctx *fasthttp.RequestCtx, code string) {
 	c, cancel := s.storeCtx()
 	defer cancel()
-	err := s.cfg.Store.DeleteLink(c, code)
-	if errors.Is(err, store.ErrNotFound) {
-		err = errorf(ENotFound, "no link "+code)
-	}
-	if err != nil {
-		s.fail(ctx, err)
+	if err := s.cfg.Store.DeleteLink(c, code); err != nil {
+		s.fail(ctx, orNotFound(err, "no link "+code))
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusNoContent)

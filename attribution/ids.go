@@ -14,15 +14,7 @@ const (
 // ValidProgramID reports whether s can name a program. Program ids become part
 // of the cookie name rg_{program}, so they use only [A-Za-z0-9_-], at most 64.
 func ValidProgramID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isCodeByte(s[i]) {
-			return false
-		}
-	}
-	return true
+	return len(s) >= 1 && len(s) <= 64 && allCodeBytes(s)
 }
 
 // ValidID reports whether s can name a promoter or a customer: 1 to 128
@@ -44,9 +36,10 @@ func ValidID(s string) bool {
 // ValidCode reports whether s can be a link code: 3 to 64 bytes of
 // [A-Za-z0-9_-], the URL-safe alphabet, so a code never needs escaping.
 func ValidCode(s string) bool {
-	if len(s) < MinCodeLen || len(s) > MaxCodeLen {
-		return false
-	}
+	return len(s) >= MinCodeLen && len(s) <= MaxCodeLen && allCodeBytes(s)
+}
+
+func allCodeBytes(s string) bool {
 	for i := 0; i < len(s); i++ {
 		if !isCodeByte(s[i]) {
 			return false
