@@ -225,10 +225,12 @@ func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec
 
 	var tok cookie.Token
 	if t.Program.ClickModel == attribution.FirstClick {
-		// An unexpired valid cookie of this program stands; the store keeps
-		// the visitor's first record the same way.
+		// An unexpired valid cookie of this program stands. The click still
+		// counts for its link, but it is not the visitor's click: the record
+		// goes without a visitor, so the store leaves the first one alone.
 		if old := ctx.Request.Header.CookieBytes(t.cookieName); len(old) > 0 &&
 			h.cfg.Signer.Verify(old, now, &tok) == nil && tok.Program == t.Program.ID {
+			rec.Visitor = ""
 			return dest
 		}
 	}
