@@ -28,7 +28,8 @@ func Instrument(s Store, reg prometheus.Registerer) Store {
 	}, []string{"op"})
 	ops := map[string]opMetrics{}
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
-		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping"} {
+		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
+		"customer", "update_customer", "decisions", "claim_order", "order_owner"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op)}
 	}
 	return &instrumented{s: s, ops: ops}
@@ -100,6 +101,31 @@ func (i *instrumented) RecordClicks(ctx context.Context, clicks []attribution.Cl
 func (i *instrumented) VisitorClick(ctx context.Context, program, visitor string) (c *attribution.Click, err error) {
 	defer func(t time.Time) { i.observe("visitor_click", t, err) }(time.Now())
 	return i.s.VisitorClick(ctx, program, visitor)
+}
+
+func (i *instrumented) Customer(ctx context.Context, id string) (c *attribution.Customer, err error) {
+	defer func(t time.Time) { i.observe("customer", t, err) }(time.Now())
+	return i.s.Customer(ctx, id)
+}
+
+func (i *instrumented) UpdateCustomer(ctx context.Context, id, order string, fn UpdateFunc) (err error) {
+	defer func(t time.Time) { i.observe("update_customer", t, err) }(time.Now())
+	return i.s.UpdateCustomer(ctx, id, order, fn)
+}
+
+func (i *instrumented) Decisions(ctx context.Context, program, customer string) (d []attribution.Decision, err error) {
+	defer func(t time.Time) { i.observe("decisions", t, err) }(time.Now())
+	return i.s.Decisions(ctx, program, customer)
+}
+
+func (i *instrumented) ClaimOrder(ctx context.Context, order, customer string) (owner string, err error) {
+	defer func(t time.Time) { i.observe("claim_order", t, err) }(time.Now())
+	return i.s.ClaimOrder(ctx, order, customer)
+}
+
+func (i *instrumented) OrderOwner(ctx context.Context, order string) (customer string, err error) {
+	defer func(t time.Time) { i.observe("order_owner", t, err) }(time.Now())
+	return i.s.OrderOwner(ctx, order)
 }
 
 func (i *instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

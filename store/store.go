@@ -17,6 +17,7 @@ var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
 	ErrClosed   = errors.New("store closed")
+	ErrConflict = errors.New("too much contention on one customer; try again")
 )
 
 // Store keeps programs, promoters, links and click records. Every method is
@@ -53,6 +54,25 @@ type Store interface {
 	// ErrNotFound.
 	VisitorClick(ctx context.Context, program, visitor string) (*attribution.Click, error)
 
+	// Customer returns a customer's state, or ErrNotFound.
+	Customer(ctx context.Context, id string) (*attribution.Customer, error)
+	// UpdateCustomer reads customer id (a new Customer{ID: id} if unknown)
+	// and, when order is not empty, that order's record (nil if none), calls
+	// fn, and stores what fn returns, atomically with respect to every other
+	// update of the same customer: updates of one customer are linearizable.
+	// fn returning a nil update writes nothing. fn may be called more than
+	// once (optimistic concurrency) and must depend only on its arguments.
+	// ErrConflict means the customer stayed too contended to update.
+	UpdateCustomer(ctx context.Context, id, order string, fn UpdateFunc) error
+	// Decisions returns up to attribution.MaxDecisions of the customer's
+	// decisions for a program, newest first.
+	Decisions(ctx context.Context, program, customer string) ([]attribution.Decision, error)
+	// ClaimOrder records that order belongs to customer, unless it already
+	// belongs to someone; it returns the owner either way.
+	ClaimOrder(ctx context.Context, order, customer string) (owner string, err error)
+	// OrderOwner returns the customer an order belongs to, or ErrNotFound.
+	OrderOwner(ctx context.Context, order string) (customer string, err error)
+
 	// WatchInvalidations calls fn for every change to a link, program or
 	// promoter, made by this or any other instance sharing the store, and
 	// with Kind All whenever changes may have been missed (at the start and
@@ -63,6 +83,19 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store; it is safe to call twice.
 	Close() error
+}
+
+// UpdateFunc computes a customer update from the current state.
+type UpdateFunc func(c *attribution.Customer, o *attribution.Order) (*CustomerUpdate, error)
+
+// CustomerUpdate is what UpdateCustomer writes.
+type CustomerUpdate struct {
+	Customer *attribution.Customer // the new state; nil leaves it as it is
+	Order    *attribution.Order    // an order record to store (keyed by its ID)
+	// Decision, if set, is logged for Program (the latest MaxDecisions are
+	// kept).
+	Decision *attribution.Decision
+	Program  string
 }
 
 // InvalidationKind says what an Invalidation is about.

@@ -31,6 +31,10 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"LinkStats", testLinkStats},
 		{"ConcurrentClicks", testConcurrentClicks},
 		{"Invalidations", testInvalidations},
+		{"CustomerUpdates", testCustomerUpdates},
+		{"CustomerLinearizable", testCustomerLinearizable},
+		{"DecisionLog", testDecisionLog},
+		{"Orders", testOrders},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,4 +301,138 @@ func testInvalidations(t *testing.T, s store.Store) {
 	wait(store.Invalidation{Kind: store.Promoter, ID: "alice"})
 	cancel()
 	<-done
+}
+
+func testCustomerUpdates(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.Customer(c, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ErrNotFound: %v", err)
+	}
+	err := s.UpdateCustomer(c, "c1", "", func(cu *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+		if cu.ID != "c1" || cu.Paid || o != nil {
+			t.Errorf("a new customer starts empty: %+v %v", cu, o)
+		}
+		cu.Paid = true
+		cu.State("p").Assoc = &attribution.Association{Promoter: "alice", Kind: attribution.Protected, Since: t0, ExpiresAt: t0.Add(time.Hour)}
+		return &store.CustomerUpdate{Customer: cu}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Customer(c, "c1")
+	if err != nil || !got.Paid || got.Programs["p"].Assoc.Promoter != "alice" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	// A nil update writes nothing; an error is returned as is.
+	boom := errors.New("boom")
+	if err := s.UpdateCustomer(c, "c2", "", func(*attribution.Customer, *attribution.Order) (*store.CustomerUpdate, error) {
+		return nil, boom
+	}); !errors.Is(err, boom) {
+		t.Errorf("fn's error: %v", err)
+	}
+	if err := s.UpdateCustomer(c, "c2", "", func(*attribution.Customer, *attribution.Order) (*store.CustomerUpdate, error) {
+		return nil, nil
+	}); err != nil {
+		t.Error(err)
+	}
+	if _, err := s.Customer(c, "c2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a nil update must write nothing: %v", err)
+	}
+}
+
+// testCustomerLinearizable: concurrent read-modify-write updates of one
+// customer lose nothing.
+func testCustomerLinearizable(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const n = 30
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.UpdateCustomer(c, "hot", "", func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+				cu.State("p").CapUsed++
+				return &store.CustomerUpdate{Customer: cu, Program: "p",
+					Decision: &attribution.Decision{At: t0, Event: "login", Outcome: fmt.Sprint(cu.State("p").CapUsed)}}, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.Customer(c, "hot")
+	if err != nil || got.Programs["p"].CapUsed != n {
+		t.Fatalf("after %d concurrent increments: %+v %v", n, got, err)
+	}
+	ds, _ := s.Decisions(c, "p", "hot")
+	for i, d := range ds {
+		if d.Outcome != fmt.Sprint(n-i) {
+			t.Fatalf("decision log out of order at %d: %s", i, d.Outcome)
+		}
+	}
+}
+
+func testDecisionLog(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if ds, err := s.Decisions(c, "p", "nobody"); err != nil || len(ds) != 0 {
+		t.Errorf("no decisions: %v %v", ds, err)
+	}
+	for i := 0; i < attribution.MaxDecisions+20; i++ {
+		err := s.UpdateCustomer(c, "c1", "", func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+			return &store.CustomerUpdate{Customer: cu, Program: "p", Decision: &attribution.Decision{At: t0.Add(time.Duration(i) * time.Second), Event: "login", Reason: fmt.Sprint(i)}}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ds, err := s.Decisions(c, "p", "c1")
+	if err != nil || len(ds) != attribution.MaxDecisions {
+		t.Fatalf("%d decisions, %v", len(ds), err)
+	}
+	if ds[0].Reason != fmt.Sprint(attribution.MaxDecisions+19) || ds[len(ds)-1].Reason != "20" {
+		t.Errorf("newest first, latest %d kept: first %s last %s", attribution.MaxDecisions, ds[0].Reason, ds[len(ds)-1].Reason)
+	}
+	if ds, _ := s.Decisions(c, "other", "c1"); len(ds) != 0 {
+		t.Errorf("decisions are per program: %d", len(ds))
+	}
+}
+
+func testOrders(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if _, err := s.OrderOwner(c, "o1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ErrNotFound: %v", err)
+	}
+	if owner, err := s.ClaimOrder(c, "o1", "c1"); err != nil || owner != "c1" {
+		t.Fatalf("claim: %s %v", owner, err)
+	}
+	if owner, err := s.ClaimOrder(c, "o1", "c2"); err != nil || owner != "c1" {
+		t.Fatalf("a claimed order keeps its owner: %s %v", owner, err)
+	}
+	if owner, err := s.OrderOwner(c, "o1"); err != nil || owner != "c1" {
+		t.Fatalf("owner: %s %v", owner, err)
+	}
+	write := func(amount int64) {
+		err := s.UpdateCustomer(c, "c1", "o1", func(cu *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+			if o == nil {
+				o = &attribution.Order{ID: "o1", Program: "p", Customer: "c1"}
+			}
+			o.Amount += amount
+			return &store.CustomerUpdate{Order: o}, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(100)
+	write(50)
+	err := s.UpdateCustomer(c, "c1", "o1", func(cu *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+		if o == nil || o.Amount != 150 {
+			t.Errorf("the order record is read back: %+v", o)
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

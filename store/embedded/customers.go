@@ -1,0 +1,123 @@
+package embedded
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/store"
+)
+
+var (
+	bCustomers = []byte("customers") // id → Customer JSON
+	bOrders    = []byte("orders")    // customer 0x00 order → Order JSON
+	bDecisions = []byte("decisions") // program 0x00 customer → []Decision JSON, newest first
+	bOrderIdx  = []byte("orderidx")  // order → customer
+)
+
+func (s *Store) Customer(_ context.Context, id string) (*attribution.Customer, error) {
+	return get[attribution.Customer](s, bCustomers, id)
+}
+
+// UpdateCustomer runs fn inside one bbolt write transaction: bbolt has a
+// single writer, so updates are serialised and fn runs exactly once.
+func (s *Store) UpdateCustomer(_ context.Context, id, order string, fn store.UpdateFunc) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		c := &attribution.Customer{ID: id}
+		if b := tx.Bucket(bCustomers).Get([]byte(id)); b != nil {
+			if err := json.Unmarshal(b, c); err != nil {
+				return err
+			}
+		}
+		var o *attribution.Order
+		okey := []byte(id + "\x00" + order)
+		if order != "" {
+			if b := tx.Bucket(bOrders).Get(okey); b != nil {
+				o = new(attribution.Order)
+				if err := json.Unmarshal(b, o); err != nil {
+					return err
+				}
+			}
+		}
+		u, err := fn(c, o)
+		if err != nil || u == nil {
+			return err
+		}
+		if u.Customer != nil {
+			if err := putJSON(tx.Bucket(bCustomers), []byte(id), u.Customer); err != nil {
+				return err
+			}
+		}
+		if u.Order != nil {
+			if err := putJSON(tx.Bucket(bOrders), []byte(id+"\x00"+u.Order.ID), u.Order); err != nil {
+				return err
+			}
+		}
+		if u.Decision != nil {
+			dk := []byte(u.Program + "\x00" + id)
+			var ds []attribution.Decision
+			if b := tx.Bucket(bDecisions).Get(dk); b != nil {
+				if err := json.Unmarshal(b, &ds); err != nil {
+					return err
+				}
+			}
+			ds = append([]attribution.Decision{*u.Decision}, ds...)
+			if len(ds) > attribution.MaxDecisions {
+				ds = ds[:attribution.MaxDecisions]
+			}
+			if err := putJSON(tx.Bucket(bDecisions), dk, ds); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return translate(err)
+}
+
+func putJSON(b *bolt.Bucket, k []byte, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return b.Put(k, data)
+}
+
+func (s *Store) Decisions(_ context.Context, program, customer string) ([]attribution.Decision, error) {
+	ds, err := get[[]attribution.Decision](s, bDecisions, program+"\x00"+customer)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return *ds, nil
+}
+
+func (s *Store) ClaimOrder(_ context.Context, order, customer string) (string, error) {
+	owner := customer
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOrderIdx)
+		if v := b.Get([]byte(order)); v != nil {
+			owner = string(v)
+			return nil
+		}
+		return b.Put([]byte(order), []byte(customer))
+	})
+	return owner, translate(err)
+}
+
+func (s *Store) OrderOwner(_ context.Context, order string) (string, error) {
+	var owner string
+	err := s.db.View(func(tx *bolt.Tx) error {
+		v := tx.Bucket(bOrderIdx).Get([]byte(order))
+		if v == nil {
+			return store.ErrNotFound
+		}
+		owner = string(v)
+		return nil
+	})
+	return owner, translate(err)
+}
