@@ -26,6 +26,7 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
 )
@@ -45,6 +46,8 @@ type Config struct {
 	Clock           *clock.Clock
 	TestClock       bool // enable POST /v1/admin/test-clock
 	Hasher          *attribution.FingerprintHasher
+	// Signer verifies attribution tokens for bind and attribution lookups.
+	Signer *cookie.Signer
 	// PublicURL is the edge's base URL, used for links' "url" field.
 	PublicURL string
 	Gatherer  prometheus.Gatherer
@@ -56,6 +59,7 @@ type Config struct {
 // Server is the API handler.
 type Server struct {
 	cfg      Config
+	svc      *Service
 	metrics  fasthttp.RequestHandler
 	draining atomic.Bool
 }
@@ -75,7 +79,7 @@ func New(cfg Config) *Server {
 		cfg.StoreTimeout = 2 * time.Second
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now}}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	return s
 }
@@ -136,82 +140,98 @@ func (s *Server) require(ctx *fasthttp.RequestCtx, need role) bool {
 	return true
 }
 
-// ServeFastHTTP routes every API request.
-func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
-	path := string(ctx.Path())
-	switch {
-	case path == "/livez":
-		s.only(ctx, "GET", func() { s.reply(ctx, 200, map[string]string{"status": "ok"}) })
-	case path == "/readyz":
-		s.only(ctx, "GET", func() { s.ready(ctx) })
-	case path == "/metrics":
-		s.only(ctx, "GET", func() {
-			if s.require(ctx, roleMetrics) {
-				s.metrics(ctx)
+// route is one API route. Patterns match whole path segments; {name}
+// matches one non-empty segment, passed to the handler in order.
+type route struct {
+	method  string
+	pattern string
+	role    role
+	handle  func(s *Server, ctx *fasthttp.RequestCtx, params []string)
+}
+
+// routes is every API route; api/openapi.yaml documents exactly these (a
+// test checks both ways).
+var routes = []route{
+	{"GET", "/livez", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) {
+		s.reply(ctx, 200, map[string]string{"status": "ok"})
+	}},
+	{"GET", "/readyz", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.ready(ctx) }},
+	{"GET", "/metrics", roleMetrics, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.metrics(ctx) }},
+	{"GET", "/debug/pprof/", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofIndex(ctx) }},
+	{"GET", "/debug/pprof/{profile}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofhandler.PprofHandler(ctx) }},
+	{"PUT", "/v1/admin/programs/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putProgram(ctx, p[0]) }},
+	{"GET", "/v1/admin/programs/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getProgram(ctx, p[0]) }},
+	{"PUT", "/v1/admin/promoters/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putPromoter(ctx, p[0]) }},
+	{"GET", "/v1/admin/promoters/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getPromoter(ctx, p[0]) }},
+	{"POST", "/v1/admin/links", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.createLink(ctx) }},
+	{"GET", "/v1/admin/links/{code}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getLink(ctx, p[0]) }},
+	{"DELETE", "/v1/admin/links/{code}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.deleteLink(ctx, p[0]) }},
+	{"POST", "/v1/admin/test-clock", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.testClock(ctx) }},
+	{"POST", "/v1/bind", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.bind(ctx) }},
+	{"PUT", "/v1/customers/{id}", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putCustomer(ctx, p[0]) }},
+	{"GET", "/v1/attribution", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.attribution(ctx) }},
+	{"GET", "/v1/attribution/explain", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.explain(ctx) }},
+	{"POST", "/v1/conversions", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.convert(ctx) }},
+	{"POST", "/v1/conversions/{order}/refunds", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.refund(ctx, p[0]) }},
+}
+
+// match reports whether path fits pattern and returns the {param} segments.
+func match(pattern, path string) ([]string, bool) {
+	var params []string
+	for {
+		pseg, prest, pmore := strings.Cut(strings.TrimPrefix(pattern, "/"), "/")
+		seg, rest, more := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+		if strings.HasPrefix(pseg, "{") {
+			if seg == "" {
+				return nil, false
 			}
-		})
-	case strings.HasPrefix(path, "/debug/pprof"):
-		if !s.require(ctx, roleAdmin) {
-			return
+			params = append(params, seg)
+		} else if pseg != seg {
+			return nil, false
 		}
-		if path == "/debug/pprof/" || path == "/debug/pprof" {
-			// fasthttp's pprofhandler 404s the trailing slash, where the
-			// index's relative links work.
-			pprofIndex(ctx)
-			return
+		if pmore != more {
+			return nil, false
 		}
-		pprofhandler.PprofHandler(ctx)
-	case strings.HasPrefix(path, "/v1/admin/"):
-		if s.require(ctx, roleAdmin) {
-			s.admin(ctx, strings.TrimPrefix(path, "/v1/admin/"))
+		if !pmore {
+			return params, true
 		}
-	default:
-		s.fail(ctx, errorf(ENotFound, "no route "+path))
+		pattern, path = "/"+prest, "/"+rest
 	}
 }
 
-func (s *Server) admin(ctx *fasthttp.RequestCtx, rest string) {
-	kind, id, _ := strings.Cut(rest, "/")
-	switch {
-	case kind == "programs" && id != "":
-		s.route(ctx, map[string]func(){
-			"PUT": func() { s.putProgram(ctx, id) },
-			"GET": func() { s.getProgram(ctx, id) },
-		})
-	case kind == "promoters" && id != "":
-		s.route(ctx, map[string]func(){
-			"PUT": func() { s.putPromoter(ctx, id) },
-			"GET": func() { s.getPromoter(ctx, id) },
-		})
-	case kind == "links" && id == "":
-		s.only(ctx, "POST", func() { s.createLink(ctx) })
-	case kind == "links":
-		s.route(ctx, map[string]func(){
-			"GET":    func() { s.getLink(ctx, id) },
-			"DELETE": func() { s.deleteLink(ctx, id) },
-		})
-	case kind == "test-clock" && id == "" && s.cfg.TestClock:
-		s.only(ctx, "POST", func() { s.testClock(ctx) })
-	default:
-		s.fail(ctx, errorf(ENotFound, "no route "+string(ctx.Path())))
-	}
-}
-
-func (s *Server) only(ctx *fasthttp.RequestCtx, method string, fn func()) {
-	s.route(ctx, map[string]func(){method: fn})
-}
-
-func (s *Server) route(ctx *fasthttp.RequestCtx, byMethod map[string]func()) {
-	if fn, ok := byMethod[string(ctx.Method())]; ok {
-		fn()
-		return
+// ServeFastHTTP routes every API request: 404 for an unknown path, 405 (with
+// Allow) for a known path and another method, then the token check.
+func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	path, method := string(ctx.Path()), string(ctx.Method())
+	if path == "/debug/pprof" {
+		path = "/debug/pprof/"
 	}
 	var allow []string
-	for m := range byMethod {
-		allow = append(allow, m)
+	for i := range routes {
+		r := &routes[i]
+		params, ok := match(r.pattern, path)
+		if !ok {
+			continue
+		}
+		if r.method != method {
+			allow = append(allow, r.method)
+			continue
+		}
+		if r.pattern == "/v1/admin/test-clock" && !s.cfg.TestClock {
+			break
+		}
+		if r.role != roleNone && !s.require(ctx, r.role) {
+			return
+		}
+		r.handle(s, ctx, params)
+		return
 	}
-	ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
-	s.fail(ctx, errorf(EMethodNotAllowed, "method "+string(ctx.Method())+" not allowed"))
+	if len(allow) > 0 {
+		ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
+		s.fail(ctx, errorf(EMethodNotAllowed, "method "+method+" not allowed on "+path))
+		return
+	}
+	s.fail(ctx, errorf(ENotFound, "no route "+path))
 }
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttputil"
 
 	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/embedded"
@@ -32,6 +33,7 @@ type env struct {
 	client *http.Client
 	st     store.Store
 	clock  *clock.Clock
+	signer *cookie.Signer
 }
 
 // newEnv serves the API with fasthttp over an in-memory listener and the
@@ -46,8 +48,9 @@ func newEnv(t *testing.T, testClock bool) *env {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "refgate_test_total", Help: "x"}))
 	c := new(clock.Clock)
+	signer, _ := cookie.NewSigner([]cookie.Key{{ID: "k1", Secret: []byte("0123456789abcdef0123")}})
 	s := New(Config{Store: st, AdminToken: adminTok, StorefrontToken: sfTok, MetricsToken: metTok, Clock: c,
-		TestClock: testClock, Hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")),
+		TestClock: testClock, Hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")), Signer: signer,
 		PublicURL: "https://go.example.com/", Gatherer: reg})
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: s.ServeFastHTTP, ErrorHandler: s.ErrorHandler, MaxRequestBodySize: MaxBodySize}
@@ -56,7 +59,7 @@ func newEnv(t *testing.T, testClock bool) *env {
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return ln.Dial()
 	}}}
-	return &env{t: t, client: client, st: st, clock: c}
+	return &env{t: t, client: client, st: st, clock: c, signer: signer}
 }
 
 type result struct {

@@ -155,7 +155,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		publicURL = "http://localhost:" + port
 	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
-		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher,
+		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
 		PublicURL: publicURL, Gatherer: m.Registry, Logger: log})
 
 	m.edgeSrv = &fasthttp.Server{

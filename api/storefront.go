@@ -1,0 +1,200 @@
+package api
+
+import (
+	"github.com/valyala/fasthttp"
+
+	"github.com/refgate/refgate/attribution"
+)
+
+type bindIn struct {
+	Program      string          `json:"program"`
+	Customer     string          `json:"customer"`
+	Event        string          `json:"event"`
+	Token        string          `json:"token"`
+	Visitor      string          `json:"visitor"`
+	CustomerInfo *customerInfoIn `json:"customer_info"`
+}
+
+type customerInfoIn struct {
+	Paid         bool                      `json:"paid"`
+	AgentServed  bool                      `json:"agent_served"`
+	Fingerprints *attribution.Fingerprints `json:"fingerprints"`
+}
+
+func (s *Server) info(in *customerInfoIn) attribution.CustomerInfo {
+	if in == nil {
+		return attribution.CustomerInfo{}
+	}
+	out := attribution.CustomerInfo{Paid: in.Paid, AgentServed: in.AgentServed}
+	if in.Fingerprints != nil {
+		out.Fingerprints = s.cfg.Hasher.Hash(*in.Fingerprints)
+	}
+	return out
+}
+
+func checkIDs(program, customer string) error {
+	if !attribution.ValidProgramID(program) {
+		return errorf(EInvalid, "program must be a program id")
+	}
+	if !attribution.ValidID(customer) {
+		return errorf(EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	}
+	return nil
+}
+
+func (s *Server) bind(ctx *fasthttp.RequestCtx) {
+	var in bindIn
+	if err := decode(ctx, &in); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if err := checkIDs(in.Program, in.Customer); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if in.Event != attribution.EventRegister && in.Event != attribution.EventLogin {
+		s.fail(ctx, errorf(EInvalid, `event must be "register" or "login"`))
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	a, err := s.svc.Bind(c, BindInput{Program: in.Program, Customer: in.Customer, Event: in.Event,
+		Token: in.Token, Visitor: in.Visitor, Info: s.info(in.CustomerInfo)})
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.reply(ctx, 200, a)
+}
+
+func (s *Server) putCustomer(ctx *fasthttp.RequestCtx, id string) {
+	var in customerInfoIn
+	if err := decode(ctx, &in); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if !attribution.ValidID(id) {
+		s.fail(ctx, errorf(EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	a, err := s.svc.PutCustomer(c, id, s.info(&in))
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.reply(ctx, 200, a)
+}
+
+func (s *Server) attribution(ctx *fasthttp.RequestCtx) {
+	q := ctx.QueryArgs()
+	program, customer, token := string(q.Peek("program")), string(q.Peek("customer")), string(q.Peek("token"))
+	if token != "" {
+		s.reply(ctx, 200, s.svc.TokenAttribution(program, token))
+		return
+	}
+	if err := checkIDs(program, customer); err != nil {
+		s.fail(ctx, errorf(EMalformed, "give program and customer, or token: "+err.Error()))
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	a, err := s.svc.Attribution(c, program, customer)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.reply(ctx, 200, a)
+}
+
+func (s *Server) explain(ctx *fasthttp.RequestCtx) {
+	q := ctx.QueryArgs()
+	program, customer := string(q.Peek("program")), string(q.Peek("customer"))
+	if err := checkIDs(program, customer); err != nil {
+		s.fail(ctx, errorf(EMalformed, "give program and customer: "+err.Error()))
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	ds, err := s.cfg.Store.Decisions(c, program, customer)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if ds == nil {
+		ds = []attribution.Decision{}
+	}
+	s.reply(ctx, 200, map[string][]attribution.Decision{"decisions": ds})
+}
+
+type conversionIn struct {
+	Program      string                    `json:"program"`
+	Order        string                    `json:"order"`
+	Customer     string                    `json:"customer"`
+	Amount       *int64                    `json:"amount"`
+	Currency     string                    `json:"currency"`
+	Product      string                    `json:"product"`
+	Prepaid      bool                      `json:"prepaid"`
+	Fingerprints *attribution.Fingerprints `json:"fingerprints"`
+}
+
+func (s *Server) convert(ctx *fasthttp.RequestCtx) {
+	var in conversionIn
+	if err := decode(ctx, &in); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if err := checkIDs(in.Program, in.Customer); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	switch {
+	case !attribution.ValidID(in.Order):
+		s.fail(ctx, errorf(EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
+		return
+	case in.Amount == nil:
+		s.fail(ctx, errorf(EInvalid, "amount (cash paid, in minor units) is required"))
+		return
+	case *in.Amount < 0:
+		s.fail(ctx, errorf(EInvalid, "amount must not be negative"))
+		return
+	case len(in.Currency) > 8 || len(in.Product) > 128:
+		s.fail(ctx, errorf(EInvalid, "currency or product too long"))
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	a, err := s.svc.Convert(c, ConversionInput{Program: in.Program, Order: in.Order, Customer: in.Customer,
+		Amount: *in.Amount, Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid,
+		Info: s.info(&customerInfoIn{Fingerprints: in.Fingerprints})})
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.reply(ctx, 200, a)
+}
+
+type refundIn struct {
+	Amount *int64 `json:"amount"`
+}
+
+func (s *Server) refund(ctx *fasthttp.RequestCtx, order string) {
+	var in refundIn
+	if err := decode(ctx, &in); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	if in.Amount == nil {
+		s.fail(ctx, errorf(EInvalid, "amount is required"))
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	a, err := s.svc.Refund(c, order, *in.Amount)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.reply(ctx, 200, a)
+}

@@ -1,0 +1,251 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/cookie"
+)
+
+// token signs a click on promoter's link, issued now by the env's clock.
+func (e *env) token(program, promoter string, days int) string {
+	now := e.clock.Now()
+	tok := cookie.Token{Program: program, Promoter: promoter, Link: "l-" + promoter, Click: "c-" + promoter,
+		Visitor: "v1", Issued: now, Expires: now.Add(time.Duration(days) * 24 * time.Hour)}
+	b, err := e.signer.AppendToken(nil, &tok)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
+}
+
+func (e *env) seedStorefront() {
+	e.t.Helper()
+	e.seed()
+	for _, id := range []string{"bob", "carol"} {
+		if r := e.call("PUT", "/v1/admin/promoters/"+id, adminTok, `{"status":"active"}`); r.status != 200 {
+			e.t.Fatal(r.raw)
+		}
+	}
+	if r := e.call("PUT", "/v1/admin/promoters/mallory", adminTok, `{"status":"suspended"}`); r.status != 200 {
+		e.t.Fatal(r.raw)
+	}
+}
+
+func (e *env) bind(customer, event, tokenJSON string) result {
+	e.t.Helper()
+	return e.call("POST", "/v1/bind", sfTok, `{"program":"shop","customer":"`+customer+`","event":"`+event+`",`+tokenJSON+`}`)
+}
+
+func tok(t string) string { return `"token":"` + t + `"` }
+
+func TestBindAndAttribution(t *testing.T) {
+	e := newEnv(t, true)
+	e.seedStorefront()
+	r := e.bind("c1", "register", tok(e.token("shop", "bob", 30)))
+	if r.status != 200 || r.body["associated"] != true || r.body["promoter"] != "bob" || r.body["kind"] != "protected" || r.body["reason"] != "" {
+		t.Fatalf("register: %d %s", r.status, r.raw)
+	}
+	// Protection: another promoter's login click does not take the customer.
+	r = e.bind("c1", "login", tok(e.token("shop", "carol", 30)))
+	if r.body["associated"] != false || r.body["reason"] != "protected_by_other" || r.body["promoter"] != "bob" {
+		t.Errorf("protected_by_other: %s", r.raw)
+	}
+	a := e.call("GET", "/v1/attribution?program=shop&customer=c1", sfTok, "")
+	if a.status != 200 || a.body["attributed"] != true || a.body["promoter"] != "bob" || a.body["link"] != "l-bob" || a.body["click"] != "c-bob" {
+		t.Errorf("attribution: %s", a.raw)
+	}
+	// 30 days later the protection has ended: the next login click wins.
+	e.call("POST", "/v1/admin/test-clock", adminTok, `{"advance":"720h"}`)
+	if a := e.call("GET", "/v1/attribution?program=shop&customer=c1", sfTok, ""); a.body["attributed"] != false {
+		t.Errorf("after 30 days: %s", a.raw)
+	}
+	r = e.bind("c1", "login", tok(e.token("shop", "carol", 30)))
+	if r.body["associated"] != true || r.body["kind"] != "standard" || r.body["promoter"] != "carol" {
+		t.Errorf("login after protection: %s", r.raw)
+	}
+	x := e.call("GET", "/v1/attribution/explain?program=shop&customer=c1", sfTok, "")
+	ds, _ := x.body["decisions"].([]any)
+	if x.status != 200 || len(ds) != 3 {
+		t.Fatalf("explain: %s", x.raw)
+	}
+	newest := ds[0].(map[string]any)
+	if newest["event"] != "login" || newest["promoter"] != "carol" || newest["outcome"] != "created" || newest["click"] != "c-carol" {
+		t.Errorf("newest decision: %v", newest)
+	}
+	if mid := ds[1].(map[string]any); mid["outcome"] != "rejected" || mid["reason"] != "protected_by_other" {
+		t.Errorf("middle decision: %v", mid)
+	}
+	// Unknown customers are simply not attributed.
+	if a := e.call("GET", "/v1/attribution?program=shop&customer=nobody", sfTok, ""); a.status != 200 || a.body["attributed"] != false {
+		t.Errorf("unknown customer: %s", a.raw)
+	}
+	if x := e.call("GET", "/v1/attribution/explain?program=shop&customer=nobody", sfTok, ""); x.status != 200 || !strings.Contains(x.raw, `"decisions":[]`) {
+		t.Errorf("explain unknown: %s", x.raw)
+	}
+}
+
+func TestBindByVisitorRecord(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	now := e.clock.Now()
+	e.st.RecordClicks(context.Background(), []attribution.Click{{ID: "clk1", Program: "shop", Promoter: "bob", Link: "lnk",
+		Visitor: "vis1", At: now, ExpiresAt: now.Add(time.Hour), Outcome: attribution.OutcomeAttributed}})
+	r := e.bind("c1", "register", `"visitor":"vis1"`)
+	if r.body["associated"] != true || r.body["promoter"] != "bob" {
+		t.Fatalf("bind by visitor: %s", r.raw)
+	}
+	if a := e.call("GET", "/v1/attribution?program=shop&customer=c1", sfTok, ""); a.body["click"] != "clk1" || a.body["link"] != "lnk" {
+		t.Errorf("click and link come from the visitor record: %s", a.raw)
+	}
+	if r := e.bind("c2", "register", `"visitor":"unknown"`); r.body["reason"] != "no_click" {
+		t.Errorf("unknown visitor: %s", r.raw)
+	}
+}
+
+func TestBindReasons(t *testing.T) {
+	e := newEnv(t, true)
+	e.seedStorefront()
+	f := func(name, customer, event, body, reason string) {
+		t.Helper()
+		r := e.bind(customer, event, body)
+		if r.status != 200 || r.body["associated"] != false || r.body["reason"] != reason {
+			t.Errorf("%s: %d %s, want reason %s", name, r.status, r.raw, reason)
+		}
+	}
+	good := e.token("shop", "bob", 30)
+	f("ErrTokenInvalid", "c1", "register", tok(good[:len(good)-1]+"A"), "token_invalid")
+	f("ErrTokenOtherProgram", "c1", "register", tok(e.token("other", "bob", 30)), "token_invalid")
+	f("ErrNoClick", "c1", "register", `"visitor":""`, "no_click")
+	f("ErrPromoterSuspended", "c1", "register", tok(e.token("shop", "mallory", 30)), "promoter_suspended")
+	f("ErrAgentServed", "c2", "register", tok(good)+`,"customer_info":{"agent_served":true}`, "agent_served")
+	f("ErrAgentServedSticky", "c2", "register", tok(good)+`,"customer_info":{"agent_served":false}`, "agent_served")
+	f("ErrOldCustomer", "c3", "login", tok(good)+`,"customer_info":{"paid":true}`, "old_customer")
+	f("ErrSamePerson", "c4", "register", tok(e.token("shop", "alice", 30))+`,"customer_info":{"fingerprints":{"phones":["86-138-0000-0000"]}}`, "same_person")
+	if r := e.call("PUT", "/v1/customers/c5", sfTok, `{"fingerprints":{"ips":["203.0.113.7"]}}`); r.status != 200 || r.body["fingerprints"] != 1.0 {
+		t.Fatalf("put customer: %s", r.raw)
+	}
+	f("ErrSamePersonFromCustomer", "c5", "register", tok(e.token("shop", "alice", 30)), "same_person")
+	expiring := e.token("shop", "bob", 1)
+	e.call("POST", "/v1/admin/test-clock", adminTok, `{"advance":"25h"}`)
+	f("ErrTokenExpired", "c6", "register", tok(expiring), "token_expired")
+}
+
+func TestCustomers(t *testing.T) {
+	e := newEnv(t, false)
+	r := e.call("PUT", "/v1/customers/c1", sfTok, `{"paid":true,"fingerprints":{"emails":["A@B.C"]}}`)
+	if r.status != 200 || r.body["paid"] != true || r.body["agent_served"] != false || r.body["fingerprints"] != 1.0 {
+		t.Fatalf("%s", r.raw)
+	}
+	r = e.call("PUT", "/v1/customers/c1", sfTok, `{"paid":false,"agent_served":true,"fingerprints":{"emails":["a@b.c"],"devices":["d"]}}`)
+	if r.body["paid"] != true || r.body["agent_served"] != true || r.body["fingerprints"] != 2.0 || strings.Contains(r.raw, "a@b.c") {
+		t.Errorf("paid and agent_served stay true; fingerprints add up and are never echoed: %s", r.raw)
+	}
+}
+
+func (e *env) convert(order, customer string, amount int64, extra string) result {
+	e.t.Helper()
+	return e.call("POST", "/v1/conversions", sfTok, fmt.Sprintf(`{"program":"shop","order":%q,"customer":%q,"amount":%d,"currency":"CNY","product":"cvm","prepaid":true%s}`, order, customer, amount, extra))
+}
+
+func TestConversionsAndRefunds(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	e.bind("c1", "register", tok(e.token("shop", "bob", 30)))
+	r := e.convert("o1", "c1", 10000, "")
+	want := `{"order":"o1","eligible":true,"reason":"","promoter":"bob","kind":"protected","rate":0.3,"commission":3000,"currency":"CNY"}`
+	if r.status != 200 || strings.TrimSpace(r.raw) != want {
+		t.Fatalf("conversion:\n got %s\nwant %s", r.raw, want)
+	}
+	// The same order again: the same decision, even though the customer has
+	// paid since (which would make a new order a repeat purchase).
+	if again := e.convert("o1", "c1", 10000, ""); strings.TrimSpace(again.raw) != want {
+		t.Errorf("idempotent: %s", again.raw)
+	}
+	if r := e.convert("o2", "c1", 5000, ""); r.body["eligible"] != false || r.body["reason"] != "repeat_purchase" {
+		t.Errorf("second order: %s", r.raw)
+	}
+	if r := e.convert("o3", "nobody", 5000, ""); r.body["reason"] != "no_association" || r.body["commission"] != 0.0 {
+		t.Errorf("no association: %s", r.raw)
+	}
+	f := func(name, order, body string, status int, code string) {
+		t.Helper()
+		r := e.call("POST", "/v1/conversions/"+order+"/refunds", sfTok, body)
+		if r.status != status || (code != "" && r.errCode() != code) {
+			t.Errorf("%s: %d %s", name, r.status, r.raw)
+		}
+	}
+	f("ErrUnknownOrder", "nope", `{"amount":1}`, 404, "not_found")
+	f("ErrOverRefund", "o1", `{"amount":10001}`, 422, "invalid")
+	f("ErrZeroRefund", "o1", `{"amount":0}`, 422, "invalid")
+	f("ErrNoAmount", "o1", `{}`, 422, "invalid")
+	if r := e.call("POST", "/v1/conversions/o1/refunds", sfTok, `{"amount":4000}`); r.status != 200 || strings.TrimSpace(r.raw) != `{"order":"o1","refunded":4000,"commission":1800}` {
+		t.Errorf("refund: %s", r.raw)
+	}
+	if r := e.call("POST", "/v1/conversions/o1/refunds", sfTok, `{"amount":6000}`); strings.TrimSpace(r.raw) != `{"order":"o1","refunded":10000,"commission":0}` {
+		t.Errorf("full refund: %s", r.raw)
+	}
+	x := e.call("GET", "/v1/attribution/explain?program=shop&customer=c1", sfTok, "")
+	ds := x.body["decisions"].([]any)
+	if len(ds) != 5 || ds[0].(map[string]any)["event"] != "refund" || ds[0].(map[string]any)["order"] != "o1" || ds[2].(map[string]any)["reason"] != "repeat_purchase" {
+		t.Errorf("explain: %s", x.raw)
+	}
+	g := func(name, body string, status int) {
+		t.Helper()
+		if r := e.call("POST", "/v1/conversions", sfTok, body); r.status != status {
+			t.Errorf("%s: %d %s", name, r.status, r.raw)
+		}
+	}
+	g("ErrNegativeAmount", `{"program":"shop","order":"o9","customer":"c1","amount":-1}`, 422)
+	g("ErrNoAmount", `{"program":"shop","order":"o9","customer":"c1"}`, 422)
+	g("ErrUnknownProgram", `{"program":"nope","order":"o9","customer":"c1","amount":1}`, 422)
+	g("ErrBadOrder", `{"program":"shop","order":"a b","customer":"c1","amount":1}`, 422)
+	g("ErrUnknownField", `{"program":"shop","order":"o9","customer":"c1","amount":1,"coupon":1}`, 400)
+	g("ErrAmountNotInteger", `{"program":"shop","order":"o9","customer":"c1","amount":1.5}`, 422)
+	g("ErrOrderOtherCustomer", `{"program":"shop","order":"o1","customer":"c2","amount":1}`, 409)
+	if r := e.call("POST", "/v1/conversions", metTok, `{}`); r.status != 403 {
+		t.Errorf("metrics token on a storefront route: %d", r.status)
+	}
+	if r := e.call("POST", "/v1/conversions", "", `{}`); r.status != 401 {
+		t.Errorf("no token: %d", r.status)
+	}
+	if r := e.call("POST", "/v1/bind", adminTok, `{"program":"shop","customer":"c9","event":"signup"}`); r.status != 422 {
+		t.Errorf("bad event: %d", r.status)
+	}
+}
+
+func TestTokenAttribution(t *testing.T) {
+	e := newEnv(t, false)
+	good := e.token("shop", "bob", 30)
+	r := e.call("GET", "/v1/attribution?token="+good, sfTok, "")
+	if r.body["attributed"] != true || r.body["promoter"] != "bob" || r.body["click"] != "c-bob" {
+		t.Errorf("valid token: %s", r.raw)
+	}
+	r = e.call("GET", "/v1/attribution?program=shop&token="+good[:len(good)-2]+"AA", sfTok, "")
+	if r.body["attributed"] != false || r.body["reason"] != "token_invalid" {
+		t.Errorf("bad token: %s", r.raw)
+	}
+	if r := e.call("GET", "/v1/attribution?program=shop", sfTok, ""); r.status != 400 {
+		t.Errorf("no customer, no token: %d", r.status)
+	}
+}
+
+// TestReadsDegradeHonestly: with the store down, the read endpoints answer
+// 503, never "not attributed".
+func TestReadsDegradeHonestly(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	e.st.Close()
+	for _, p := range []string{"/v1/attribution?program=shop&customer=c1", "/v1/attribution/explain?program=shop&customer=c1"} {
+		if r := e.call("GET", p, sfTok, ""); r.status != 503 || r.errCode() != "unavailable" || strings.Contains(r.raw, "attributed") {
+			t.Errorf("%s: %d %s", p, r.status, r.raw)
+		}
+	}
+	if r := e.convert("o1", "c1", 100, ""); r.status != 503 {
+		t.Errorf("conversion with the store down: %d %s", r.status, r.raw)
+	}
+}
