@@ -207,9 +207,11 @@ type ConversionAnswer struct {
 	Currency   string           `json:"currency"`
 }
 
+// conversionAnswer is the decision as it was made: a retry after refunds
+// still gets the commission granted then (refunds answer with what is left).
 func conversionAnswer(o *attribution.Order) *ConversionAnswer {
 	return &ConversionAnswer{Order: o.ID, Eligible: o.Eligible, Reason: o.Reason, Promoter: o.Promoter,
-		Kind: string(o.Kind), Rate: o.Rate, Commission: o.Commission, Currency: o.Currency}
+		Kind: string(o.Kind), Rate: o.Rate, Commission: o.Granted, Currency: o.Currency}
 }
 
 // Convert decides an order (attribution.Convert). The order id makes it
