@@ -1,0 +1,135 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+func loadSpec(t *testing.T) *openapi3.T {
+	t.Helper()
+	doc, err := openapi3.NewLoader().LoadFromFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := doc.Validate(context.Background()); err != nil {
+		t.Fatalf("openapi.yaml is not a valid OpenAPI 3 document: %v", err)
+	}
+	return doc
+}
+
+// TestOpenAPIRoutes: every documented route exists and every route is
+// documented.
+func TestOpenAPIRoutes(t *testing.T) {
+	doc := loadSpec(t)
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented[method+" "+path] = true
+		}
+	}
+	served := map[string]bool{}
+	for _, r := range routes {
+		served[r.method+" "+r.pattern] = true
+	}
+	var missing, extra []string
+	for k := range served {
+		if !documented[k] {
+			missing = append(missing, k)
+		}
+	}
+	for k := range documented {
+		if !served[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Errorf("routes not documented: %v\ndocumented routes not served: %v", missing, extra)
+	}
+}
+
+// TestOpenAPIExamples validates every example against its schema, sends the
+// request examples to the real API in a working order, and validates the
+// real responses against the documented ones.
+func TestOpenAPIExamples(t *testing.T) {
+	doc := loadSpec(t)
+	visit := func(where string, s *openapi3.SchemaRef, v any) {
+		t.Helper()
+		if s == nil || s.Value == nil {
+			return
+		}
+		if err := s.Value.VisitJSON(v); err != nil {
+			t.Errorf("%s does not match its schema: %v", where, err)
+		}
+	}
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.RequestBody != nil {
+				if mt := op.RequestBody.Value.Content.Get("application/json"); mt != nil && mt.Example != nil {
+					visit(method+" "+path+" request example", mt.Schema, mt.Example)
+				}
+			}
+			for code, resp := range op.Responses.Map() {
+				if mt := resp.Value.Content.Get("application/json"); mt != nil && mt.Example != nil {
+					visit(fmt.Sprint(method, " ", path, " ", code, " response example"), mt.Schema, mt.Example)
+				}
+			}
+		}
+	}
+
+	e := newEnv(t, true)
+	calls := []struct{ method, path, specPath string }{
+		{"PUT", "/v1/admin/programs/tencent", "/v1/admin/programs/{id}"},
+		{"GET", "/v1/admin/programs/tencent", "/v1/admin/programs/{id}"},
+		{"PUT", "/v1/admin/promoters/alice", "/v1/admin/promoters/{id}"},
+		{"GET", "/v1/admin/promoters/alice", "/v1/admin/promoters/{id}"},
+		{"POST", "/v1/admin/links", "/v1/admin/links"},
+		{"GET", "/v1/admin/links/alice-cvm", "/v1/admin/links/{code}"},
+		{"PUT", "/v1/customers/cust-1001", "/v1/customers/{id}"},
+		{"POST", "/v1/bind", "/v1/bind"},
+		{"GET", "/v1/attribution?program=tencent&customer=cust-1001", "/v1/attribution"},
+		{"POST", "/v1/conversions", "/v1/conversions"},
+		{"POST", "/v1/conversions/ord-1/refunds", "/v1/conversions/{order}/refunds"},
+		{"GET", "/v1/attribution/explain?program=tencent&customer=cust-1001", "/v1/attribution/explain"},
+		{"POST", "/v1/admin/test-clock", "/v1/admin/test-clock"},
+		{"GET", "/livez", "/livez"},
+		{"GET", "/readyz", "/readyz"},
+		{"DELETE", "/v1/admin/links/alice-cvm", "/v1/admin/links/{code}"},
+	}
+	for _, c := range calls {
+		op := doc.Paths.Find(c.specPath).GetOperation(c.method)
+		if op == nil {
+			t.Fatalf("%s %s is not documented", c.method, c.specPath)
+		}
+		body := ""
+		if op.RequestBody != nil {
+			b, err := json.Marshal(op.RequestBody.Value.Content.Get("application/json").Example)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = string(b)
+		}
+		r := e.call(c.method, c.path, adminTok, body)
+		if r.status >= 300 {
+			t.Errorf("%s %s with the documented example: %d %s", c.method, c.path, r.status, r.raw)
+			continue
+		}
+		resp := op.Responses.Status(r.status)
+		if resp == nil {
+			t.Errorf("%s %s answered %d, which is not documented", c.method, c.path, r.status)
+			continue
+		}
+		if mt := resp.Value.Content.Get("application/json"); mt != nil && strings.TrimSpace(r.raw) != "" {
+			var v any
+			json.Unmarshal([]byte(r.raw), &v)
+			visit(fmt.Sprint(c.method, " ", c.path, " live ", r.status, " response"), mt.Schema, v)
+		}
+	}
+}
