@@ -33,6 +33,7 @@ func (s *Server) putProgram(ctx *fasthttp.RequestCtx, id string) {
 		s.fail(ctx, err)
 		return
 	}
+	s.Invalidate(store.Invalidation{Kind: store.Program, ID: p.ID})
 	s.reply(ctx, 200, &p)
 }
 
@@ -88,6 +89,7 @@ func (s *Server) putPromoter(ctx *fasthttp.RequestCtx, id string) {
 		s.fail(ctx, err)
 		return
 	}
+	s.Invalidate(store.Invalidation{Kind: store.Promoter, ID: p.ID})
 	s.reply(ctx, 200, promoterOut{p.ID, p.Status, p.Tier, len(p.Fingerprints)})
 }
 

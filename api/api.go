@@ -84,6 +84,10 @@ func New(cfg Config) *Server {
 	return s
 }
 
+// Invalidate drops cached programs and promoters; wire it to the store's
+// invalidation feed, so admin changes on any instance apply at once.
+func (s *Server) Invalidate(inv store.Invalidation) { s.svc.Invalidate(inv) }
+
 // SetDraining makes /readyz answer 503 from now on.
 func (s *Server) SetDraining(v bool) { s.draining.Store(v) }
 

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/refgate/refgate/attribution"
@@ -20,7 +21,23 @@ type Service struct {
 	Signer *cookie.Signer
 	Hasher *attribution.FingerprintHasher
 	Now    func() time.Time
+
+	cacheOnce sync.Once
+	cache     *entityCache
 }
+
+// CacheTTL is the longest a program or promoter read by the storefront
+// routes is reused; invalidations usually drop it much sooner.
+const CacheTTL = 2 * time.Second
+
+func (sv *Service) entities() *entityCache {
+	sv.cacheOnce.Do(func() { sv.cache = newEntityCache(CacheTTL) })
+	return sv.cache
+}
+
+// Invalidate drops cached programs and promoters an invalidation names; wire
+// it to store.Store.WatchInvalidations.
+func (sv *Service) Invalidate(inv store.Invalidation) { sv.entities().invalidate(inv) }
 
 // BindInput is a bind request, validated.
 type BindInput struct {
@@ -42,8 +59,8 @@ type BindAnswer struct {
 }
 
 func (sv *Service) program(ctx context.Context, id string) (*attribution.Program, error) {
-	p, err := sv.Store.Program(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
+	p, err := sv.entities().program(ctx, sv.Store, id)
+	if err == nil && p == nil {
 		return nil, errorf(EInvalid, "unknown program "+id)
 	}
 	return p, err
@@ -51,11 +68,7 @@ func (sv *Service) program(ctx context.Context, id string) (*attribution.Program
 
 // promoter returns the promoter, or nil if there is none by that id.
 func (sv *Service) promoter(ctx context.Context, id string) (*attribution.Promoter, error) {
-	p, err := sv.Store.Promoter(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return p, err
+	return sv.entities().promoter(ctx, sv.Store, id)
 }
 
 // click resolves the visitor's click from the token or, failing that, the

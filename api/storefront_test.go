@@ -43,6 +43,15 @@ func (e *env) bind(customer, event, tokenJSON string) result {
 
 func tok(t string) string { return `"token":"` + t + `"` }
 
+// tamper changes a token's last character (always to a different one).
+func tamper(t string) string {
+	last := byte('A')
+	if t[len(t)-1] == 'A' {
+		last = 'B'
+	}
+	return t[:len(t)-1] + string(last)
+}
+
 func TestBindAndAttribution(t *testing.T) {
 	e := newEnv(t, true)
 	e.seedStorefront()
@@ -118,7 +127,7 @@ func TestBindReasons(t *testing.T) {
 		}
 	}
 	good := e.token("shop", "bob", 30)
-	f("ErrTokenInvalid", "c1", "register", tok(good[:len(good)-1]+"A"), "token_invalid")
+	f("ErrTokenInvalid", "c1", "register", tok(tamper(good)), "token_invalid")
 	f("ErrTokenOtherProgram", "c1", "register", tok(e.token("other", "bob", 30)), "token_invalid")
 	f("ErrNoClick", "c1", "register", `"visitor":""`, "no_click")
 	f("ErrPromoterSuspended", "c1", "register", tok(e.token("shop", "mallory", 30)), "promoter_suspended")
@@ -225,7 +234,7 @@ func TestTokenAttribution(t *testing.T) {
 	if r.body["attributed"] != true || r.body["promoter"] != "bob" || r.body["click"] != "c-bob" {
 		t.Errorf("valid token: %s", r.raw)
 	}
-	r = e.call("GET", "/v1/attribution?program=shop&token="+good[:len(good)-2]+"AA", sfTok, "")
+	r = e.call("GET", "/v1/attribution?program=shop&token="+tamper(good), sfTok, "")
 	if r.body["attributed"] != false || r.body["reason"] != "token_invalid" {
 		t.Errorf("bad token: %s", r.raw)
 	}

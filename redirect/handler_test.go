@@ -367,7 +367,9 @@ func TestFirstClickModel(t *testing.T) {
 	if got := e.q.last(t); got.Link != "less2" || got.Outcome != attribution.OutcomeAttributed || got.Visitor != "" {
 		t.Errorf("the click counts for its link but is not the visitor's click: %+v", got)
 	}
-	resp = e.do(t, req{uri: "/r/less2", cookies: [][2]string{{"rg_lessons", tok[:len(tok)-2] + "xx"}}})
+	bad := []byte(tok)
+	bad[len(bad)-1] ^= 1 // another base64url character, always
+	resp = e.do(t, req{uri: "/r/less2", cookies: [][2]string{{"rg_lessons", string(bad)}}})
 	if _, ok := setCookies(resp)["rg_lessons"]; !ok {
 		t.Error("first-click: an invalid cookie is replaced")
 	}

@@ -132,11 +132,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.wg.Add(1)
-	go func() {
-		defer m.wg.Done()
-		m.watchInvalidations(bgCtx, cache)
-	}()
 	m.Batcher = redirect.NewBatcher(m.Store, redirect.BatcherConfig{QueueSize: c.QueueSize, BatchSize: c.BatchSize,
 		FlushInterval: c.FlushInterval, Logger: log, Metrics: metrics})
 	m.Edge = redirect.New(redirect.Config{Links: cache, Queue: m.Batcher, Signer: signer, Hasher: hasher,
@@ -157,6 +152,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
 		PublicURL: publicURL, Gatherer: m.Registry, Logger: log})
+	// Drop cached links, programs and promoters whenever any instance
+	// changes one.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.watchInvalidations(bgCtx, cache)
+	}()
 
 	m.edgeSrv = &fasthttp.Server{
 		Handler:               m.Edge.ServeFastHTTP,
@@ -281,12 +283,16 @@ func (m *Main) secret(flagValue, name, flagName string) (string, error) {
 
 func (m *Main) watchInvalidations(ctx context.Context, cache *redirect.LinkCache) {
 	for ctx.Err() == nil {
-		err := m.Store.WatchInvalidations(ctx, cache.Invalidate)
+		err := m.Store.WatchInvalidations(ctx, func(inv store.Invalidation) {
+			cache.Invalidate(inv)
+			m.API.Invalidate(inv)
+		})
 		if ctx.Err() != nil {
 			return
 		}
 		// Whatever happened, cached entries may be stale now.
 		cache.Invalidate(store.Invalidation{Kind: store.All})
+		m.API.Invalidate(store.Invalidation{Kind: store.All})
 		m.Logger.Warn("cache invalidation feed stopped; retrying", "err", err)
 		select {
 		case <-ctx.Done():
