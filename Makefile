@@ -22,8 +22,9 @@ test: ## vet and run every test with the race detector (needs redis-server)
 test-short: ## the tests without the race detector and without building the binary
 	$(GO) test -short ./...
 
-bench: ## click-path benchmarks against a fixed-302 handler, in the same run
+bench: ## click path against a fixed-302 handler; binds and conversions on real Redis (p50/p99)
 	$(GO) test ./redirect -run '^$$' -bench 'Click|Sign' -benchtime 2s -count 5
+	$(GO) test ./api -run '^$$' -bench StorefrontRedis -benchtime 30000x -count 3
 
 fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./cookie      -run '^$$' -fuzz '^FuzzVerify$$'            -fuzztime $(FUZZTIME)
@@ -32,6 +33,7 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./attribution -run '^$$' -fuzz '^FuzzParseRate$$'        -fuzztime $(FUZZTIME)
 	$(GO) test ./redirect    -run '^$$' -fuzz '^FuzzClientIP$$'         -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDecodeProgram$$'    -fuzztime $(FUZZTIME)
+	$(GO) test ./api         -run '^$$' -fuzz '^FuzzStorefrontBodies$$' -fuzztime $(FUZZTIME)
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }

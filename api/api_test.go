@@ -29,7 +29,7 @@ const (
 )
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	client *http.Client
 	st     store.Store
 	clock  *clock.Clock
@@ -38,7 +38,7 @@ type env struct {
 
 // newEnv serves the API with fasthttp over an in-memory listener and the
 // real embedded store, and talks to it with net/http.
-func newEnv(t *testing.T, testClock bool) *env {
+func newEnv(t testing.TB, testClock bool) *env {
 	t.Helper()
 	st, err := embedded.Open(t.TempDir())
 	if err != nil {

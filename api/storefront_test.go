@@ -258,3 +258,34 @@ func TestReadsDegradeHonestly(t *testing.T) {
 		t.Errorf("conversion with the store down: %d %s", r.status, r.raw)
 	}
 }
+
+// FuzzStorefrontBodies: any body sent to bind, conversions or customers is
+// answered with a status from the contract (200, 400, 409, 422), never a
+// panic or a 500, and the store keeps working after it.
+func FuzzStorefrontBodies(f *testing.F) {
+	f.Add(0, []byte(`{"program":"shop","customer":"c1","event":"register","token":"1.k1.AAAA.AAAA"}`))
+	f.Add(1, []byte(`{"program":"shop","order":"o1","customer":"c1","amount":100,"currency":"CNY","product":"cvm","prepaid":true}`))
+	f.Add(2, []byte(`{"paid":true,"fingerprints":{"ips":["::1"],"phones":["+1 (555) 010-0000"]}}`))
+	f.Add(1, []byte(`{"program":"shop","order":"o1","customer":"c1","amount":1e3}`))
+	e := newEnv(f, false) // one server for the whole run
+	e.seedStorefront()
+	f.Fuzz(func(t *testing.T, route int, body []byte) {
+		e.t = t
+		method, path := "POST", "/v1/bind"
+		switch route % 3 {
+		case 1:
+			path = "/v1/conversions"
+		case 2:
+			method, path = "PUT", "/v1/customers/c1"
+		}
+		r := e.call(method, path, sfTok, string(body))
+		switch r.status {
+		case 200, 400, 409, 422:
+		default:
+			t.Fatalf("%s %s %q: %d %s", method, path, body, r.status, r.raw)
+		}
+		if r.status != 200 && r.errCode() == "" {
+			t.Fatalf("error without a JSON error body: %s", r.raw)
+		}
+	})
+}
