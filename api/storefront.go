@@ -189,6 +189,10 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, order string) {
 		s.fail(ctx, errorf(EInvalid, "amount is required"))
 		return
 	}
+	if !attribution.ValidID(order) {
+		s.fail(ctx, errorf(ENotFound, "no order "+order))
+		return
+	}
 	c, cancel := s.storeCtx()
 	defer cancel()
 	a, err := s.svc.Refund(c, order, *in.Amount)

@@ -189,6 +189,7 @@ func TestConversionsAndRefunds(t *testing.T) {
 		}
 	}
 	f("ErrUnknownOrder", "nope", `{"amount":1}`, 404, "not_found")
+	f("ErrBadOrderID", "a%7Bb%7D", `{"amount":1}`, 404, "not_found")
 	f("ErrOverRefund", "o1", `{"amount":10001}`, 422, "invalid")
 	f("ErrZeroRefund", "o1", `{"amount":0}`, 422, "invalid")
 	f("ErrNoAmount", "o1", `{}`, 422, "invalid")
