@@ -6,11 +6,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffyaml"
+
+	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/redirect"
+	"github.com/refgate/refgate/store/redisstore"
 )
 
 // Config is refgate serve's configuration. Its flag names (and the
@@ -23,6 +29,8 @@ type Config struct {
 	RedisURL        string
 	RedisAddrs      string
 	RedisCluster    bool
+	RedisUsername   string
+	RedisPassword   string
 	RedisPoolSize   int
 	RedisTimeout    time.Duration
 	AdminToken      string
@@ -49,7 +57,7 @@ type Config struct {
 
 // secretFlags are masked when the effective configuration is logged.
 var secretFlags = map[string]bool{"admin-token": true, "storefront-token": true, "metrics-token": true,
-	"cookie-keys": true, "fingerprint-key": true}
+	"cookie-keys": true, "fingerprint-key": true, "redis-password": true}
 
 func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", ":8080", "public edge address: clicks (/r/{code}) and /healthz only")
@@ -58,6 +66,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis-url", "", "Redis URL (redis://host:6379/0, rediss://, unix:///path); empty = embedded store")
 	fs.StringVar(&c.RedisAddrs, "redis-addrs", "", "comma-separated Redis Cluster node addresses (host:port,...)")
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "treat the Redis address(es) as a Redis Cluster")
+	fs.StringVar(&c.RedisUsername, "redis-username", "", "Redis ACL user (overrides the URL's)")
+	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (overrides the URL's)")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 32, "Redis connections per node")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 500*time.Millisecond, "Redis read/write timeout per call")
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /v1/admin/*, /metrics and pprof; empty = generate and log once")
@@ -178,4 +188,38 @@ func maskURL(v string) string {
 		return scheme + "://" + user + ":***@" + host
 	}
 	return v
+}
+
+// Check goes further than Validate, parsing every value serve would parse
+// (addresses, cookie keys, proxies, the Redis URL) without opening anything:
+// `refgate validate` runs it for CI/CD pipelines.
+func (c *Config) Check() error {
+	var errs []error
+	for name, addr := range map[string]string{"--listen": c.Listen, "--api-listen": c.APIListen} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %v", name, addr, err))
+		}
+	}
+	if c.CookieKeys != "" {
+		if _, err := cookie.ParseKeys(c.CookieKeys); err != nil {
+			errs = append(errs, fmt.Errorf("--cookie-keys: %w", err))
+		}
+	}
+	if _, err := redirect.ParsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, fmt.Errorf("--trusted-proxies: %w", err))
+	}
+	if c.RedisURL != "" {
+		if _, err := (redisstore.Config{URL: c.RedisURL}).Options(); err != nil {
+			errs = append(errs, fmt.Errorf("--redis-url: %w", err))
+		}
+	}
+	if c.GeoIPDB != "" {
+		errs = append(errs, errors.New("--geoip-db: GeoIP enrichment is not available in this version"))
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--public-url %q: want an http(s) URL", c.PublicURL))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -30,8 +30,9 @@ func main() {
 const usage = `refgate: edge click tracking and attribution for referral programs
 
 Usage:
-  refgate serve [flags]   run the public edge and the API (refgate serve -h for flags)
-  refgate version         print the version
+  refgate serve [flags]              run the public edge and the API (refgate serve -h for flags)
+  refgate validate --config FILE     check a configuration (flags, env and file as serve reads them) without starting
+  refgate version                    print the version
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -67,6 +68,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "refgate:", err)
 			return 1
 		}
+		return 0
+	case "validate":
+		var c Config
+		err := c.ParseFlags("refgate validate", args[1:], stderr)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		if err == nil {
+			err = c.Check()
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "refgate: invalid configuration:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, "configuration ok")
 		return 0
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "refgate", Version())

@@ -381,3 +381,26 @@ func crossInstance(t *testing.T, redis func(*Config)) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, fmt.Sprint(len(body), ".yaml"))
+		os.WriteFile(p, []byte(body), 0o600)
+		return p
+	}
+	f := func(body string, want int) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), []string{"validate", "--config", write(body)}, &out, &errb); code != want {
+			t.Errorf("%q: exit %d, want %d\n%s%s", body, code, want, out.String(), errb.String())
+		}
+	}
+	f("listen: \":8080\"\nredis-addrs: \"a:7000,b:7001\"\ncookie-keys: \"k1:0123456789abcdef0123\"\nshutdown-delay: 10s\n", 0)
+	f("listen: \"8080\"\n", 1)
+	f("cookie-keys: \"k1:short\"\n", 1)
+	f("trusted-proxies: \"10.0.0.0/33\"\n", 1)
+	f("redis-url: \"http://nope\"\n", 1)
+	f("log-format: xml\n", 1)
+	f("no-such-key: 1\n", 1)
+}

@@ -226,6 +226,7 @@ func (m *Main) openStore() (store.Store, error) {
 		return s, nil
 	}
 	rc := redisstore.Config{URL: c.RedisURL, Cluster: c.RedisCluster || c.RedisAddrs != "",
+		Username: c.RedisUsername, Password: c.RedisPassword,
 		PoolSize: c.RedisPoolSize, ReadTimeout: c.RedisTimeout, WriteTimeout: c.RedisTimeout}
 	for _, a := range strings.Split(c.RedisAddrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {

@@ -47,6 +47,8 @@ type Config struct {
 	URL      string   // redis://[user:pass@]host:port/db; or
 	Addrs    []string // host:port list
 	Cluster  bool     // treat Addrs (even one) as a Redis Cluster
+	Username string   // ACL user; overrides the URL's
+	Password string   // overrides the URL's
 	PoolSize int      // connections per node [32]
 
 	DialTimeout  time.Duration // [1s]
@@ -75,6 +77,12 @@ func (c Config) Options() (*redis.UniversalOptions, error) {
 	}
 	if len(o.Addrs) == 0 {
 		return nil, errors.New("no redis address")
+	}
+	if c.Username != "" {
+		o.Username = c.Username
+	}
+	if c.Password != "" {
+		o.Password = c.Password
 	}
 	o.PoolSize = def(c.PoolSize, 32)
 	o.DialTimeout = def(c.DialTimeout, time.Second)
