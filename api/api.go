@@ -51,6 +51,8 @@ type Config struct {
 	// PublicURL is the edge's base URL, used for links' "url" field.
 	PublicURL string
 	Gatherer  prometheus.Gatherer
+	// Registerer takes the API's own metrics [a throwaway registry].
+	Registerer prometheus.Registerer
 	Logger    *slog.Logger
 	// StoreTimeout bounds one request's store calls [2s].
 	StoreTimeout time.Duration
@@ -79,7 +81,11 @@ func New(cfg Config) *Server {
 		cfg.StoreTimeout = 2 * time.Second
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
-	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now}}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
+		Decisions: NewDecisionMetrics(cfg.Registerer)}}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	return s
 }

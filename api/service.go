@@ -21,6 +21,8 @@ type Service struct {
 	Signer *cookie.Signer
 	Hasher *attribution.FingerprintHasher
 	Now    func() time.Time
+	// Decisions counts decisions by event, outcome and reason; nil for none.
+	Decisions *DecisionMetrics
 
 	cacheOnce sync.Once
 	cache     *entityCache
@@ -125,6 +127,7 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 	if err != nil {
 		return nil, err
 	}
+	sv.Decisions.count(&res.Decision)
 	a := &BindAnswer{Associated: res.Associated, Reason: res.Reason}
 	if res.Assoc != nil {
 		a.Promoter, a.Kind, a.ExpiresAt = res.Assoc.Promoter, string(res.Assoc.Kind), &res.Assoc.ExpiresAt
@@ -245,7 +248,9 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	}
 	promoters := map[string]*attribution.Promoter{} // read once, whatever the retries
 	var out *attribution.Order
+	var decided *attribution.Decision
 	err = sv.Store.UpdateCustomer(ctx, in.Customer, in.Order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+		decided = nil
 		if o != nil {
 			if o.Program != p.ID {
 				return nil, errorf(EConflict, "order "+in.Order+" was reported for program "+o.Program)
@@ -269,10 +274,14 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 			Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid, Promoter: pr, Now: now})
 		out = &ord
 		d := ord.Decision()
+		decided = &d
 		return &store.CustomerUpdate{Customer: c, Order: &ord, Decision: &d, Program: p.ID}, nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if decided != nil { // not for a replay of a known order
+		sv.Decisions.count(decided)
 	}
 	return conversionAnswer(out), nil
 }
@@ -295,6 +304,7 @@ func (sv *Service) Refund(ctx context.Context, order string, amount int64) (*Ref
 		return nil, err
 	}
 	var out RefundAnswer
+	var d attribution.Decision
 	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o == nil { // claimed, but its decision was never stored
 			return nil, errorf(ENotFound, "no order "+order)
@@ -303,12 +313,13 @@ func (sv *Service) Refund(ctx context.Context, order string, amount int64) (*Ref
 			return nil, err
 		}
 		out = RefundAnswer{Order: o.ID, Refunded: o.Refunded, Commission: o.Commission}
-		d := attribution.Decision{At: now, Event: attribution.EventRefund, Promoter: o.Promoter, Click: o.Click,
+		d = attribution.Decision{At: now, Event: attribution.EventRefund, Promoter: o.Promoter, Click: o.Click,
 			Outcome: attribution.DecisionRefunded, Order: o.ID}
 		return &store.CustomerUpdate{Customer: c, Order: o, Decision: &d, Program: o.Program}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
+	sv.Decisions.count(&d)
 	return &out, nil
 }

@@ -65,8 +65,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	m.clickErrors = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "refgate_click_errors_total",
-		Help: "Failures on the click path that did not stop the redirect, by operation.",
+		Help: "Failures on the click path, by operation: link_lookup (answered 503), sign (answered without a cookie).",
 	}, []string{"op"})
+	for _, op := range []string{"link_lookup", "sign"} {
+		m.clickErrors.WithLabelValues(op) // exported as 0 from the start
+	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "refgate_click_queue_depth",
 		Help: "Click records waiting to be written to the store.",

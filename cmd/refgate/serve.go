@@ -151,7 +151,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
-		PublicURL: publicURL, Gatherer: m.Registry, Logger: log})
+		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)

@@ -30,6 +30,9 @@ import (
 type Server struct {
 	Addr string // host:port, or the socket path for a unix server
 	Unix bool
+	// Username and Password authenticate the helper's own clients (for a
+	// server started with an ACL file).
+	Username, Password string
 
 	tb   testing.TB
 	dir  string
@@ -76,6 +79,25 @@ func Start(tb testing.TB) *Server {
 	return s
 }
 
+// StartConfig runs redis-server with the configuration file conf (as a
+// deployment would), on a unix socket in a fresh directory that also serves
+// as its dir; extra arguments override the file. user and password are what
+// the helper authenticates with.
+func StartConfig(tb testing.TB, conf, user, password string, extra ...string) *Server {
+	tb.Helper()
+	redisServer(tb)
+	dir := tempDir(tb)
+	sock := filepath.Join(dir, "r.sock")
+	args := append([]string{conf, "--port", "0", "--unixsocket", sock, "--dir", dir}, extra...)
+	s := &Server{Addr: sock, Unix: true, tb: tb, dir: dir, args: args, Username: user, Password: password}
+	s.start()
+	tb.Cleanup(s.Kill)
+	return s
+}
+
+// Dir is the server's working directory.
+func (s *Server) Dir() string { return s.dir }
+
 // URL is the server's address as a redis:// or unix:// URL.
 func (s *Server) URL() string {
 	if s.Unix {
@@ -86,7 +108,7 @@ func (s *Server) URL() string {
 
 // Client returns a new client to this server, closed at the end of the test.
 func (s *Server) Client() *redis.Client {
-	o := &redis.Options{Addr: s.Addr}
+	o := &redis.Options{Addr: s.Addr, Username: s.Username, Password: s.Password}
 	if s.Unix {
 		o.Network = "unix"
 	}
@@ -124,7 +146,7 @@ func (s *Server) start() {
 }
 
 func (s *Server) rawClient() *redis.Client {
-	o := &redis.Options{Addr: s.Addr, MaxRetries: -1}
+	o := &redis.Options{Addr: s.Addr, MaxRetries: -1, Username: s.Username, Password: s.Password}
 	if s.Unix {
 		o.Network = "unix"
 	}

@@ -93,6 +93,9 @@ func (c Config) Options() (*redis.UniversalOptions, error) {
 	// Honour the caller's deadline too: a request must never wait longer
 	// than its own budget.
 	o.ContextTimeoutEnabled = true
+	// No CLIENT SETINFO on connect: one command fewer for the ACL user to
+	// need, and the same ACL file loads on Redis 7.0 (which lacks it) and 7.2.
+	o.DisableIdentity = true
 	return o, nil
 }
 

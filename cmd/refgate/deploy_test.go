@@ -1,0 +1,389 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/refgate/refgate/internal/redistest"
+	"github.com/refgate/refgate/store"
+	"github.com/refgate/refgate/store/redisstore"
+	"github.com/refgate/refgate/store/storetest"
+)
+
+const deployDir = "../../deploy"
+
+// deployCopy copies deploy/ to a temporary directory and fills in the
+// secret files from their examples, as an operator would.
+func deployCopy(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	err := filepath.WalkDir(deployDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(deployDir, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(target, b, 0o644); err != nil {
+			return err
+		}
+		if strings.HasSuffix(target, ".example") {
+			return os.WriteFile(strings.TrimSuffix(target, ".example"), b, 0o600)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dst
+}
+
+// objects renders an overlay with the kustomize Go module (no kubectl).
+func render(t *testing.T, dir string) [][]byte {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatalf("kustomize %s: %v", dir, err)
+	}
+	var out [][]byte
+	for _, r := range m.Resources() {
+		b, err := r.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// decodeStrict decodes one object into its k8s.io/api (or Prometheus
+// Operator) type, refusing unknown fields.
+func decodeStrict(t *testing.T, b []byte) any {
+	t.Helper()
+	var meta struct{ Kind, APIVersion string }
+	json.Unmarshal(b, &meta)
+	var obj any
+	switch meta.APIVersion + "/" + meta.Kind {
+	case "apps/v1/Deployment":
+		obj = &appsv1.Deployment{}
+	case "apps/v1/StatefulSet":
+		obj = &appsv1.StatefulSet{}
+	case "v1/Service":
+		obj = &corev1.Service{}
+	case "v1/Secret":
+		obj = &corev1.Secret{}
+	case "v1/ConfigMap":
+		obj = &corev1.ConfigMap{}
+	case "policy/v1/PodDisruptionBudget":
+		obj = &policyv1.PodDisruptionBudget{}
+	case "autoscaling/v2/HorizontalPodAutoscaler":
+		obj = &autoscalingv2.HorizontalPodAutoscaler{}
+	case "networking.k8s.io/v1/NetworkPolicy":
+		obj = &networkingv1.NetworkPolicy{}
+	case "batch/v1/Job":
+		obj = &batchv1.Job{}
+	case "monitoring.coreos.com/v1/ServiceMonitor":
+		obj = &monitoringv1.ServiceMonitor{}
+	default:
+		t.Fatalf("unexpected object %s %s", meta.APIVersion, meta.Kind)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(obj); err != nil {
+		t.Fatalf("%s does not decode strictly: %v\n%s", meta.Kind, err, b)
+	}
+	return obj
+}
+
+// envNames lists the REFGATE_* variables the binary reads: one per flag.
+func envNames() map[string]bool {
+	fs := flag.NewFlagSet("", flag.ContinueOnError)
+	new(Config).flags(fs)
+	names := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		names["REFGATE_"+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true
+	})
+	return names
+}
+
+func TestKustomizeOverlays(t *testing.T) {
+	dir := deployCopy(t)
+	flagEnv := envNames()
+	secretKeys := map[string]bool{}
+	for _, line := range strings.Split(mustRead(t, filepath.Join(dir, "k8s/base/secrets.env")), "\n") {
+		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
+			secretKeys[k] = true
+			if !flagEnv[k] {
+				t.Errorf("secrets.env sets %s, which is no refgate flag", k)
+			}
+		}
+	}
+	for _, overlay := range []string{"redis-single", "redis-cluster"} {
+		t.Run(overlay, func(t *testing.T) {
+			kinds := map[string]int{}
+			var dep *appsv1.Deployment
+			var redisConf string
+			var sts []*appsv1.StatefulSet
+			for _, b := range render(t, filepath.Join(dir, "k8s/overlays", overlay)) {
+				switch o := decodeStrict(t, b).(type) {
+				case *appsv1.Deployment:
+					kinds["Deployment"]++
+					dep = o
+				case *appsv1.StatefulSet:
+					kinds["StatefulSet"]++
+					sts = append(sts, o)
+				case *corev1.ConfigMap:
+					kinds["ConfigMap"]++
+					redisConf += o.Data["redis.conf"]
+				case *corev1.Service:
+					kinds["Service"]++
+					checkService(t, o)
+				case *monitoringv1.ServiceMonitor:
+					kinds["ServiceMonitor"]++
+					if ep := o.Spec.Endpoints[0]; ep.Port != "api" || ep.Path != "/metrics" || ep.Authorization == nil {
+						t.Errorf("ServiceMonitor endpoint %+v", ep)
+					}
+				case *batchv1.Job:
+					kinds["Job"]++
+				default:
+					kinds[fmt.Sprintf("%T", o)]++
+				}
+			}
+			for _, k := range []string{"Deployment", "ServiceMonitor", "StatefulSet", "ConfigMap", "*v1.PodDisruptionBudget", "*v2.HorizontalPodAutoscaler", "*v1.NetworkPolicy", "*v1.Secret"} {
+				if kinds[k] == 0 {
+					t.Errorf("no %s rendered (%v)", k, kinds)
+				}
+			}
+			checkDeployment(t, dep, flagEnv, secretKeys, overlay)
+			for _, want := range []string{"appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", "protected-mode yes", "aclfile /etc/redis/users.acl"} {
+				if !strings.Contains(redisConf, want) {
+					t.Errorf("redis.conf lacks %q", want)
+				}
+			}
+			if overlay == "redis-cluster" {
+				if kinds["Job"] != 1 || len(sts) != 1 || *sts[0].Spec.Replicas != 6 || !strings.Contains(strings.Join(sts[0].Spec.Template.Spec.Containers[0].Args, " "), "--cluster-enabled yes") {
+					t.Errorf("the cluster overlay wants a 6-node cluster StatefulSet and a forming Job: %v", kinds)
+				}
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func checkService(t *testing.T, s *corev1.Service) {
+	t.Helper()
+	switch s.Name {
+	case "refgate-edge":
+		if s.Spec.Ports[0].TargetPort.StrVal != "edge" || s.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			t.Errorf("edge service %+v", s.Spec)
+		}
+	case "refgate-api":
+		if s.Spec.Ports[0].TargetPort.StrVal != "api" || s.Spec.Type != corev1.ServiceTypeClusterIP {
+			t.Errorf("api service %+v", s.Spec)
+		}
+	}
+}
+
+func checkDeployment(t *testing.T, d *appsv1.Deployment, flagEnv, secretKeys map[string]bool, overlay string) {
+	t.Helper()
+	if d == nil {
+		t.Fatal("no Deployment")
+	}
+	c := d.Spec.Template.Spec.Containers[0]
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+		if strings.HasPrefix(e.Name, "REFGATE_") && !flagEnv[e.Name] {
+			t.Errorf("env %s is no refgate flag", e.Name)
+		}
+	}
+	if env["REFGATE_LISTEN"].Value != fmt.Sprintf(":%d", ports["edge"]) || env["REFGATE_API_LISTEN"].Value != fmt.Sprintf(":%d", ports["api"]) {
+		t.Errorf("listen addresses %q %q do not match the container ports %v", env["REFGATE_LISTEN"].Value, env["REFGATE_API_LISTEN"].Value, ports)
+	}
+	if p := c.LivenessProbe.HTTPGet; p.Path != "/livez" || p.Port.StrVal != "api" {
+		t.Errorf("liveness probe %+v", p)
+	}
+	if p := c.ReadinessProbe.HTTPGet; p.Path != "/readyz" || p.Port.StrVal != "api" {
+		t.Errorf("readiness probe %+v", p)
+	}
+	if g := env["GOMEMLIMIT"]; g.ValueFrom == nil || g.ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("GOMEMLIMIT must come from the memory limit: %+v", g)
+	}
+	delay, _ := parseDurationSeconds(env["REFGATE_SHUTDOWN_DELAY"].Value)
+	pre := int64(0)
+	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
+		pre = c.Lifecycle.PreStop.Sleep.Seconds
+	}
+	if pre == 0 || delay == 0 || *d.Spec.Template.Spec.TerminationGracePeriodSeconds <= pre+delay+5 {
+		t.Errorf("terminationGracePeriodSeconds %d must exceed preStop %ds + shutdown delay %ds + the queue flush",
+			*d.Spec.Template.Spec.TerminationGracePeriodSeconds, pre, delay)
+	}
+	if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || !strings.HasPrefix(c.EnvFrom[0].SecretRef.Name, "refgate") {
+		t.Errorf("secrets come from the refgate Secret: %+v", c.EnvFrom)
+	}
+	switch overlay {
+	case "redis-single":
+		if env["REFGATE_REDIS_URL"].Value != "redis://redis:6379/0" {
+			t.Errorf("redis url %q", env["REFGATE_REDIS_URL"].Value)
+		}
+	case "redis-cluster":
+		if n := len(strings.Split(env["REFGATE_REDIS_ADDRS"].Value, ",")); n != 6 || env["REFGATE_REDIS_CLUSTER"].Value != "true" {
+			t.Errorf("cluster addresses %q", env["REFGATE_REDIS_ADDRS"].Value)
+		}
+	}
+	if !secretKeys["REFGATE_COOKIE_KEYS"] || !secretKeys["REFGATE_REDIS_PASSWORD"] || env["REFGATE_REDIS_USERNAME"].Value != "refgate" {
+		t.Error("every instance must share cookie keys and authenticate to Redis as the refgate user")
+	}
+}
+
+func parseDurationSeconds(s string) (int64, error) {
+	var c Config
+	if err := c.ParseFlags("x", []string{"--shutdown-delay", s}, &bytes.Buffer{}); err != nil {
+		return 0, err
+	}
+	return int64(c.ShutdownDelay.Seconds()), nil
+}
+
+// TestDashboardAndAlertsUseRealMetrics: every metric the Grafana dashboard
+// and the alert rules query is one the running binary exports.
+func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), nil)
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{"up": true} // Prometheus's own, per target
+	for _, mf := range mfs {
+		exported[mf.GetName()] = true
+	}
+	name := regexp.MustCompile(`\b((?:refgate|process|go)_[a-z0-9_]+|up)\b`)
+	check := func(file, expr string) {
+		t.Helper()
+		for _, n := range name.FindAllString(expr, -1) {
+			base := n
+			for _, suf := range []string{"_bucket", "_count", "_sum"} {
+				if b, ok := strings.CutSuffix(n, suf); ok && exported[b] {
+					base = b
+				}
+			}
+			if !exported[base] {
+				t.Errorf("%s uses %s, which refgate does not export", file, n)
+			}
+		}
+	}
+	var dash struct {
+		Panels []struct {
+			Targets []struct{ Expr string }
+		}
+	}
+	if err := json.Unmarshal([]byte(mustRead(t, deployDir+"/grafana/refgate.json")), &dash); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			check("grafana/refgate.json", tg.Expr)
+			n++
+		}
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct{ Alert, Expr string }
+		}
+	}
+	if err := yaml.UnmarshalStrict([]byte(mustRead(t, deployDir+"/prometheus/alerts.yaml")), &rules, yaml.DisallowUnknownFields); err != nil {
+		// annotations and labels are extra fields: decode loosely instead
+		if err := yaml.Unmarshal([]byte(mustRead(t, deployDir+"/prometheus/alerts.yaml")), &rules); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			check("prometheus/alerts.yaml "+r.Alert, r.Expr)
+			n++
+		}
+	}
+	if n < 10 {
+		t.Errorf("only %d queries checked", n)
+	}
+}
+
+// TestRedisConfigAndACL starts redis-server with deploy/redis/redis.conf and
+// the example ACL file, and runs the store conformance suite as the refgate
+// user: the command list in the ACL is exactly enough.
+func TestRedisConfigAndACL(t *testing.T) {
+	dir := deployCopy(t)
+	srv := redistest.StartConfig(t, filepath.Join(dir, "redis/redis.conf"), "default", "CHANGE-ME-ADMIN-PASSWORD",
+		"--aclfile", filepath.Join(dir, "redis/users.acl"))
+	admin := srv.Client()
+	ctx := context.Background()
+	for k, want := range map[string]string{"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction", "protected-mode": "yes"} {
+		if got := admin.ConfigGet(ctx, k).Val()[k]; got != want {
+			t.Errorf("%s = %q, want %q", k, got, want)
+		}
+	}
+	storetest.Run(t, func(t *testing.T) store.Store {
+		if err := admin.FlushAll(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		s, err := redisstore.New(redisstore.Config{URL: srv.URL(), Username: "refgate", Password: "CHANGE-ME-REFGATE-PASSWORD"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+	// And nothing more: the refgate user cannot touch other keys or run
+	// administrative commands.
+	s, _ := redisstore.New(redisstore.Config{URL: srv.URL(), Username: "refgate", Password: "CHANGE-ME-REFGATE-PASSWORD"})
+	defer s.Close()
+	rdb := s.Client()
+	if err := rdb.Set(ctx, "other:key", "x", 0).Err(); err == nil {
+		t.Error("the refgate user wrote outside refgate:*")
+	}
+	if err := rdb.FlushAll(ctx).Err(); err == nil {
+		t.Error("the refgate user may FLUSHALL")
+	}
+	if err := rdb.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru").Err(); err == nil {
+		t.Error("the refgate user may CONFIG SET")
+	}
+}
