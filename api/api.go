@@ -53,7 +53,7 @@ type Config struct {
 	Gatherer  prometheus.Gatherer
 	// Registerer takes the API's own metrics [a throwaway registry].
 	Registerer prometheus.Registerer
-	Logger    *slog.Logger
+	Logger     *slog.Logger
 	// StoreTimeout bounds one request's store calls [2s].
 	StoreTimeout time.Duration
 }
