@@ -239,6 +239,10 @@ func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 			"--port", ps, "--bind", "127.0.0.1", "--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, "nodes-"+ps+".conf"),
 			"--cluster-node-timeout", "1000", "--save", "", "--appendonly", "no", "--dir", dir,
+			// Replicas sync at once rather than after the default 5 s, so
+			// a failover test does not kill a master before its replica
+			// has any data.
+			"--repl-diskless-sync-delay", "0",
 		}}
 		s.start()
 		tb.Cleanup(s.Kill)
@@ -250,7 +254,39 @@ func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
 	c.WaitHealthy(20 * time.Second)
+	if replicas > 0 {
+		c.waitReplicasInSync(20 * time.Second)
+	}
 	return c
+}
+
+// waitReplicasInSync waits until every replica reports its link to its
+// master up: before that a replica has no data to take over with.
+func (c *Cluster) waitReplicasInSync(timeout time.Duration) {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		synced, total := 0, 0
+		for _, n := range c.Nodes {
+			cl := n.rawClient()
+			info, err := cl.Info(context.Background(), "replication").Result()
+			cl.Close()
+			if err != nil || !strings.Contains(info, "role:slave") {
+				continue
+			}
+			total++
+			if strings.Contains(info, "master_link_status:up") {
+				synced++
+			}
+		}
+		if total > 0 && synced == total {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("%d of %d replicas in sync after %v", synced, total, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // WaitHealthy waits until every live node says cluster_state:ok and a cluster

@@ -119,7 +119,11 @@ func New(c Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{rdb: redis.NewUniversalClient(o)}, nil
+	rdb := redis.NewUniversalClient(o)
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		cc.AddHook(&reloadOnNetError{cc: cc})
+	}
+	return &Store{rdb: rdb}, nil
 }
 
 // NewFromClient wraps an existing client; Close closes it.
