@@ -22,19 +22,25 @@ type reloadOnNetError struct {
 	last atomic.Int64
 }
 
-const reloadEvery = 250 * time.Millisecond
+const reloadEvery = 100 * time.Millisecond
 
 func (h *reloadOnNetError) check(err error) {
 	var ne net.Error
 	if err == nil || !errors.As(err, &ne) && !errors.Is(err, redis.ErrClosed) {
 		return
 	}
+	h.reload()
+}
+
+// reload asks go-redis to re-read the slot map (asynchronously), at most
+// once per reloadEvery.
+func (h *reloadOnNetError) reload() {
 	now := time.Now().UnixNano()
 	last := h.last.Load()
 	if now-last < int64(reloadEvery) || !h.last.CompareAndSwap(last, now) {
 		return
 	}
-	go h.cc.ReloadState(context.Background())
+	h.cc.ReloadState(context.Background())
 }
 
 func (h *reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook {
@@ -45,12 +51,30 @@ func (h *reloadOnNetError) DialHook(next redis.DialHook) redis.DialHook {
 	}
 }
 
+// ProcessHook also retries a command whose connection could not even be
+// dialled (it never reached Redis, so running it again is safe), giving the
+// reload it triggered a moment to land: without that, the first requests
+// after a failover would fail on every instance.
 func (h *reloadOnNetError) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
 		err := next(ctx, cmd)
+		for wait := 50 * time.Millisecond; isDialError(err) && wait <= 200*time.Millisecond; wait *= 2 {
+			h.reload()
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(wait):
+			}
+			err = next(ctx, cmd)
+		}
 		h.check(err)
 		return err
 	}
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }
 
 func (h *reloadOnNetError) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
