@@ -497,3 +497,27 @@ func TestClientIP(t *testing.T) {
 		t.Error("bad prefix accepted")
 	}
 }
+
+// TestReconnectKeepsServing: an "anything may have changed" invalidation
+// (the feed reconnected) while the store is down must not turn cached links
+// into 503s; after the store is back, entries are re-read.
+func TestReconnectKeepsServing(t *testing.T) {
+	e := newEdge(t, nil)
+	src := &failingSource{LinkSource: e.st}
+	cache := NewLinkCache(src, LinkCacheConfig{})
+	e.h.cfg.Links = cache
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+		t.Fatal(resp.StatusCode())
+	}
+	src.fail = true
+	cache.Invalidate(store.Invalidation{Kind: store.All})
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+		t.Errorf("after a reconnect with the store down: %d", resp.StatusCode())
+	}
+	src.fail = false
+	e.st.DeleteLink(context.Background(), "shop1")
+	cache.Invalidate(store.Invalidation{Kind: store.All})
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 404 {
+		t.Errorf("with the store back, a stale entry is re-read: %d", resp.StatusCode())
+	}
+}

@@ -224,7 +224,19 @@ func (c *LinkCache) Invalidate(inv store.Invalidation) {
 			}
 		}
 	default:
-		clear(c.entries)
+		// Changes may have been missed (a reconnect), most likely because
+		// the store is in trouble: rather than emptying the cache, which
+		// would turn every click into a store read that fails, mark every
+		// entry stale. Each is re-read on its next use, and served as it
+		// was if the store still cannot answer. Unknown-code entries go.
+		for k, e := range c.entries {
+			if e.t == nil {
+				delete(c.entries, k)
+			} else {
+				e.at = time.Time{}
+				c.entries[k] = e
+			}
+		}
 	}
 }
 
