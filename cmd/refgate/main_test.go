@@ -76,7 +76,15 @@ var noRedirect = &http.Client{
 	Timeout:       5 * time.Second,
 }
 
-func callAPI(t *testing.T, m *Main, method, path, body string) (int, map[string]any) {
+// apiServer is anything with an API address: a Main in this process, or
+// remoteAPI for the binary running in another.
+type apiServer interface{ APIAddr() string }
+
+type remoteAPI string
+
+func (r remoteAPI) APIAddr() string { return string(r) }
+
+func callAPI(t *testing.T, m apiServer, method, path, body string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+m.APIAddr()+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+adminTok)
@@ -90,7 +98,7 @@ func callAPI(t *testing.T, m *Main, method, path, body string) (int, map[string]
 	return resp.StatusCode, out
 }
 
-func setup(t *testing.T, m *Main, code string) {
+func setup(t *testing.T, m apiServer, code string) {
 	t.Helper()
 	if s, b := callAPI(t, m, "PUT", "/v1/admin/programs/shop", `{"cookie_days":7,"allowed_hosts":["shop.example.com"]}`); s != 200 {
 		t.Fatalf("program: %d %v", s, b)
@@ -291,8 +299,6 @@ func TestSIGTERMDrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	m := &Main{}
-	m.apiLn, m.edgeLn = fakeAddr(apiAddr), fakeAddr(edge)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if resp, err := http.Get("http://" + apiAddr + "/livez"); err == nil {
@@ -304,7 +310,7 @@ func TestSIGTERMDrain(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	setup(t, m, "drain01")
+	setup(t, remoteAPI(apiAddr), "drain01")
 	const n = 300
 	for i := 0; i < n; i++ {
 		if resp := click(t, edge, "drain01"); resp.StatusCode != 302 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -29,7 +30,10 @@ func newLB(t *testing.T) (*lb, string) {
 	l := &lb{backends: map[string]bool{}, stop: make(chan struct{}),
 		client: &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 	srv := &http.Server{Handler: l}
-	ln := mustListen(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	go srv.Serve(ln)
 	go l.check()
 	t.Cleanup(func() { close(l.stop); srv.Close() })

@@ -95,9 +95,6 @@ func StartConfig(tb testing.TB, conf, user, password string, extra ...string) *S
 	return s
 }
 
-// Dir is the server's working directory.
-func (s *Server) Dir() string { return s.dir }
-
 // URL is the server's address as a redis:// or unix:// URL.
 func (s *Server) URL() string {
 	if s.Unix {
@@ -181,13 +178,6 @@ func (s *Server) Kill() {
 	s.cmd = nil
 }
 
-// Restart starts a killed server again on the same address, empty.
-func (s *Server) Restart() {
-	s.tb.Helper()
-	s.Kill()
-	s.start()
-}
-
 // Cluster is a running Redis Cluster.
 type Cluster struct {
 	Nodes []*Server
@@ -201,13 +191,6 @@ func (c *Cluster) Addrs() []string {
 		a[i] = n.Addr
 	}
 	return a
-}
-
-// Client returns a cluster client, closed at the end of the test.
-func (c *Cluster) Client() *redis.ClusterClient {
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs()})
-	c.tb.Cleanup(func() { cc.Close() })
-	return cc
 }
 
 // FlushAll empties every master.

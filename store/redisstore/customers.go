@@ -96,11 +96,11 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 		if err != nil || u == nil {
 			return err
 		}
-		args, program, err := casArgs(version, u)
+		args, err := casArgs(version, u)
 		if err != nil {
 			return err
 		}
-		ok, err := casCustomer.Run(ctx, s.rdb, []string{customerKey(id), ordersKey(id), decisionsKey(id, program)}, args...).Int()
+		ok, err := casCustomer.Run(ctx, s.rdb, []string{customerKey(id), ordersKey(id), decisionsKey(id, u.Program)}, args...).Int()
 		if err != nil {
 			return translate("write customer", err)
 		}
@@ -118,28 +118,28 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 	return store.ErrConflict
 }
 
-func casArgs(version string, u *store.CustomerUpdate) ([]any, string, error) {
+func casArgs(version string, u *store.CustomerUpdate) ([]any, error) {
 	n, _ := strconv.ParseInt(version, 10, 64)
 	var cj, oj, dj []byte
 	var oid string
 	var err error
 	if u.Customer != nil {
 		if cj, err = json.Marshal(u.Customer); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 	}
 	if u.Order != nil {
 		oid = u.Order.ID
 		if oj, err = json.Marshal(u.Order); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 	}
 	if u.Decision != nil {
 		if dj, err = json.Marshal(u.Decision); err != nil {
-			return nil, "", err
+			return nil, err
 		}
 	}
-	return []any{version, n + 1, cj, oid, oj, dj, attribution.MaxDecisions}, u.Program, nil
+	return []any{version, n + 1, cj, oid, oj, dj, attribution.MaxDecisions}, nil
 }
 
 func (s *Store) Decisions(ctx context.Context, program, customer string) ([]attribution.Decision, error) {

@@ -126,9 +126,6 @@ func New(c Config) (*Store, error) {
 	return &Store{rdb: rdb}, nil
 }
 
-// NewFromClient wraps an existing client; Close closes it.
-func NewFromClient(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb} }
-
 // Client returns the underlying client, for other adapters sharing it.
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
