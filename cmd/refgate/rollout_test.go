@@ -246,7 +246,7 @@ func TestClusterFailover(t *testing.T) {
 			t.Fatalf("bind: %v", r)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // let replication catch up
+	cl.WaitReplicated(10 * time.Second) // a master killed before its replica caught up loses its last writes
 
 	var victim *redistest.Server
 	for _, n := range cl.Nodes {

@@ -272,6 +272,69 @@ func (c *Cluster) waitReplicasInSync(timeout time.Duration) {
 	}
 }
 
+// WaitReplicated waits until every replica has acknowledged every write its
+// master has taken so far. Replication is asynchronous: a master killed before
+// its replica caught up takes its last writes with it, so a test that kills a
+// master calls this first.
+func (c *Cluster) WaitReplicated(timeout time.Duration) {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		lagging, err := c.replicationLag()
+		if err == nil && lagging == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("replicas behind their masters after %v: %d lagging, %v", timeout, lagging, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// replicationLag counts the replicas whose acknowledged offset is behind
+// their master's replication offset.
+func (c *Cluster) replicationLag() (int, error) {
+	lagging := 0
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		alive := n.cmd != nil
+		n.mu.Unlock()
+		if !alive {
+			continue
+		}
+		cl := n.rawClient()
+		info, err := cl.Info(context.Background(), "replication").Result()
+		cl.Close()
+		if err != nil {
+			return 0, err
+		}
+		if !strings.Contains(info, "role:master") {
+			continue
+		}
+		var offset int64 = -1
+		var acked []int64
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+				offset, _ = strconv.ParseInt(v, 10, 64)
+			}
+			if strings.HasPrefix(line, "slave") && strings.Contains(line, "offset=") {
+				for _, kv := range strings.Split(line[strings.IndexByte(line, ':')+1:], ",") {
+					if v, ok := strings.CutPrefix(kv, "offset="); ok {
+						o, _ := strconv.ParseInt(v, 10, 64)
+						acked = append(acked, o)
+					}
+				}
+			}
+		}
+		for _, o := range acked {
+			if o < offset {
+				lagging++
+			}
+		}
+	}
+	return lagging, nil
+}
+
 // WaitHealthy waits until every live node says cluster_state:ok and a cluster
 // client can write to every master.
 func (c *Cluster) WaitHealthy(timeout time.Duration) {
