@@ -3,6 +3,7 @@ package redirect
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -498,26 +499,36 @@ func TestClientIP(t *testing.T) {
 	}
 }
 
-// TestReconnectKeepsServing: an "anything may have changed" invalidation
-// (the feed reconnected) while the store is down must not turn cached links
-// into 503s; after the store is back, entries are re-read.
-func TestReconnectKeepsServing(t *testing.T) {
-	e := newEdge(t, nil)
-	src := &failingSource{LinkSource: e.st}
-	cache := NewLinkCache(src, LinkCacheConfig{})
-	e.h.cfg.Links = cache
-	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
-		t.Fatal(resp.StatusCode())
-	}
-	src.fail = true
-	cache.Invalidate(store.Invalidation{Kind: store.All})
-	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
-		t.Errorf("after a reconnect with the store down: %d", resp.StatusCode())
-	}
-	src.fail = false
-	e.st.DeleteLink(context.Background(), "shop1")
-	cache.Invalidate(store.Invalidation{Kind: store.All})
-	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 404 {
-		t.Errorf("with the store back, a stale entry is re-read: %d", resp.StatusCode())
+// TestInvalidationKeepsServing: an invalidation of any kind (a reconnect's
+// "anything may have changed", or a late one for the link itself, its program
+// or its promoter) while the store is down must not turn a cached link into
+// 503s; once the store is back, the entry is re-read.
+func TestInvalidationKeepsServing(t *testing.T) {
+	for _, inv := range []store.Invalidation{
+		{Kind: store.All},
+		{Kind: store.Link, ID: "shop1"},
+		{Kind: store.Program, ID: "shop"},
+		{Kind: store.Promoter, ID: "alice"},
+	} {
+		t.Run(fmt.Sprintf("%c", inv.Kind), func(t *testing.T) {
+			e := newEdge(t, nil)
+			src := &failingSource{LinkSource: e.st}
+			cache := NewLinkCache(src, LinkCacheConfig{})
+			e.h.cfg.Links = cache
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+				t.Fatal(resp.StatusCode())
+			}
+			src.fail = true
+			cache.Invalidate(inv)
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+				t.Errorf("after %+v with the store down: %d", inv, resp.StatusCode())
+			}
+			src.fail = false
+			e.st.DeleteLink(context.Background(), "shop1")
+			cache.Invalidate(inv)
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 404 {
+				t.Errorf("with the store back, a stale entry is re-read: %d", resp.StatusCode())
+			}
+		})
 	}
 }

@@ -71,7 +71,7 @@ type LinkCacheConfig struct {
 
 // LinkCache is the edge's local copy of links. A hit costs a map lookup under
 // a read lock, no store round trip. Misses go to the store once per code at a
-// time (singleflight). Invalidations from the store drop entries; a
+// time (singleflight). Invalidations from the store mark entries stale; a
 // generation counter makes sure a load that raced with an invalidation is
 // not cached. When the store fails, an expired entry is served rather than
 // failing the click.
@@ -202,40 +202,46 @@ func (c *LinkCache) resolve(code string) (*Target, error) {
 	return t, nil
 }
 
-// Invalidate drops what inv names. It is the callback for
+// Invalidate marks what inv names stale. It is the callback for
 // store.Store.WatchInvalidations and never blocks for long.
+//
+// Entries are marked stale rather than dropped: each is re-read on its next
+// use, and served as it was if the store cannot answer then. Dropping them
+// would turn a store outage into 503s for every link touched recently, and
+// an invalidation is delivered asynchronously, so one published when a link
+// was created can arrive after a click has already cached that link. An
+// unknown-code entry is dropped, since the invalidation may be the code being
+// created.
 func (c *LinkCache) Invalidate(inv store.Invalidation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	switch inv.Kind {
-	case store.Link:
-		delete(c.entries, inv.ID)
-	case store.Program:
-		for k, e := range c.entries {
-			if e.t == nil || e.t.Link.Program == inv.ID {
-				delete(c.entries, k)
-			}
+	if inv.Kind == store.Link {
+		if e, ok := c.entries[inv.ID]; ok && e.t != nil {
+			e.at = time.Time{}
+			c.entries[inv.ID] = e
+		} else {
+			delete(c.entries, inv.ID)
 		}
-	case store.Promoter:
-		for k, e := range c.entries {
-			if e.t == nil || e.t.Link.Promoter == inv.ID {
-				delete(c.entries, k)
-			}
+		return
+	}
+	for k, e := range c.entries {
+		if e.t == nil {
+			delete(c.entries, k)
+			continue
 		}
-	default:
-		// Changes may have been missed (a reconnect), most likely because
-		// the store is in trouble: rather than emptying the cache, which
-		// would turn every click into a store read that fails, mark every
-		// entry stale. Each is re-read on its next use, and served as it
-		// was if the store still cannot answer. Unknown-code entries go.
-		for k, e := range c.entries {
-			if e.t == nil {
-				delete(c.entries, k)
-			} else {
-				e.at = time.Time{}
-				c.entries[k] = e
-			}
+		var match bool
+		switch inv.Kind {
+		case store.Program:
+			match = e.t.Link.Program == inv.ID
+		case store.Promoter:
+			match = e.t.Link.Promoter == inv.ID
+		default:
+			match = true // changes may have been missed (a reconnect)
+		}
+		if match {
+			e.at = time.Time{}
+			c.entries[k] = e
 		}
 	}
 }
