@@ -66,14 +66,15 @@ func tempDir(tb testing.TB) string {
 	return dir
 }
 
-// Start runs a single redis-server on a unix socket, without persistence.
-func Start(tb testing.TB) *Server {
+// Start runs a single redis-server on a unix socket, without persistence
+// unless extra arguments (which override the defaults) turn it on.
+func Start(tb testing.TB, extra ...string) *Server {
 	tb.Helper()
 	redisServer(tb)
 	dir := tempDir(tb)
 	sock := filepath.Join(dir, "r.sock")
 	s := &Server{Addr: sock, Unix: true, tb: tb, dir: dir,
-		args: []string{"--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir}}
+		args: append([]string{"--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir}, extra...)}
 	s.start()
 	tb.Cleanup(s.Kill)
 	return s
@@ -176,6 +177,14 @@ func (s *Server) Kill() {
 	s.cmd.Process.Kill()
 	s.cmd.Wait()
 	s.cmd = nil
+}
+
+// Restart starts a killed server again with the same arguments, address
+// and directory (so with whatever it persisted there).
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Kill()
+	s.start()
 }
 
 // Cluster is a running Redis Cluster.
