@@ -56,6 +56,17 @@ type Config struct {
 	Logger     *slog.Logger
 	// StoreTimeout bounds one request's store calls [2s].
 	StoreTimeout time.Duration
+	// Events takes decision events and reports the sink's state in
+	// /readyz; nil for none.
+	Events Events
+}
+
+// Events is the event pipeline as the API sees it; events.Pipeline is one.
+type Events interface {
+	Emitter
+	Status() string // ok, replaying or degraded
+	SinkName() string
+	SpoolBytes() int64
 }
 
 // Server is the API handler.
@@ -86,6 +97,9 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
 		Decisions: NewDecisionMetrics(cfg.Registerer)}}
+	if cfg.Events != nil {
+		s.svc.Events = cfg.Events
+	}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	return s
 }
@@ -251,12 +265,32 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 	}
 	c, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
+	r := readiness{Status: "ok", Store: "ok"}
+	if ev := s.cfg.Events; ev != nil {
+		r.Events = &eventsReadiness{Sink: ev.SinkName(), Status: ev.Status(), SpoolBytes: ev.SpoolBytes()}
+	}
 	if err := s.cfg.Store.Ping(c); err != nil {
 		s.cfg.Logger.Warn("not ready: store does not answer", "err", err)
-		s.reply(ctx, 503, map[string]string{"status": "store unavailable"})
+		r.Status, r.Store = "store unavailable", "unavailable"
+		s.reply(ctx, 503, r)
 		return
 	}
-	s.reply(ctx, 200, map[string]string{"status": "ok"})
+	// A failing event sink does not make the instance unready: clicks are
+	// answered and events spooled. It is reported, and alerted on.
+	s.reply(ctx, 200, r)
+}
+
+// readiness is the /readyz body.
+type readiness struct {
+	Status string           `json:"status"`
+	Store  string           `json:"store"`
+	Events *eventsReadiness `json:"events,omitempty"`
+}
+
+type eventsReadiness struct {
+	Sink       string `json:"sink"`
+	Status     string `json:"status"` // ok, replaying or degraded
+	SpoolBytes int64  `json:"spool_bytes"`
 }
 
 // storeCtx bounds the store calls of one request.

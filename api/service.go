@@ -8,8 +8,15 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/store"
 )
+
+// Emitter takes decision events off the request path; events.Pipeline is
+// one. Emit must not block.
+type Emitter interface {
+	Emit(e *events.Event) bool
+}
 
 // Service applies the attribution rules against a store: it resolves clicks
 // and promoters, then hands the rule and the customer's current state to
@@ -23,6 +30,8 @@ type Service struct {
 	Now    func() time.Time
 	// Decisions counts decisions by event, outcome and reason; nil for none.
 	Decisions *DecisionMetrics
+	// Events takes one event per decision made; nil for none.
+	Events Emitter
 
 	cacheOnce sync.Once
 	cache     *entityCache
@@ -119,8 +128,14 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 		}
 	}
 	var res attribution.BindResult
+	var prev attribution.Association
 	err = sv.Store.UpdateCustomer(ctx, in.Customer, "", func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
 		c.Merge(in.Info)
+		if a := c.State(p.ID).Assoc; a.Active(now) {
+			prev = *a
+		} else {
+			prev = attribution.Association{}
+		}
 		res = attribution.Bind(c, attribution.BindRequest{Event: in.Event, Program: p, Click: ref, ClickReason: reason, Promoter: pr, Now: now})
 		return &store.CustomerUpdate{Customer: c, Decision: &res.Decision, Program: p.ID}, nil
 	})
@@ -128,6 +143,7 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 		return nil, err
 	}
 	sv.Decisions.count(&res.Decision)
+	sv.emit(bindEvent(p.ID, in, ref, &res, &prev))
 	a := &BindAnswer{Associated: res.Associated, Reason: res.Reason}
 	if res.Assoc != nil {
 		a.Promoter, a.Kind, a.ExpiresAt = res.Assoc.Promoter, string(res.Assoc.Kind), &res.Assoc.ExpiresAt
@@ -282,6 +298,7 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	}
 	if decided != nil { // not for a replay of a known order
 		sv.Decisions.count(decided)
+		sv.emit(conversionEvent(out, decided))
 	}
 	return conversionAnswer(out), nil
 }
@@ -305,13 +322,17 @@ func (sv *Service) Refund(ctx context.Context, order string, amount int64) (*Ref
 	}
 	var out RefundAnswer
 	var d attribution.Decision
+	var ord attribution.Order
+	var delta int64
 	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o == nil { // claimed, but its decision was never stored
 			return nil, errorf(ENotFound, "no order "+order)
 		}
+		before := o.Commission
 		if err := attribution.Refund(c, o, amount); err != nil {
 			return nil, err
 		}
+		ord, delta = *o, o.Commission-before
 		out = RefundAnswer{Order: o.ID, Refunded: o.Refunded, Commission: o.Commission}
 		d = attribution.Decision{At: now, Event: attribution.EventRefund, Promoter: o.Promoter, Click: o.Click,
 			Outcome: attribution.DecisionRefunded, Order: o.ID}
@@ -321,5 +342,6 @@ func (sv *Service) Refund(ctx context.Context, order string, amount int64) (*Ref
 		return nil, err
 	}
 	sv.Decisions.count(&d)
+	sv.emit(refundEvent(&ord, &d, customer, amount, delta))
 	return &out, nil
 }

@@ -261,10 +261,10 @@ func TestPipelineClickEvent(t *testing.T) {
 	p := newPipeline(t, sink, t.TempDir())
 	c := click(1)
 	c.ExpiresAt = c.At.Add(7 * 24 * time.Hour)
-	p.Click(c, netip.MustParseAddr("::ffff:81.2.69.142"), []byte("Mozilla/5.0"), []byte("https://blog.example/"))
+	p.Click(*c, netip.MustParseAddr("::ffff:81.2.69.142"), []byte("Mozilla/5.0"), []byte("https://blog.example/"))
 	b := click(2)
 	b.Outcome, b.Visitor = attribution.OutcomeBot, ""
-	p.Click(b, netip.MustParseAddr("2001:db8:1234:5678::1"), []byte("Googlebot/2.1"), nil)
+	p.Click(*b, netip.MustParseAddr("2001:db8:1234:5678::1"), []byte("Googlebot/2.1"), nil)
 	p.Emit(&Event{Type: TypeAssociationCreated, Subject: "customer/u1", Time: c.At,
 		Data: Data{Program: "shop", Customer: "u1", Promoter: "alice", Outcome: "created"}})
 	if err := p.Close(context.Background()); err != nil {
@@ -304,7 +304,7 @@ func TestPipelineSinkFailure(t *testing.T) {
 			n := 0
 			send := func(k int) {
 				for i := 0; i < k; i++ {
-					if !p.Click(click(n), netip.Addr{}, nil, nil) {
+					if !p.Click(*click(n), netip.Addr{}, nil, nil) {
 						t.Fatal("dropped")
 					}
 					n++
@@ -337,7 +337,7 @@ func TestPipelineCloseKeepsSpool(t *testing.T) {
 	sink := &testSink{fail: true}
 	p := newPipeline(t, sink, dir)
 	for i := 0; i < 50; i++ {
-		p.Click(click(i), netip.Addr{}, nil, nil)
+		p.Click(*click(i), netip.Addr{}, nil, nil)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -359,7 +359,7 @@ func TestPipelineQueueFullDrops(t *testing.T) {
 	}
 	ok := 0
 	for i := 0; i < 20; i++ {
-		if p.Click(click(i), netip.Addr{}, nil, nil) {
+		if p.Click(*click(i), netip.Addr{}, nil, nil) {
 			ok++
 		}
 	}

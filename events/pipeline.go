@@ -142,7 +142,7 @@ func New(cfg Config) (*Pipeline, error) {
 // looked up in GeoIP, then anonymised, off the click path); userAgent and
 // referer are copied. It returns false when the event was dropped because
 // the queue is full.
-func (p *Pipeline) Click(c *attribution.Click, ip netip.Addr, userAgent, referer []byte) bool {
+func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool {
 	if len(userAgent) > maxUserAgent {
 		userAgent = userAgent[:maxUserAgent]
 	}
@@ -156,7 +156,7 @@ func (p *Pipeline) Click(c *attribution.Click, ip netip.Addr, userAgent, referer
 		p.dropped("queue_full", 1)
 		return false
 	}
-	it := item{click: *c, ip: ip}
+	it := item{click: c, ip: ip}
 	it.ua = span{uint32(len(b.arena)), uint32(len(userAgent))}
 	b.arena = append(b.arena, userAgent...)
 	it.ref = span{uint32(len(b.arena)), uint32(len(referer))}

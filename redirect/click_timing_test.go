@@ -3,12 +3,14 @@ package redirect
 import (
 	"context"
 	"net"
+	"path/filepath"
 	"testing"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/events"
 )
 
 // discard is a ClickWriter that drops batches: the benchmark measures the
@@ -28,6 +30,24 @@ func benchEdge(tb testing.TB) (*Handler, func()) {
 		tb.Fatal(err)
 	}
 	return e.h, func() { b.Close(context.Background()) }
+}
+
+// withEvents gives h a real event pipeline writing JSON Lines files (with an
+// fsync per batch) in a temporary directory. cfg adjusts the pipeline.
+func withEvents(tb testing.TB, h *Handler, cfg events.Config) func() {
+	tb.Helper()
+	dir := tb.TempDir()
+	sink, err := events.OpenJSONLines(filepath.Join(dir, "events"), 64<<20, 2)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Sink, cfg.SpoolDir = sink, filepath.Join(dir, "spool")
+	p, err := events.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h.cfg.Events = p
+	return func() { p.Close(context.Background()) }
 }
 
 var remote = &net.TCPAddr{IP: net.IPv4(198, 51, 100, 20), Port: 40000}
@@ -76,6 +96,13 @@ func BenchmarkClick(b *testing.B) {
 	b.Run("Fixed302", func(b *testing.B) { runHandler(b, fixed302, clickRequest(false)) })
 	b.Run("NewVisitor", func(b *testing.B) { runHandler(b, h.ServeFastHTTP, clickRequest(false)) })
 	b.Run("ReturningVisitor", func(b *testing.B) { runHandler(b, h.ServeFastHTTP, clickRequest(true)) })
+	// The same clicks with events on: each click also queues its event,
+	// and the pipeline encodes and writes them to files in the background
+	// on the same cores.
+	stopEvents := withEvents(b, h, events.Config{QueueSize: 1 << 20})
+	defer stopEvents()
+	b.Run("NewVisitorEvents", func(b *testing.B) { runHandler(b, h.ServeFastHTTP, clickRequest(false)) })
+	b.Run("ReturningVisitorEvents", func(b *testing.B) { runHandler(b, h.ServeFastHTTP, clickRequest(true)) })
 }
 
 func BenchmarkSign(b *testing.B) {

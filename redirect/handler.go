@@ -28,11 +28,21 @@ type ClickQueue interface {
 	Enqueue(c attribution.Click) bool
 }
 
+// ClickEvents takes the event of every click (attributed, bot, suspect or
+// self-click) off the request path; events.Pipeline is one. Click must not
+// block and must copy userAgent and referer; the record is passed by value,
+// like ClickQueue's, so it stays on the handler's stack.
+type ClickEvents interface {
+	Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool
+}
+
 // Config is what a Handler needs. Links, Queue and Signer are required.
 type Config struct {
 	Links  Links
 	Queue  ClickQueue
 	Signer *cookie.Signer
+	// Events takes one event per click; nil for none.
+	Events ClickEvents
 	// Hasher turns the client IP into the promoters' fingerprint form for
 	// the self-click check; nil disables the check.
 	Hasher *attribution.FingerprintHasher
@@ -182,7 +192,12 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	}
 
 	outcome := h.bots.classify(&ctx.Request)
-	if outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil && h.isSelfClick(ctx, t, s) {
+	selfCheck := outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil
+	var ip netip.Addr
+	if selfCheck || h.cfg.Events != nil {
+		ip = h.clientIP(ctx)
+	}
+	if selfCheck && h.isSelfClick(ip, t, s) {
 		outcome = attribution.OutcomeSelfClick
 	}
 
@@ -195,6 +210,9 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	}
 	if !h.cfg.Queue.Enqueue(rec) && h.logEvery.allow() {
 		h.cfg.Logger.Warn("click queue full; click record dropped", "code", t.Link.Code)
+	}
+	if h.cfg.Events != nil && !h.cfg.Events.Click(rec, ip, ctx.UserAgent(), ctx.Referer()) && h.logEvery.allow() {
+		h.cfg.Logger.Warn("event queue full; click event dropped", "code", t.Link.Code)
 	}
 	m.clicks[rec.Outcome].Inc()
 
@@ -254,16 +272,21 @@ func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec
 	return dest
 }
 
-// isSelfClick hashes the client IP the way promoters' IP fingerprints are
-// hashed and looks it up among the link's promoter's: only the hashes are
-// kept, so the comparison is between hashes.
-func (h *Handler) isSelfClick(ctx *fasthttp.RequestCtx, t *Target, s *scratch) bool {
+// clientIP is the click's client IP, taken from X-Forwarded-For only when
+// the peer is a trusted proxy.
+func (h *Handler) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
 	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
 	var xff [][]byte
 	if isTrusted(peer.Unmap(), h.cfg.TrustedProxies) {
 		xff = ctx.Request.Header.PeekAll(string(hdrXFF))
 	}
-	ip := ClientIP(peer, xff, h.cfg.TrustedProxies)
+	return ClientIP(peer, xff, h.cfg.TrustedProxies)
+}
+
+// isSelfClick hashes the client IP the way promoters' IP fingerprints are
+// hashed and looks it up among the link's promoter's: only the hashes are
+// kept, so the comparison is between hashes.
+func (h *Handler) isSelfClick(ip netip.Addr, t *Target, s *scratch) bool {
 	if !ip.IsValid() {
 		return false
 	}
