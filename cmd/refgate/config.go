@@ -15,6 +15,7 @@ import (
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/geo"
 	"github.com/refgate/refgate/redirect"
 	"github.com/refgate/refgate/store/redisstore"
 )
@@ -53,6 +54,15 @@ type Config struct {
 	QueueSize       int
 	BatchSize       int
 	FlushInterval   time.Duration
+
+	GeoIPASNDB          string
+	Events              bool
+	EventsStreamMaxLen  int64
+	EventsStreams       int
+	EventsFileMaxBytes  int64
+	EventsFileKeep      int
+	EventsSpoolMaxBytes int64
+	EventsQueueSize     int
 }
 
 // secretFlags are masked when the effective configuration is logged.
@@ -77,7 +87,8 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "Domain attribute of the cookies; empty = host-only")
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", true, "Secure attribute on the cookies")
 	fs.StringVar(&c.FingerprintKey, "fingerprint-key", "", "key for hashing identity fingerprints (16+ bytes); empty = generate and keep one in the data dir")
-	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "GeoIP2/GeoLite2 City database file; empty = no enrichment")
+	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "GeoIP2/GeoLite2 City database file, reloaded when it changes; empty = no enrichment")
+	fs.StringVar(&c.GeoIPASNDB, "geoip-asn-db", "", "optional GeoLite2 ASN database file, reloaded when it changes")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
 	fs.BoolVar(&c.TestClock, "test-clock", false, "enable POST /v1/admin/test-clock")
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file with the same keys as the flags")
@@ -90,6 +101,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.QueueSize, "queue-size", 65536, "click records held in memory on their way to the store")
 	fs.IntVar(&c.BatchSize, "batch-size", 512, "click records per store write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 50*time.Millisecond, "longest a click record waits for a full batch")
+	fs.BoolVar(&c.Events, "events", true, "emit click and decision events (Redis Stream on Redis, JSON Lines files on the embedded store)")
+	fs.Int64Var(&c.EventsStreamMaxLen, "events-stream-maxlen", 10_000_000, "approximate cap of each event stream (XADD MAXLEN ~); 0 = uncapped")
+	fs.IntVar(&c.EventsStreams, "events-streams", 8, "on Redis Cluster, how many stream keys events are spread over")
+	fs.Int64Var(&c.EventsFileMaxBytes, "events-file-max-bytes", 64<<20, "embedded store: size at which a JSON Lines event file is closed and the next begun")
+	fs.IntVar(&c.EventsFileKeep, "events-file-keep", 0, "embedded store: event files kept, oldest deleted first; 0 = keep all")
+	fs.Int64Var(&c.EventsSpoolMaxBytes, "events-spool-max-bytes", 1<<30, "bound of the disk spool that holds events while the sink fails")
+	fs.IntVar(&c.EventsQueueSize, "events-queue-size", 65536, "events held in memory on their way to the sink")
 }
 
 // ParseFlags reads args, then REFGATE_* environment variables, then the YAML
@@ -136,6 +154,15 @@ func (c *Config) Validate() error {
 	}
 	if c.QueueSize < 1 || c.BatchSize < 1 || c.FlushInterval <= 0 || c.LinkCacheTTL <= 0 {
 		errs = append(errs, errors.New("--queue-size, --batch-size, --flush-interval and --link-cache-ttl must be positive"))
+	}
+	if c.EventsStreams < 1 || c.EventsFileMaxBytes < 1 || c.EventsSpoolMaxBytes < 1 || c.EventsQueueSize < 1 {
+		errs = append(errs, errors.New("--events-streams, --events-file-max-bytes, --events-spool-max-bytes and --events-queue-size must be positive"))
+	}
+	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 {
+		errs = append(errs, errors.New("--events-stream-maxlen and --events-file-keep must not be negative"))
+	}
+	if c.GeoIPASNDB != "" && c.GeoIPDB == "" {
+		errs = append(errs, errors.New("--geoip-asn-db needs --geoip-db"))
 	}
 	return errors.Join(errs...)
 }
@@ -214,7 +241,9 @@ func (c *Config) Check() error {
 		}
 	}
 	if c.GeoIPDB != "" {
-		errs = append(errs, errors.New("--geoip-db: GeoIP enrichment is not available in this version"))
+		if _, err := geo.Open(c.GeoIPDB, c.GeoIPASNDB, nil, nil); err != nil {
+			errs = append(errs, fmt.Errorf("--geoip-db: %w", err))
+		}
 	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"github.com/refgate/refgate/api"
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/events"
+	"github.com/refgate/refgate/geo"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/internal/secrets"
 	"github.com/refgate/refgate/redirect"
@@ -40,6 +43,8 @@ type Main struct {
 	Clock    *clock.Clock
 	Store    store.Store
 	Batcher  *redirect.Batcher
+	Events   *events.Pipeline // nil with --events=false
+	Geo      *geo.DB          // nil without --geoip-db
 	Edge     *redirect.Handler
 	API      *api.Server
 
@@ -86,9 +91,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Logger = newLogger(m.LogOutput, c.LogFormat, c.LogLevel)
 	log := m.Logger
-	if c.GeoIPDB != "" {
-		return errors.New("--geoip-db: GeoIP enrichment is not available in this version; unset it")
-	}
 	trusted, err := redirect.ParsePrefixes(c.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
@@ -128,15 +130,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Store = store.Instrument(st, m.Registry)
 
-	metrics := redirect.NewMetrics(m.Registry)
-	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
+	if err := m.openEvents(bgCtx, st); err != nil {
+		return err
+	}
+
+	metrics := redirect.NewMetrics(m.Registry)
+	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
 	m.Batcher = redirect.NewBatcher(m.Store, redirect.BatcherConfig{QueueSize: c.QueueSize, BatchSize: c.BatchSize,
 		FlushInterval: c.FlushInterval, Logger: log, Metrics: metrics})
-	m.Edge = redirect.New(redirect.Config{Links: cache, Queue: m.Batcher, Signer: signer, Hasher: hasher,
+	edgeCfg := redirect.Config{Links: cache, Queue: m.Batcher, Signer: signer, Hasher: hasher,
 		Now: m.Clock.Now, TrustedProxies: trusted, CookieDomain: c.CookieDomain, CookieSecure: c.CookieSecure,
-		Logger: log, Metrics: metrics})
+		Logger: log, Metrics: metrics}
+	var apiEvents api.Events
+	if m.Events != nil { // an interface holding a nil pointer would not be nil
+		edgeCfg.Events, apiEvents = m.Events, m.Events
+	}
+	m.Edge = redirect.New(edgeCfg)
 
 	if m.edgeLn, err = net.Listen("tcp", c.Listen); err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -151,7 +162,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
-		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log})
+		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)
@@ -245,6 +256,65 @@ func (m *Main) openStore() (store.Store, error) {
 		m.Logger.Error("redis does not answer yet; starting unready", "err", err)
 	}
 	return s, nil
+}
+
+// openEvents opens the GeoIP databases and starts the event pipeline with
+// the sink that goes with the store: the Redis Stream(s) on Redis, JSON
+// Lines files in the data dir on the embedded store. The spool lives in the
+// data dir in both cases.
+func (m *Main) openEvents(ctx context.Context, st store.Store) error {
+	c, log := &m.Config, m.Logger
+	if !c.Events {
+		log.Info("events are off (--events=false)")
+		return nil
+	}
+	var geoFunc events.GeoFunc
+	if c.GeoIPDB == "" {
+		log.Warn("no --geoip-db: click events carry no geo fields")
+	} else {
+		db, err := geo.Open(c.GeoIPDB, c.GeoIPASNDB, log, m.Registry)
+		if err != nil {
+			return fmt.Errorf("--geoip-db: %w", err)
+		}
+		m.Geo = db
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			if err := db.Watch(ctx, 500*time.Millisecond); err != nil {
+				log.Error("cannot watch the geoip database files; they will not be reloaded", "err", err)
+			}
+		}()
+		geoFunc = func(ip netip.Addr, g *events.Geo) bool {
+			var r geo.Result
+			if !db.Lookup(ip, &r) {
+				return false
+			}
+			*g = events.Geo{Country: r.Country, City: r.City, ASN: r.ASN, ASOrg: r.ASOrg}
+			return true
+		}
+	}
+	var sink events.Sink
+	switch s := st.(type) {
+	case *redisstore.Store:
+		sink = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
+	default:
+		f, err := events.OpenJSONLines(filepath.Join(c.DataDir, events.FileDir), c.EventsFileMaxBytes, c.EventsFileKeep)
+		if err != nil {
+			return fmt.Errorf("event files: %w", err)
+		}
+		sink = f
+	}
+	host, _ := os.Hostname()
+	p, err := events.New(events.Config{Sink: sink, SpoolDir: filepath.Join(c.DataDir, "spool"),
+		SpoolMaxBytes: c.EventsSpoolMaxBytes, QueueSize: c.EventsQueueSize, BatchSize: c.BatchSize,
+		FlushInterval: c.FlushInterval, WriteTimeout: max(2*c.RedisTimeout, time.Second),
+		Source: "refgate/" + host, Geo: geoFunc, KeepFullIP: c.KeepFullIP, Logger: log, Registerer: m.Registry})
+	if err != nil {
+		sink.Close()
+		return fmt.Errorf("event spool: %w", err)
+	}
+	m.Events = p
+	return nil
 }
 
 // cookieKeys returns --cookie-keys, or the key kept in the data dir
@@ -348,6 +418,16 @@ func (m *Main) close() error {
 		}
 		if m.Logger != nil {
 			m.Logger.Info("click queue drained", "records", n)
+		}
+	}
+	if m.Events != nil {
+		// Every click and decision is queued by now: deliver the queue and
+		// the spool while the sink answers; the rest stays spooled.
+		if err := m.Events.Close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if m.Logger != nil {
+			m.Logger.Info("event queue drained", "spool_bytes", m.Events.SpoolBytes())
 		}
 	}
 	if m.cancel != nil {
