@@ -532,3 +532,51 @@ func TestInvalidationKeepsServing(t *testing.T) {
 		})
 	}
 }
+
+// blockingSource never answers until released, like a frozen Redis.
+type blockingSource struct {
+	LinkSource
+	release chan struct{}
+}
+
+func (b *blockingSource) Link(ctx context.Context, code string) (*attribution.Link, error) {
+	select {
+	case <-b.release:
+		return b.LinkSource.Link(ctx, code)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// TestExpiredEntryDoesNotWait: a cached link past its TTL is answered from
+// the cache while the store hangs; the re-read happens in the background.
+func TestExpiredEntryDoesNotWait(t *testing.T) {
+	e := newEdge(t, nil)
+	src := &blockingSource{LinkSource: e.st, release: make(chan struct{})}
+	close(src.release)
+	cache := NewLinkCache(src, LinkCacheConfig{TTL: time.Nanosecond, LoadTimeout: time.Hour})
+	e.h.cfg.Links = cache
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+		t.Fatal(resp.StatusCode())
+	}
+	src.release = make(chan struct{}) // the store hangs from now on
+	defer close(src.release)
+	done := make(chan int)
+	go func() {
+		for i := 0; i < 100; i++ {
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+				done <- resp.StatusCode()
+				return
+			}
+		}
+		done <- 302
+	}()
+	select {
+	case s := <-done:
+		if s != 302 {
+			t.Fatalf("status %d", s)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("clicks on a cached link waited for a hanging store")
+	}
+}

@@ -79,11 +79,13 @@ type LinkCache struct {
 	src LinkSource
 	cfg LinkCacheConfig
 
-	mu      sync.RWMutex
-	entries map[string]cacheEntry
-	gen     uint64
+	mu         sync.RWMutex
+	entries    map[string]cacheEntry
+	gen        uint64
+	refreshing map[string]bool // codes being re-read in the background
 
-	group singleflight.Group
+	group    singleflight.Group
+	logEvery sampler
 }
 
 type cacheEntry struct {
@@ -111,11 +113,18 @@ func NewLinkCache(src LinkSource, cfg LinkCacheConfig) *LinkCache {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	return &LinkCache{src: src, cfg: cfg, entries: make(map[string]cacheEntry)}
+	return &LinkCache{src: src, cfg: cfg, entries: make(map[string]cacheEntry), refreshing: make(map[string]bool)}
 }
 
 // Lookup resolves code. It returns (nil, nil) for an unknown or deleted code
 // and an error only when the store cannot answer and nothing is cached.
+//
+// A click never waits on the store for a link it has cached: an entry past
+// its TTL is served as it is while one goroutine re-reads it. Only an entry
+// an invalidation marked (the link, its program or its promoter changed) is
+// re-read before it is used, so that a deleted link or a host the program
+// no longer allows stops at once; if the store cannot answer then, the
+// entry is served as it was and re-read in the background from then on.
 func (c *LinkCache) Lookup(code []byte) (*Target, error) {
 	c.mu.RLock()
 	e, ok := c.entries[string(code)] // no allocation: the compiler keys the map with the bytes
@@ -130,6 +139,11 @@ func (c *LinkCache) Lookup(code []byte) (*Target, error) {
 			c.hit(c.cfg.Metrics.cacheHit)
 			return e.t, nil
 		}
+		if e.t != nil && !e.at.IsZero() {
+			c.hit(c.cfg.Metrics.cacheStale)
+			c.refresh(string(code))
+			return e.t, nil
+		}
 	}
 	c.hit(c.cfg.Metrics.cacheMiss)
 	// Slow path: one store read per code at a time.
@@ -137,12 +151,52 @@ func (c *LinkCache) Lookup(code []byte) (*Target, error) {
 	if err != nil {
 		if ok && e.t != nil {
 			c.hit(c.cfg.Metrics.cacheStale)
+			c.retryLater(string(code))
 			return e.t, nil
 		}
 		return nil, err
 	}
 	t, _ := v.(*Target)
 	return t, nil
+}
+
+// refreshRetry is how long a cached entry whose re-read failed is served
+// before the next try.
+const refreshRetry = time.Second
+
+// refresh re-reads code in the background, once at a time per code.
+func (c *LinkCache) refresh(code string) {
+	c.mu.Lock()
+	if c.refreshing[code] {
+		c.mu.Unlock()
+		return
+	}
+	c.refreshing[code] = true
+	c.mu.Unlock()
+	go func() {
+		_, err, _ := c.group.Do(code, func() (any, error) { return c.load(code) })
+		c.mu.Lock()
+		delete(c.refreshing, code)
+		c.mu.Unlock()
+		if err != nil {
+			c.retryLater(code)
+			if c.logEvery.allow() {
+				c.cfg.Logger.Warn("cannot re-read a cached link; serving it as cached", "code", code, "err", err)
+			}
+		}
+	}()
+}
+
+// retryLater makes a cached entry fresh for refreshRetry, so that clicks are
+// served from it without each trying the store, unless an invalidation
+// marked it meanwhile.
+func (c *LinkCache) retryLater(code string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[code]; ok && e.t != nil {
+		e.at = time.Now().Add(refreshRetry - c.cfg.TTL)
+		c.entries[code] = e
+	}
 }
 
 func (c *LinkCache) hit(m prometheus.Counter) { m.Inc() }
