@@ -32,6 +32,7 @@ const usage = `refgate: edge click tracking and attribution for referral program
 Usage:
   refgate serve [flags]              run the public edge and the API (refgate serve -h for flags)
   refgate validate --config FILE     check a configuration (flags, env and file as serve reads them) without starting
+  refgate events tail [flags]        print the events as they flow (refgate events tail -h for flags)
   refgate version                    print the version
 `
 
@@ -84,6 +85,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintln(stdout, "configuration ok")
 		return 0
+	case "events":
+		if len(args) < 2 || args[1] != "tail" {
+			fmt.Fprint(stderr, "refgate events: the only subcommand is tail\n\n"+usage)
+			return 2
+		}
+		return tail(ctx, args[2:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "refgate", Version())
 		return 0
