@@ -26,6 +26,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/redisstore"
@@ -374,11 +375,23 @@ func TestRedisConfigAndACL(t *testing.T) {
 		t.Cleanup(func() { s.Close() })
 		return s
 	})
-	// And nothing more: the refgate user cannot touch other keys or run
-	// administrative commands.
 	s, _ := redisstore.New(redisstore.Config{URL: srv.URL(), Username: "refgate", Password: "CHANGE-ME-REFGATE-PASSWORD"})
 	defer s.Close()
 	rdb := s.Client()
+	// The event stream: refgate writes it, and `refgate events tail` (plain
+	// and as a consumer group) reads it, as the same user.
+	sink := events.NewRedisStream(rdb, []string{events.StreamKey}, 1000)
+	if _, err := sink.Write(ctx, []events.Record{{ID: "e1", Subject: "link/x", JSON: []byte(`{"id":"e1","type":"refgate.click"}`)}}); err != nil {
+		t.Fatalf("XADD as the refgate user: %v", err)
+	}
+	for _, o := range []events.TailOptions{{From: "start"}, {From: "start", Group: "ops"}} {
+		n := 0
+		if err := events.TailRedis(ctx, rdb, []string{events.StreamKey}, o, func([]byte) error { n++; return nil }); err != nil || n != 1 {
+			t.Fatalf("tail %+v as the refgate user: %d events, %v", o, n, err)
+		}
+	}
+	// And nothing more: the refgate user cannot touch other keys or run
+	// administrative commands.
 	if err := rdb.Set(ctx, "other:key", "x", 0).Err(); err == nil {
 		t.Error("the refgate user wrote outside refgate:*")
 	}
