@@ -34,6 +34,7 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./redirect    -run '^$$' -fuzz '^FuzzClientIP$$'         -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDecodeProgram$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzStorefrontBodies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./events      -run '^$$' -fuzz '^FuzzSpoolReplay$$'     -fuzztime $(FUZZTIME)
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
