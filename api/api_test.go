@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -31,6 +32,7 @@ const (
 type env struct {
 	t      testing.TB
 	client *http.Client
+	ln     *fasthttputil.InmemoryListener
 	st     store.Store
 	clock  *clock.Clock
 	signer *cookie.Signer
@@ -59,7 +61,7 @@ func newEnv(t testing.TB, testClock bool) *env {
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return ln.Dial()
 	}}}
-	return &env{t: t, client: client, st: st, clock: c, signer: signer}
+	return &env{t: t, client: client, ln: ln, st: st, clock: c, signer: signer}
 }
 
 type result struct {
@@ -75,7 +77,13 @@ func (e *env) call(method, path, token, body string) result {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := e.client.Do(req)
+	var resp *http.Response
+	var err error
+	if len(body) > MaxBodySize {
+		resp, err = e.oversized(req)
+	} else {
+		resp, err = e.client.Do(req)
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -84,6 +92,20 @@ func (e *env) call(method, path, token, body string) result {
 	r := result{status: resp.StatusCode, raw: string(raw), header: resp.Header}
 	json.Unmarshal(raw, &r.body)
 	return r
+}
+
+// oversized sends a request whose body is over the limit the way a careful
+// client does: the server answers 413 from the headers alone and closes
+// without reading the body, so the body is written in the background (its
+// write may fail) while the response is read.
+func (e *env) oversized(req *http.Request) (*http.Response, error) {
+	conn, err := e.ln.Dial()
+	if err != nil {
+		return nil, err
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	go req.Write(conn)
+	return http.ReadResponse(bufio.NewReader(conn), req)
 }
 
 func (r result) errCode() string {
