@@ -1,0 +1,72 @@
+package loadtest
+
+import (
+	"testing"
+	"time"
+)
+
+// TestVerifyFindsViolations feeds the checks made-up answers and logs, one
+// broken invariant each.
+func TestVerifyFindsViolations(t *testing.T) {
+	t0 := time.Now()
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	bind := func(sent, done int, event, promoter, kind string, ok bool) observation {
+		return observation{sent: at(sent), done: at(done), event: event, status: 200,
+			bind: bindAnswer{Associated: ok, Promoter: promoter, Kind: kind}}
+	}
+	conv := func(sent int, order, promoter string, eligible bool) observation {
+		return observation{sent: at(sent), done: at(sent + 1), event: "conversion", order: order, status: 200,
+			conv: convAnswer{Order: order, Eligible: eligible, Promoter: promoter, Commission: 3000}}
+	}
+	type dec = struct {
+		At       time.Time `json:"at"`
+		Event    string    `json:"event"`
+		Promoter string    `json:"promoter"`
+		Outcome  string    `json:"outcome"`
+		Reason   string    `json:"reason"`
+		Order    string    `json:"order"`
+	}
+	logOf := func(ds ...dec) *explainAnswer { // given oldest first
+		e := &explainAnswer{}
+		for i := len(ds) - 1; i >= 0; i-- {
+			e.Decisions = append(e.Decisions, ds[i])
+		}
+		return e
+	}
+	created := dec{Event: "register", Promoter: "A", Outcome: "created"}
+	f := func(name string, obs []observation, a attributionAnswer, e *explainAnswer, want func(Violations) int64) {
+		t.Helper()
+		v := &Verification{}
+		v.check("c1", obs, &a, e)
+		if want(v.Violations) != 1 || v.Total() != 1 {
+			t.Errorf("%s: %+v %v", name, v.Violations, v.Examples)
+		}
+	}
+	ok := func(obs []observation, a attributionAnswer, e *explainAnswer) {
+		t.Helper()
+		v := &Verification{}
+		v.check("c1", obs, &a, e)
+		if v.Total() != 0 {
+			t.Errorf("clean history: %+v %v", v.Violations, v.Examples)
+		}
+	}
+	held := attributionAnswer{Attributed: true, Promoter: "A", Kind: "protected"}
+	ok([]observation{bind(0, 1, "register", "A", "protected", true), bind(2, 3, "login", "A", "protected", false)}, held,
+		logOf(created, dec{Event: "login", Promoter: "B", Outcome: "rejected", Reason: "protected_by_other"}))
+
+	f("Holder", []observation{bind(0, 1, "register", "A", "protected", true)},
+		attributionAnswer{Attributed: true, Promoter: "B"}, logOf(created), func(x Violations) int64 { return x.Holder })
+	f("ProtectionObserved", []observation{bind(0, 1, "register", "A", "protected", true), bind(2, 3, "login", "B", "standard", true)},
+		held, logOf(created, dec{Event: "login", Promoter: "B", Outcome: "rejected"}), func(x Violations) int64 { return x.Protection })
+	f("ProtectionLog", []observation{bind(0, 5, "register", "A", "protected", true), bind(0, 5, "login", "B", "standard", true)},
+		attributionAnswer{Attributed: true, Promoter: "B"}, logOf(created, dec{Event: "login", Promoter: "B", Outcome: "overridden"}),
+		func(x Violations) int64 { return x.Protection })
+	f("LostDecision", []observation{bind(0, 1, "register", "A", "protected", true), bind(2, 3, "login", "A", "protected", true)},
+		held, logOf(created), func(x Violations) int64 { return x.LostDecision })
+	f("OrderAnswers", []observation{bind(0, 1, "register", "A", "protected", true), conv(2, "o1", "A", true), conv(3, "o1", "A", false)},
+		held, logOf(created, dec{Event: "conversion", Order: "o1", Outcome: "attributed"}), func(x Violations) int64 { return x.OrderDecisions })
+	f("OrderLoggedTwice", []observation{bind(0, 1, "register", "A", "protected", true), conv(2, "o1", "A", true)},
+		held, logOf(created, dec{Event: "conversion", Order: "o1"}, dec{Event: "conversion", Order: "o1"}), func(x Violations) int64 { return x.OrderDecisions })
+	f("FirstPurchase", []observation{bind(0, 1, "register", "A", "protected", true), conv(2, "o1", "A", true), conv(3, "o2", "A", true)},
+		held, logOf(created, dec{Event: "conversion", Order: "o1"}, dec{Event: "conversion", Order: "o2"}), func(x Violations) int64 { return x.FirstPurchase })
+}
