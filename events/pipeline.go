@@ -2,7 +2,6 @@ package events
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refgate/refgate/attribution"
@@ -305,7 +305,10 @@ func (p *Pipeline) encode(b *buffer, it *item) (Record, error) {
 		e.Time = time.Now()
 	}
 	e.Time = e.Time.UTC()
-	js, err := json.Marshal(e)
+	// goccy/go-json writes the same bytes as encoding/json (checked by
+	// TestFastJSONMatchesStd and its fuzzer) in about a third of the time;
+	// encoding every click is the pipeline's largest cost.
+	js, err := gojson.Marshal(e)
 	return Record{ID: e.ID, Subject: e.Subject, JSON: js}, err
 }
 

@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/refgate/refgate/attribution"
@@ -269,13 +270,27 @@ return 1`)
 // RecordClicks pipelines the batch: one round trip per node for the lot.
 func (s *Store) RecordClicks(ctx context.Context, clicks []attribution.Click) error {
 	pipe := s.rdb.Pipeline()
+	// One HINCRBY per link and outcome in the batch, not per click: popular
+	// links take most clicks, so a batch of 512 clicks has far fewer.
+	type stat struct {
+		link    string
+		outcome attribution.Outcome
+	}
+	counts := make(map[stat]int64, 64)
+	for i := range clicks {
+		counts[stat{clicks[i].Link, clicks[i].Outcome}]++
+	}
+	for k, n := range counts {
+		pipe.HIncrBy(ctx, linkStatsKey(k.link), string(k.outcome), n)
+	}
 	for i := range clicks {
 		c := &clicks[i]
-		pipe.HIncrBy(ctx, linkStatsKey(c.Link), string(c.Outcome), 1)
 		if c.Outcome != attribution.OutcomeAttributed || c.Visitor == "" {
 			continue
 		}
-		b, err := json.Marshal(c)
+		// The same bytes as encoding/json (VisitorClick reads them with
+		// it), about three times faster.
+		b, err := gojson.Marshal(c)
 		if err != nil {
 			return err
 		}
