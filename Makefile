@@ -4,13 +4,16 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build run test test-short bench fuzz lint
+.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 build: ## build bin/refgate, static, version stamped
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate ./cmd/refgate
+
+build-load: ## build bin/refgate-load, the load generator
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate-load ./cmd/refgate-load
 
 run: ## run the server on the embedded store in ./data
 	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token --storefront-token dev-storefront-token --cookie-secure=false
@@ -22,9 +25,15 @@ test: ## vet and run every test with the race detector (needs redis-server)
 test-short: ## the tests without the race detector and without building the binary
 	$(GO) test -short ./...
 
-bench: ## click path against a fixed-302 handler; binds and conversions on real Redis (p50/p99)
+bench: bench-go bench-load ## both benchmarks below
+
+bench-go: ## click handler vs a fixed-302 handler; binds and conversions on real Redis (p50/p99)
 	$(GO) test ./redirect -run '^$$' -bench 'Click|Sign' -benchtime 2s -count 5
 	$(GO) test ./api -run '^$$' -bench StorefrontRedis -benchtime 30000x -count 3
+
+BENCHFLAGS ?= --duration 10s --warmup 3s
+bench-load: build build-load ## ceiling, then refgate on the embedded store and on Redis, same load, as ratios
+	./bin/refgate-load bench --refgate bin/refgate $(BENCHFLAGS)
 
 fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./cookie      -run '^$$' -fuzz '^FuzzVerify$$'            -fuzztime $(FUZZTIME)
@@ -35,6 +44,7 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDecodeProgram$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzStorefrontBodies$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzSpoolReplay$$'     -fuzztime $(FUZZTIME)
+	$(GO) test ./events      -run '^$$' -fuzz '^FuzzFastJSONMatchesStd$$' -fuzztime $(FUZZTIME)
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
