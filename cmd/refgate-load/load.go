@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/refgate/refgate/loadtest"
@@ -23,6 +24,7 @@ type loadFlags struct {
 	clicks                            loadtest.ClickOptions
 	funnel                            loadtest.FunnelOptions
 	serverPID                         int
+	cpuProfile                        string
 	ramp                              loadtest.RampOptions
 	rate                              float64
 	newShare, bots, prefetch, unknown float64
@@ -48,6 +50,7 @@ func (f *loadFlags) register(fs *flag.FlagSet, ramp bool) {
 	fs.StringVar(&f.jsonOut, "json", "", "write the result as JSON to this file (- for standard output)")
 	fs.StringVar(&f.htmlOut, "html", "", "write a self-contained HTML report to this file")
 	fs.StringVar(&f.fixture, "fixture", "", "links to click, as written by setup (default: create them with --admin-token)")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file")
 	fs.IntVar(&f.serverPID, "server-pid", 0, "the server's process id on this machine, to report its CPU per request and memory")
 	fs.IntVar(&f.clicks.Visitors, "visitors", 10000, "clicks: returning visitors whose cookies are kept")
 	fs.Float64Var(&f.newShare, "new", 0.3, "clicks: share from new visitors")
@@ -128,6 +131,16 @@ func runLoad(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	sc, edge, funnel, err := f.scenarioFor(stderr)
 	if err != nil {
 		return exitUsage, err
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return exitUsage, err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return exitUsage, err
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	var res *loadtest.Result
 	var steps []*loadtest.Result
