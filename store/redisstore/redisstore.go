@@ -9,7 +9,7 @@
 //	refgate:promoter:{ID}           promoter JSON (fingerprints as keyed hashes)
 //	refgate:link:{CODE}             link JSON; a deleted link stays, marked
 //	refgate:linkstats:{CODE}        hash outcome → clicks
-//	refgate:visitor:{VID}:PROGRAM   hash exp (unix ms), c (click JSON)
+//	refgate:visitor:{VID}:PROGRAM   string "EXPIRY_MS:CLICK_JSON" (one SET PX per click)
 //	refgate:invalidate              pub/sub channel of cache invalidations
 //
 // Expiry is decided by comparing stored times with the server's clock, never
@@ -19,11 +19,13 @@
 package redisstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -257,15 +259,33 @@ func (s *Store) LinkStats(ctx context.Context, code string) (map[attribution.Out
 	return out, nil
 }
 
+// A visitor's click record is one string, "EXPIRY_MS:CLICK_JSON", written
+// with a single SET ... PX per click: the expiry up front lets the
+// first-click script compare without decoding JSON, and one command per
+// click instead of HSET + PEXPIRE halves the record's cost on both sides.
+// Records written by earlier versions as a hash (fields exp and c) are still
+// read, and replaced by the next click.
+
 // keepFirst writes a first-click record unless an unexpired one is there. It
 // mirrors attribution.Click.Replaces for the "first" model; "last" needs no
 // script (it always writes). ARGV: click time ms, expiry ms, JSON, TTL ms.
 var keepFirst = redis.NewScript(`
-local exp = redis.call('HGET', KEYS[1], 'exp')
+local v = redis.pcall('GET', KEYS[1])
+local exp
+if type(v) == 'string' then
+  exp = string.match(v, '^(%d+):')
+elseif type(v) == 'table' and v.err then
+  exp = redis.call('HGET', KEYS[1], 'exp')
+end
 if exp and tonumber(exp) > tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'exp', ARGV[2], 'c', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[3], 'PX', ARGV[4])
 return 1`)
+
+// visitorValue is the record's string form.
+func visitorValue(expMs int64, js []byte) []byte {
+	b := strconv.AppendInt(make([]byte, 0, 20+len(js)), expMs, 10)
+	return append(append(b, ':'), js...)
+}
 
 // RecordClicks pipelines the batch: one round trip per node for the lot.
 func (s *Store) RecordClicks(ctx context.Context, clicks []attribution.Click) error {
@@ -300,8 +320,7 @@ func (s *Store) RecordClicks(ctx context.Context, clicks []attribution.Click) er
 		if c.Model == attribution.FirstClick {
 			keepFirst.Eval(ctx, pipe, []string{k}, c.At.UnixMilli(), exp, b, gc.Milliseconds())
 		} else {
-			pipe.HSet(ctx, k, "exp", exp, "c", b)
-			pipe.PExpire(ctx, k, gc)
+			pipe.Set(ctx, k, visitorValue(exp, b), gc)
 		}
 	}
 	_, err := pipe.Exec(ctx)
@@ -309,9 +328,22 @@ func (s *Store) RecordClicks(ctx context.Context, clicks []attribution.Click) er
 }
 
 func (s *Store) VisitorClick(ctx context.Context, program, visitor string) (*attribution.Click, error) {
-	b, err := s.rdb.HGet(ctx, visitorKey(visitor, program), "c").Bytes()
-	if err != nil {
-		return nil, translate("hget", err)
+	k := visitorKey(visitor, program)
+	b, err := s.rdb.Get(ctx, k).Bytes()
+	switch {
+	case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+		// A hash written by an earlier version.
+		if b, err = s.rdb.HGet(ctx, k, "c").Bytes(); err != nil {
+			return nil, translate("hget", err)
+		}
+	case err != nil:
+		return nil, translate("get", err)
+	default:
+		_, js, ok := bytes.Cut(b, []byte{':'})
+		if !ok {
+			return nil, fmt.Errorf("corrupt visitor record %q", b)
+		}
+		b = js
 	}
 	var c attribution.Click
 	if err := json.Unmarshal(b, &c); err != nil {
