@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -490,33 +489,9 @@ func TestEventsSIGTERMUnderLoad(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	srv := redistest.Start(t)
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "refgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	probe, _ := MustRunMain(t, t.TempDir(), nil)
-	edge, apiAddr := probe.EdgeAddr(), probe.APIAddr()
-	probe.Close()
-	cmd := exec.Command(bin, "serve", "--listen", edge, "--api-listen", apiAddr, "--data-dir", filepath.Join(dir, "data"),
-		"--redis-url", srv.URL(), "--admin-token", adminTok, "--cookie-keys", keys, "--shutdown-delay", "300ms")
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + apiAddr + "/livez"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	b := startBinary(t, "--data-dir", filepath.Join(t.TempDir(), "data"), "--redis-url", srv.URL(),
+		"--admin-token", adminTok, "--cookie-keys", keys, "--shutdown-delay", "300ms")
+	cmd, logs, edge, apiAddr := b.cmd, b.logs, b.edge, b.api
 	setup(t, remoteAPI(apiAddr), "term0001")
 	var clickers []*clicker
 	for i := 0; i < 4; i++ {

@@ -46,6 +46,45 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// binary is a real refgate process started by startBinary.
+type binary struct {
+	cmd       *exec.Cmd
+	logs      *syncBuffer
+	edge, api string // host:port
+}
+
+// startBinary builds the refgate binary, runs "refgate serve" with args on
+// two free loopback ports, and waits until /livez answers. The process is
+// killed at the end of the test if it is still running.
+func startBinary(t *testing.T, args ...string) *binary {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "refgate")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	// Find two free ports by binding a throwaway server first.
+	probe, _ := MustRunMain(t, t.TempDir(), nil)
+	b := &binary{logs: new(syncBuffer), edge: probe.EdgeAddr(), api: probe.APIAddr()}
+	probe.Close()
+	b.cmd = exec.Command(bin, append([]string{"serve", "--listen", b.edge, "--api-listen", b.api}, args...)...)
+	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.cmd.Process.Kill() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + b.api + "/livez"); err == nil {
+			resp.Body.Close()
+			return b
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not start:\n%s", b.logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // MustRunMain runs a server on loopback ports with the embedded store in dir
 // unless mod says otherwise, and closes it at the end of the test.
 func MustRunMain(t *testing.T, dir string, mod func(*Config)) (*Main, *syncBuffer) {
@@ -280,36 +319,10 @@ func TestSIGTERMDrain(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "refgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
-	// Find two free ports by binding a throwaway server first.
-	probe, _ := MustRunMain(t, t.TempDir(), nil)
-	edge, apiAddr := probe.EdgeAddr(), probe.APIAddr()
-	probe.Close()
-
-	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "serve", "--listen", edge, "--api-listen", apiAddr, "--data-dir", data,
-		"--admin-token", adminTok, "--cookie-keys", keys, "--flush-interval", "1h", "--batch-size", "100000")
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if resp, err := http.Get("http://" + apiAddr + "/livez"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("server did not start:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	data := filepath.Join(t.TempDir(), "data")
+	b := startBinary(t, "--data-dir", data, "--admin-token", adminTok, "--cookie-keys", keys,
+		"--flush-interval", "1h", "--batch-size", "100000")
+	cmd, logs, edge, apiAddr := b.cmd, b.logs, b.edge, b.api
 	setup(t, remoteAPI(apiAddr), "drain01")
 	const n = 300
 	for i := 0; i < n; i++ {
