@@ -165,25 +165,16 @@ func hasSetCookie(r *fasthttp.Response) bool {
 // had or was given, and the attribution cookie it was given. ok is false
 // when resp set no attribution cookie.
 func (c *Clicks) merge(old *[]byte, resp *fasthttp.Response) (*[]byte, bool) {
-	var vid, tok []byte
-	if old != nil {
+	vid, tok := refgateCookies(resp, c.cookie)
+	if tok == nil {
+		return nil, false
+	}
+	if vid == nil && old != nil { // kept from before: refgate sets it only once
 		for part := range bytes.SplitSeq(*old, []byte("; ")) {
 			if bytes.HasPrefix(part, []byte("rg_vid=")) {
 				vid = part
 			}
 		}
-	}
-	for k, v := range resp.Header.Cookies() {
-		nv, _, _ := bytes.Cut(v, []byte(";"))
-		switch {
-		case bytes.Equal(k, []byte("rg_vid")):
-			vid = nv
-		case bytes.Equal(k, c.cookie):
-			tok = nv
-		}
-	}
-	if tok == nil {
-		return nil, false
 	}
 	jar := make([]byte, 0, len(vid)+len(tok)+2)
 	if vid != nil {
@@ -191,4 +182,20 @@ func (c *Clicks) merge(old *[]byte, resp *fasthttp.Response) (*[]byte, bool) {
 	}
 	jar = append(jar, tok...)
 	return &jar, true
+}
+
+// refgateCookies returns the "name=value" parts of the visitor cookie and
+// of the attribution cookie called name that resp sets, nil when absent.
+// They point into resp.
+func refgateCookies(resp *fasthttp.Response, name []byte) (vid, tok []byte) {
+	for k, v := range resp.Header.Cookies() {
+		nv, _, _ := bytes.Cut(v, []byte(";"))
+		switch {
+		case bytes.Equal(k, []byte("rg_vid")):
+			vid = nv
+		case bytes.Equal(k, name):
+			tok = nv
+		}
+	}
+	return vid, tok
 }

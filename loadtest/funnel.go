@@ -197,26 +197,17 @@ func (f *Funnel) click(w *Worker, st *funnelState, c *customer) Outcome {
 		out.Err = "unexpected_status"
 		return out
 	}
-	var vid, tok []byte
-	for k, v := range w.Resp.Header.Cookies() {
-		nv, _, _ := bytes.Cut(v, []byte(";"))
-		_, val, _ := bytes.Cut(nv, []byte("="))
-		switch {
-		case bytes.Equal(k, []byte("rg_vid")):
-			vid = bytes.Clone(val)
-		case bytes.Equal(k, f.cookie):
-			tok = bytes.Clone(val)
-		}
-	}
+	vid, tok := refgateCookies(w.Resp, f.cookie)
 	if tok == nil {
 		out.Err = "no_cookie"
 		return out
 	}
+	value := func(nv []byte) []byte { _, v, _ := bytes.Cut(nv, []byte("=")); return bytes.Clone(v) }
 	c.mu.Lock()
 	if vid != nil {
-		c.vid = vid
+		c.vid = value(vid)
 	}
-	c.token, c.promoter = tok, f.fx.Links[i].Promoter
+	c.token, c.promoter = value(tok), f.fx.Links[i].Promoter
 	c.mu.Unlock()
 	return out
 }

@@ -67,13 +67,13 @@ func Setup(api *Target, adminToken string, o SetupOptions) (*Fixture, error) {
 	}
 	prog := map[string]any{"cookie_days": 30, "allowed_hosts": []string{u.Hostname()},
 		"rates": map[string]float64{"protected": 0.3, "standard": 0.25}}
-	if err := adminCall(api, adminToken, "PUT", "/v1/admin/programs/"+o.Program, prog, nil); err != nil {
+	if err := callJSON(api, adminToken, "PUT", "/v1/admin/programs/"+o.Program, prog, nil); err != nil {
 		return nil, err
 	}
 	f := &Fixture{Program: o.Program, Destination: o.Destination}
 	for i := range o.Promoters {
 		id := fmt.Sprintf("%s%d", o.Prefix, i)
-		if err := adminCall(api, adminToken, "PUT", "/v1/admin/promoters/"+id, map[string]any{"status": "active", "tier": 0}, nil); err != nil {
+		if err := callJSON(api, adminToken, "PUT", "/v1/admin/promoters/"+id, map[string]any{"status": "active", "tier": 0}, nil); err != nil {
 			return nil, err
 		}
 		f.Promoters = append(f.Promoters, id)
@@ -81,7 +81,7 @@ func Setup(api *Target, adminToken string, o SetupOptions) (*Fixture, error) {
 	for range o.LinksPerPromoter {
 		for _, p := range f.Promoters {
 			var l struct{ Code string }
-			if err := adminCall(api, adminToken, "POST", "/v1/admin/links",
+			if err := callJSON(api, adminToken, "POST", "/v1/admin/links",
 				map[string]any{"program": o.Program, "promoter": p, "destination": o.Destination}, &l); err != nil {
 				return nil, err
 			}
@@ -91,8 +91,9 @@ func Setup(api *Target, adminToken string, o SetupOptions) (*Fixture, error) {
 	return f, nil
 }
 
-// adminCall sends one JSON request outside any measurement.
-func adminCall(t *Target, token, method, path string, in, out any) error {
+// callJSON sends one JSON request with token, outside any measurement
+// (setup and verification), and decodes a 2xx answer into out.
+func callJSON(t *Target, token, method, path string, in, out any) error {
 	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)

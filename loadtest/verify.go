@@ -94,9 +94,9 @@ func (f *Funnel) Verify(ctx context.Context, conc int) *Verification {
 			var a attributionAnswer
 			var e explainAnswer
 			q := "?program=" + url.QueryEscape(f.fx.Program) + "&customer=" + url.QueryEscape(c.id)
-			err := adminCall(f.api, f.o.StorefrontToken, "GET", "/v1/attribution"+q, nil, &a)
+			err := callJSON(f.api, f.o.StorefrontToken, "GET", "/v1/attribution"+q, nil, &a)
 			if err == nil {
-				err = adminCall(f.api, f.o.StorefrontToken, "GET", "/v1/attribution/explain"+q, nil, &e)
+				err = callJSON(f.api, f.o.StorefrontToken, "GET", "/v1/attribution/explain"+q, nil, &e)
 			}
 			mu.Lock()
 			defer mu.Unlock()
