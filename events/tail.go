@@ -186,7 +186,7 @@ func (t *tailer) redisGroup(ctx context.Context, rdb redis.UniversalClient, keys
 			start = id
 		}
 		err := rdb.XGroupCreateMkStream(ctx, k, t.o.Group, start).Err()
-		if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		if err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 			return fmt.Errorf("create consumer group %s on %s: %w", t.o.Group, k, err)
 		}
 	}

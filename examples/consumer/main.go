@@ -79,7 +79,7 @@ type Consumer struct {
 // before and never acknowledged, then new ones.
 func (c *Consumer) Run(ctx context.Context) error {
 	for _, k := range c.Keys {
-		if err := c.RDB.XGroupCreateMkStream(ctx, k, c.Group, "0").Err(); err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		if err := c.RDB.XGroupCreateMkStream(ctx, k, c.Group, "0").Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
 			return err
 		}
 	}

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -331,7 +330,7 @@ func (s *Store) VisitorClick(ctx context.Context, program, visitor string) (*att
 	k := visitorKey(visitor, program)
 	b, err := s.rdb.Get(ctx, k).Bytes()
 	switch {
-	case err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE"):
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
 		// A hash written by an earlier version.
 		if b, err = s.rdb.HGet(ctx, k, "c").Bytes(); err != nil {
 			return nil, translate("hget", err)
