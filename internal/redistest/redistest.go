@@ -151,6 +151,13 @@ func (s *Server) rawClient() *redis.Client {
 	return redis.NewClient(o)
 }
 
+// info runs INFO section on s with a client of its own.
+func (s *Server) info(ctx context.Context, section string) (string, error) {
+	cl := s.rawClient()
+	defer cl.Close()
+	return cl.Info(ctx, section).Result()
+}
+
 func (s *Server) signal(sig syscall.Signal) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -256,13 +263,10 @@ func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 // master up: before that a replica has no data to take over with.
 func (c *Cluster) waitReplicasInSync(timeout time.Duration) {
 	c.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	c.poll(timeout, 50*time.Millisecond, "replicas not in sync", func() error {
 		synced, total := 0, 0
 		for _, n := range c.Nodes {
-			cl := n.rawClient()
-			info, err := cl.Info(context.Background(), "replication").Result()
-			cl.Close()
+			info, err := n.info(context.Background(), "replication")
 			if err != nil || !strings.Contains(info, "role:slave") {
 				continue
 			}
@@ -271,14 +275,11 @@ func (c *Cluster) waitReplicasInSync(timeout time.Duration) {
 				synced++
 			}
 		}
-		if total > 0 && synced == total {
-			return
+		if total == 0 || synced < total {
+			return fmt.Errorf("%d of %d replicas in sync", synced, total)
 		}
-		if time.Now().After(deadline) {
-			c.tb.Fatalf("%d of %d replicas in sync after %v", synced, total, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // WaitReplicated waits until every replica has acknowledged every write its
@@ -287,35 +288,17 @@ func (c *Cluster) waitReplicasInSync(timeout time.Duration) {
 // master calls this first.
 func (c *Cluster) WaitReplicated(timeout time.Duration) {
 	c.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		lagging, err := c.replicationLag()
-		if err == nil && lagging == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.tb.Fatalf("replicas behind their masters after %v: %d lagging, %v", timeout, lagging, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	c.poll(timeout, 20*time.Millisecond, "replicas behind their masters", c.replicationLag)
 }
 
-// replicationLag counts the replicas whose acknowledged offset is behind
-// their master's replication offset.
-func (c *Cluster) replicationLag() (int, error) {
+// replicationLag says how many replicas have an acknowledged offset behind
+// their master's replication offset; nil when none.
+func (c *Cluster) replicationLag() error {
 	lagging := 0
-	for _, n := range c.Nodes {
-		n.mu.Lock()
-		alive := n.cmd != nil
-		n.mu.Unlock()
-		if !alive {
-			continue
-		}
-		cl := n.rawClient()
-		info, err := cl.Info(context.Background(), "replication").Result()
-		cl.Close()
+	for _, n := range c.liveNodes() {
+		info, err := n.info(context.Background(), "replication")
 		if err != nil {
-			return 0, err
+			return err
 		}
 		if !strings.Contains(info, "role:master") {
 			continue
@@ -341,36 +324,23 @@ func (c *Cluster) replicationLag() (int, error) {
 			}
 		}
 	}
-	return lagging, nil
+	if lagging > 0 {
+		return fmt.Errorf("%d lagging", lagging)
+	}
+	return nil
 }
 
 // WaitHealthy waits until every live node says cluster_state:ok and a cluster
 // client can write to every master.
 func (c *Cluster) WaitHealthy(timeout time.Duration) {
 	c.tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := c.healthy()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			c.tb.Fatalf("redis cluster not healthy after %v: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	c.poll(timeout, 50*time.Millisecond, "redis cluster not healthy", c.healthy)
 }
 
 func (c *Cluster) healthy() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	for _, n := range c.Nodes {
-		n.mu.Lock()
-		alive := n.cmd != nil
-		n.mu.Unlock()
-		if !alive {
-			continue
-		}
+	for _, n := range c.liveNodes() {
 		cl := n.rawClient()
 		info, err := cl.ClusterInfo(ctx).Result()
 		cl.Close()
@@ -386,6 +356,37 @@ func (c *Cluster) healthy() error {
 	return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		return m.Ping(ctx).Err()
 	})
+}
+
+// poll calls cond every interval until it returns nil, and fails the test
+// with what and cond's last error once timeout has passed.
+func (c *Cluster) poll(timeout, every time.Duration, what string, cond func() error) {
+	c.tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.tb.Fatalf("%s after %v: %v", what, timeout, err)
+		}
+		time.Sleep(every)
+	}
+}
+
+// liveNodes returns the nodes whose process is running (not killed).
+func (c *Cluster) liveNodes() []*Server {
+	var live []*Server
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		alive := n.cmd != nil
+		n.mu.Unlock()
+		if alive {
+			live = append(live, n)
+		}
+	}
+	return live
 }
 
 // freePorts finds n loopback ports p whose cluster bus ports p+10000 are free
