@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +13,8 @@ import (
 	mrand "math/rand/v2"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/refgate/refgate/client"
 )
 
 // FunnelOptions shape the funnel scenario. Zero values take the defaults.
@@ -64,7 +65,7 @@ type Funnel struct {
 	auth   []byte
 	custs  []*customer
 	orders atomic.Int64
-	retry  chan conversionBody // orders to send again
+	retry  chan order // orders to send again
 }
 
 type customer struct {
@@ -72,7 +73,6 @@ type customer struct {
 	mu sync.Mutex
 	// from the last click
 	vid, token []byte
-	promoter   string
 	binds      int // binds sent: the first is a register, the rest logins
 	obs        []observation
 }
@@ -82,36 +82,15 @@ type observation struct {
 	sent, done time.Time
 	event      string // register, login, conversion
 	order      string
-	clicked    string // the promoter of the click the bind was based on
 	status     int
-	bind       bindAnswer
-	conv       convAnswer
+	bind       client.BindAnswer
+	conv       client.ConversionAnswer
 }
 
-type bindAnswer struct {
-	Associated bool   `json:"associated"`
-	Promoter   string `json:"promoter"`
-	Kind       string `json:"kind"`
-	Reason     string `json:"reason"`
-}
-
-type convAnswer struct {
-	Order      string `json:"order"`
-	Eligible   bool   `json:"eligible"`
-	Reason     string `json:"reason"`
-	Promoter   string `json:"promoter"`
-	Kind       string `json:"kind"`
-	Commission int64  `json:"commission"`
-}
-
-type conversionBody struct {
-	Program  string `json:"program"`
-	Order    string `json:"order"`
-	Customer string `json:"customer"`
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-	Prepaid  bool   `json:"prepaid"`
-	cust     *customer
+// order is a conversion to post, and whose it is.
+type order struct {
+	client.Conversion
+	cust *customer
 }
 
 // NewFunnel returns the funnel scenario for fx's links on edge and api.
@@ -126,7 +105,7 @@ func NewFunnel(edge, api *Target, fx *Fixture, o FunnelOptions) (*Funnel, error)
 	var b [6]byte
 	rand.Read(b[:])
 	f := &Funnel{o: o, edge: edge, api: api, fx: fx, run: hex.EncodeToString(b[:]), cookie: []byte("rg_" + fx.Program),
-		auth: []byte("Bearer " + o.StorefrontToken), retry: make(chan conversionBody, 1024)}
+		auth: []byte("Bearer " + o.StorefrontToken), retry: make(chan order, 1024)}
 	for _, l := range fx.Links {
 		f.uris = append(f.uris, []byte(edge.Base+"/r/"+l.Code))
 	}
@@ -169,8 +148,8 @@ func (f *Funnel) Do(w *Worker) Outcome {
 	if w.Rand.IntN(20) == 0 {
 		amount = 0 // a free trial: does not use up the first purchase
 	}
-	body := conversionBody{Program: f.fx.Program, Order: fmt.Sprintf("o-%s-%d", f.run, f.orders.Add(1)),
-		Customer: c.id, Amount: amount, Currency: "CNY", Prepaid: true, cust: c}
+	body := order{Conversion: client.Conversion{Program: f.fx.Program, Order: fmt.Sprintf("o-%s-%d", f.run, f.orders.Add(1)),
+		Customer: c.id, Amount: amount, Currency: "CNY", Prepaid: true}, cust: c}
 	if w.Rand.Float64() < f.o.Retries {
 		select {
 		case f.retry <- body:
@@ -207,7 +186,7 @@ func (f *Funnel) click(w *Worker, st *funnelState, c *customer) Outcome {
 	if vid != nil {
 		c.vid = value(vid)
 	}
-	c.token, c.promoter = value(tok), f.fx.Links[i].Promoter
+	c.token = value(tok)
 	c.mu.Unlock()
 	return out
 }
@@ -219,19 +198,10 @@ func (f *Funnel) bind(w *Worker, c *customer) Outcome {
 		event = "register"
 	}
 	c.binds++
-	tok, clicked := c.token, c.promoter
+	tok := string(c.token)
 	c.mu.Unlock()
-	b := append(w.scratch[:0], `{"program":`...)
-	b = strconv.AppendQuote(b, f.fx.Program)
-	b = append(b, `,"customer":`...)
-	b = strconv.AppendQuote(b, c.id)
-	b = append(b, `,"event":"`...)
-	b = append(b, event...)
-	b = append(b, `","token":"`...)
-	b = append(b, tok...)
-	b = append(b, `"}`...)
-	w.scratch = b
-	o := observation{event: event, clicked: clicked, sent: time.Now()}
+	b, _ := json.Marshal(&client.BindRequest{Program: f.fx.Program, Customer: c.id, Event: event, Token: tok})
+	o := observation{event: event, sent: time.Now()}
 	out := f.post(w, "/v1/bind", b, "bind_"+event)
 	o.done, o.status = time.Now(), out.Status
 	if out.Status == fasthttp.StatusOK {
@@ -245,8 +215,8 @@ func (f *Funnel) bind(w *Worker, c *customer) Outcome {
 	return out
 }
 
-func (f *Funnel) convert(w *Worker, body conversionBody) Outcome {
-	b, _ := json.Marshal(body)
+func (f *Funnel) convert(w *Worker, body order) Outcome {
+	b, _ := json.Marshal(&body.Conversion)
 	o := observation{event: "conversion", order: body.Order, sent: time.Now()}
 	out := f.post(w, "/v1/conversions", b, "conversion")
 	o.done, o.status = time.Now(), out.Status

@@ -67,8 +67,7 @@ type Worker struct {
 	Resp    *fasthttp.Response
 	Timeout time.Duration
 	// Data is the scenario's own per-worker state.
-	Data    any
-	scratch []byte
+	Data any
 }
 
 // Send runs w.Req on c and classifies transport errors.

@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/refgate/refgate/client"
 )
 
 // Verification is what reading attribution back after a funnel run found.
@@ -49,21 +51,8 @@ func (v *Verification) Total() int64 {
 	return x.Holder + x.Protection + x.LostDecision + x.OrderDecisions + x.FirstPurchase
 }
 
-type attributionAnswer struct {
-	Attributed bool   `json:"attributed"`
-	Promoter   string `json:"promoter"`
-	Kind       string `json:"kind"`
-}
-
 type explainAnswer struct {
-	Decisions []struct {
-		At       time.Time `json:"at"`
-		Event    string    `json:"event"`
-		Promoter string    `json:"promoter"`
-		Outcome  string    `json:"outcome"`
-		Reason   string    `json:"reason"`
-		Order    string    `json:"order"`
-	} `json:"decisions"`
+	Decisions []client.Decision `json:"decisions"` // newest first
 }
 
 // Verify reads back every customer the run touched (attribution and the
@@ -91,7 +80,7 @@ func (f *Funnel) Verify(ctx context.Context, conc int) *Verification {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			var a attributionAnswer
+			var a client.Attribution
 			var e explainAnswer
 			q := "?program=" + url.QueryEscape(f.fx.Program) + "&customer=" + url.QueryEscape(c.id)
 			err := callJSON(f.api, f.o.StorefrontToken, "GET", "/v1/attribution"+q, nil, &a)
@@ -105,7 +94,7 @@ func (f *Funnel) Verify(ctx context.Context, conc int) *Verification {
 				v.example("customer %s: %v", c.id, err)
 				return
 			}
-			v.check(c.id, obs, &a, &e)
+			v.check(c.id, obs, &a, e.Decisions)
 		}()
 	}
 	wg.Wait()
@@ -120,11 +109,11 @@ func (v *Verification) example(format string, args ...any) {
 
 // check applies the invariants to one customer. Nothing expires during a
 // run (windows are 30 days), so the log alone determines the holder.
-func (v *Verification) check(id string, obs []observation, a *attributionAnswer, e *explainAnswer) {
+func (v *Verification) check(id string, obs []observation, a *client.Attribution, decisions []client.Decision) {
 	v.Customers++
 	// What the run was told.
 	binds := 0
-	orders := map[string][]convAnswer{}
+	orders := map[string][]client.ConversionAnswer{}
 	for _, o := range obs {
 		switch {
 		case o.event == "conversion" && o.status == 200:
@@ -179,14 +168,14 @@ func (v *Verification) check(id string, obs []observation, a *attributionAnswer,
 	}
 
 	// The decision log (newest first).
-	if len(e.Decisions) >= 100 {
+	if len(decisions) >= 100 {
 		v.Unverifiable++
 	} else {
 		logBinds := 0
 		seen := map[string]bool{}
 		holder, kind := "", ""
-		for i := len(e.Decisions) - 1; i >= 0; i-- {
-			d := e.Decisions[i]
+		for i := len(decisions) - 1; i >= 0; i-- {
+			d := decisions[i]
 			switch d.Event {
 			case "register", "login":
 				logBinds++

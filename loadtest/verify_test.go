@@ -3,6 +3,8 @@ package loadtest
 import (
 	"testing"
 	"time"
+
+	"github.com/refgate/refgate/client"
 )
 
 // TestVerifyFindsViolations feeds the checks made-up answers and logs, one
@@ -12,29 +14,22 @@ func TestVerifyFindsViolations(t *testing.T) {
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	bind := func(sent, done int, event, promoter, kind string, ok bool) observation {
 		return observation{sent: at(sent), done: at(done), event: event, status: 200,
-			bind: bindAnswer{Associated: ok, Promoter: promoter, Kind: kind}}
+			bind: client.BindAnswer{Associated: ok, Promoter: promoter, Kind: kind}}
 	}
 	conv := func(sent int, order, promoter string, eligible bool) observation {
 		return observation{sent: at(sent), done: at(sent + 1), event: "conversion", order: order, status: 200,
-			conv: convAnswer{Order: order, Eligible: eligible, Promoter: promoter, Commission: 3000}}
+			conv: client.ConversionAnswer{Order: order, Eligible: eligible, Promoter: promoter, Commission: 3000}}
 	}
-	type dec = struct {
-		At       time.Time `json:"at"`
-		Event    string    `json:"event"`
-		Promoter string    `json:"promoter"`
-		Outcome  string    `json:"outcome"`
-		Reason   string    `json:"reason"`
-		Order    string    `json:"order"`
-	}
-	logOf := func(ds ...dec) *explainAnswer { // given oldest first
-		e := &explainAnswer{}
+	type dec = client.Decision
+	logOf := func(ds ...dec) []client.Decision { // given oldest first, kept newest first
+		var log []client.Decision
 		for i := len(ds) - 1; i >= 0; i-- {
-			e.Decisions = append(e.Decisions, ds[i])
+			log = append(log, ds[i])
 		}
-		return e
+		return log
 	}
 	created := dec{Event: "register", Promoter: "A", Outcome: "created"}
-	f := func(name string, obs []observation, a attributionAnswer, e *explainAnswer, want func(Violations) int64) {
+	f := func(name string, obs []observation, a client.Attribution, e []client.Decision, want func(Violations) int64) {
 		t.Helper()
 		v := &Verification{}
 		v.check("c1", obs, &a, e)
@@ -42,7 +37,7 @@ func TestVerifyFindsViolations(t *testing.T) {
 			t.Errorf("%s: %+v %v", name, v.Violations, v.Examples)
 		}
 	}
-	ok := func(obs []observation, a attributionAnswer, e *explainAnswer) {
+	ok := func(obs []observation, a client.Attribution, e []client.Decision) {
 		t.Helper()
 		v := &Verification{}
 		v.check("c1", obs, &a, e)
@@ -50,16 +45,16 @@ func TestVerifyFindsViolations(t *testing.T) {
 			t.Errorf("clean history: %+v %v", v.Violations, v.Examples)
 		}
 	}
-	held := attributionAnswer{Attributed: true, Promoter: "A", Kind: "protected"}
+	held := client.Attribution{Attributed: true, Promoter: "A", Kind: "protected"}
 	ok([]observation{bind(0, 1, "register", "A", "protected", true), bind(2, 3, "login", "A", "protected", false)}, held,
 		logOf(created, dec{Event: "login", Promoter: "B", Outcome: "rejected", Reason: "protected_by_other"}))
 
 	f("Holder", []observation{bind(0, 1, "register", "A", "protected", true)},
-		attributionAnswer{Attributed: true, Promoter: "B"}, logOf(created), func(x Violations) int64 { return x.Holder })
+		client.Attribution{Attributed: true, Promoter: "B"}, logOf(created), func(x Violations) int64 { return x.Holder })
 	f("ProtectionObserved", []observation{bind(0, 1, "register", "A", "protected", true), bind(2, 3, "login", "B", "standard", true)},
 		held, logOf(created, dec{Event: "login", Promoter: "B", Outcome: "rejected"}), func(x Violations) int64 { return x.Protection })
 	f("ProtectionLog", []observation{bind(0, 5, "register", "A", "protected", true), bind(0, 5, "login", "B", "standard", true)},
-		attributionAnswer{Attributed: true, Promoter: "B"}, logOf(created, dec{Event: "login", Promoter: "B", Outcome: "overridden"}),
+		client.Attribution{Attributed: true, Promoter: "B"}, logOf(created, dec{Event: "login", Promoter: "B", Outcome: "overridden"}),
 		func(x Violations) int64 { return x.Protection })
 	f("LostDecision", []observation{bind(0, 1, "register", "A", "protected", true), bind(2, 3, "login", "A", "protected", true)},
 		held, logOf(created), func(x Violations) int64 { return x.LostDecision })
