@@ -96,10 +96,7 @@ func New(cfg Config) *Server {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
-		Decisions: NewDecisionMetrics(cfg.Registerer)}}
-	if cfg.Events != nil {
-		s.svc.Events = cfg.Events
-	}
+		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events}}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	return s
 }
