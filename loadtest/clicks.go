@@ -45,7 +45,7 @@ type Clicks struct {
 	o       ClickOptions
 	edge    *Target
 	fx      *Fixture
-	uris    [][]byte // per link, the full click URL
+	uris    [][]byte // per link, the click path (the worker adds the Host)
 	unknown [][]byte
 	dest    []byte
 	cookie  []byte // "rg_{program}"
@@ -64,10 +64,10 @@ func NewClicks(edge *Target, fx *Fixture, o ClickOptions) (*Clicks, error) {
 	c := &Clicks{o: o, edge: edge, fx: fx, dest: []byte(fx.Destination), cookie: []byte("rg_" + fx.Program),
 		jars: make([]atomic.Pointer[[]byte], o.Visitors)}
 	for _, l := range fx.Links {
-		c.uris = append(c.uris, []byte(edge.Base+"/r/"+l.Code))
+		c.uris = append(c.uris, []byte("/r/"+l.Code))
 	}
 	for i := range 64 {
-		c.unknown = append(c.unknown, fmt.Appendf(nil, "%s/r/zzUnknown%03d", edge.Base, i))
+		c.unknown = append(c.unknown, fmt.Appendf(nil, "/r/zzUnknown%03d", i))
 	}
 	return c, nil
 }
@@ -97,7 +97,7 @@ func (c *Clicks) Do(w *Worker) Outcome {
 	switch {
 	case x < c.o.Unknown:
 		req.SetRequestURIBytes(c.unknown[w.Rand.IntN(len(c.unknown))])
-		out := w.Send(c.edge.Client, "click_unknown")
+		out := w.Send(c.edge, "click_unknown")
 		if out.Err == "" && out.Status != fasthttp.StatusNotFound {
 			out.Err = "unexpected_status"
 		} else if out.Err == "" && hasSetCookie(w.Resp) {
@@ -115,7 +115,7 @@ func (c *Clicks) Do(w *Worker) Outcome {
 			op = "click_prefetch"
 			req.Header.Set("Sec-Purpose", "prefetch")
 		}
-		out := w.Send(c.edge.Client, op)
+		out := w.Send(c.edge, op)
 		if out.Err == "" && out.Status != fasthttp.StatusFound {
 			out.Err = "unexpected_status"
 		} else if out.Err == "" && hasSetCookie(w.Resp) {
@@ -133,7 +133,7 @@ func (c *Clicks) Do(w *Worker) Outcome {
 		}
 	}
 	req.SetRequestURIBytes(c.uris[st.zipf.Uint64()])
-	out := w.Send(c.edge.Client, op)
+	out := w.Send(c.edge, op)
 	if out.Err != "" {
 		return out
 	}

@@ -107,7 +107,7 @@ func NewFunnel(edge, api *Target, fx *Fixture, o FunnelOptions) (*Funnel, error)
 	f := &Funnel{o: o, edge: edge, api: api, fx: fx, run: hex.EncodeToString(b[:]), cookie: []byte("rg_" + fx.Program),
 		auth: []byte("Bearer " + o.StorefrontToken), retry: make(chan order, 1024)}
 	for _, l := range fx.Links {
-		f.uris = append(f.uris, []byte(edge.Base+"/r/"+l.Code))
+		f.uris = append(f.uris, []byte("/r/"+l.Code))
 	}
 	for i := range o.Customers {
 		f.custs = append(f.custs, &customer{id: fmt.Sprintf("lt-%s-%d", f.run, i)})
@@ -168,7 +168,7 @@ func (f *Funnel) click(w *Worker, st *funnelState, c *customer) Outcome {
 		w.Req.Header.SetCookieBytesKV([]byte("rg_vid"), c.vid)
 	}
 	c.mu.Unlock()
-	out := w.Send(f.edge.Client, "click")
+	out := w.Send(f.edge, "click")
 	if out.Err != "" {
 		return out
 	}
@@ -234,11 +234,11 @@ func (f *Funnel) convert(w *Worker, body order) Outcome {
 
 func (f *Funnel) post(w *Worker, path string, body []byte, op string) Outcome {
 	w.Req.Header.SetMethod("POST")
-	w.Req.SetRequestURI(f.api.Base + path)
+	w.Req.SetRequestURI(path)
 	w.Req.Header.SetBytesV("Authorization", f.auth)
 	w.Req.Header.SetContentType("application/json")
 	w.Req.SetBody(body)
-	out := w.Send(f.api.Client, op)
+	out := w.Send(f.api, op)
 	if out.Err == "" && out.Status != fasthttp.StatusOK {
 		out.Err = "unexpected_status"
 	}

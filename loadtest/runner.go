@@ -68,15 +68,8 @@ type Worker struct {
 	Timeout time.Duration
 	// Data is the scenario's own per-worker state.
 	Data any
-}
 
-// Send runs w.Req on c and classifies transport errors.
-func (w *Worker) Send(c *fasthttp.HostClient, op string) Outcome {
-	err := c.DoTimeout(w.Req, w.Resp, w.Timeout)
-	if err != nil {
-		return Outcome{Op: op, Err: errKind(err)}
-	}
-	return Outcome{Op: op, Status: w.Resp.StatusCode()}
+	conns []*workerConn
 }
 
 func errKind(err error) string {
@@ -84,10 +77,10 @@ func errKind(err error) string {
 	switch {
 	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
-	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return "no_free_conns"
-	default:
+	case errors.As(err, &ne), retryable(err):
 		return "connection"
+	default: // the answer was not HTTP fasthttp could read
+		return "bad_response"
 	}
 }
 
@@ -159,6 +152,7 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 			defer wg.Done()
 			defer fasthttp.ReleaseRequest(w.Req)
 			defer fasthttp.ReleaseResponse(w.Resp)
+			defer w.closeConns()
 			if ticks == nil {
 				closedLoop(ctx, w, sc, rec, start, end)
 				return

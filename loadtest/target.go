@@ -12,9 +12,13 @@ import (
 
 // Target is one base URL the generator talks to (the edge or the API).
 type Target struct {
-	Base   string // "http://127.0.0.1:8080", no trailing slash
-	Host   string // the Host header
+	Base string // "http://127.0.0.1:8080", no trailing slash
+	Host string // the Host header
+	// Client serves one-off calls (setup, verification). A run's workers
+	// each keep their own connection instead (see Worker.Send).
 	Client *fasthttp.HostClient
+	addr   string // host:port to dial
+	tls    bool
 }
 
 // NewTarget checks base and makes a client with up to conns connections.
@@ -47,7 +51,8 @@ func NewTarget(base string, conns int, allowRemote bool) (*Target, error) {
 		// The generator sends exactly what the scenario set.
 		DisableHeaderNamesNormalizing: true, DisablePathNormalizing: true,
 	}
-	return &Target{Base: strings.TrimSuffix(u.Scheme+"://"+u.Host, "/"), Host: u.Host, Client: c}, nil
+	return &Target{Base: strings.TrimSuffix(u.Scheme+"://"+u.Host, "/"), Host: u.Host, Client: c,
+		addr: addr, tls: u.Scheme == "https"}, nil
 }
 
 // CheckLoopback returns an error unless host (a name or an IP) resolves
