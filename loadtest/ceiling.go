@@ -1,8 +1,14 @@
 package loadtest
 
 import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 )
 
@@ -39,4 +45,102 @@ func NewCeiling() *fasthttp.Server {
 		WriteTimeout:          5 * time.Second,
 		IdleTimeout:           60 * time.Second,
 	}
+}
+
+// KeyWriter makes the ceiling a store baseline: every click answered also
+// queues one SET of a record-sized value, and a background loop writes
+// the queue to Redis as one pipeline every millisecond (or every 256
+// keys), fire and forget. It is the least a redirector that records its
+// clicks in Redis can do; refgate does more per click (a visitor record,
+// a stream event, link counters).
+type KeyWriter struct {
+	rdb     redis.UniversalClient
+	mu      sync.Mutex
+	pending []uint64
+	next    uint64
+	kick    chan struct{}
+	done    chan struct{}
+	exited  chan struct{}
+	errors  atomic.Int64
+}
+
+// keyWriterValue is the size of refgate's visitor record.
+var keyWriterValue = strings.Repeat("v", 300)
+
+// NewKeyWriter starts the writer; Close stops it after a last write.
+func NewKeyWriter(rdb redis.UniversalClient) *KeyWriter {
+	w := &KeyWriter{rdb: rdb, kick: make(chan struct{}, 1), done: make(chan struct{}), exited: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Add queues one key.
+func (w *KeyWriter) Add() {
+	w.mu.Lock()
+	w.next++
+	w.pending = append(w.pending, w.next)
+	full := len(w.pending) >= 256
+	w.mu.Unlock()
+	if full {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Errors is the number of failed pipelines.
+func (w *KeyWriter) Errors() int64 { return w.errors.Load() }
+
+func (w *KeyWriter) run() {
+	defer close(w.exited)
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	var batch []uint64
+	var key []byte
+	for {
+		stop := false
+		select {
+		case <-t.C:
+		case <-w.kick:
+		case <-w.done:
+			stop = true
+		}
+		w.mu.Lock()
+		batch, w.pending = w.pending, batch[:0]
+		w.mu.Unlock()
+		if len(batch) > 0 {
+			pipe := w.rdb.Pipeline()
+			for _, n := range batch {
+				key = strconv.AppendUint(append(key[:0], "refgate-load:click:"...), n, 10)
+				pipe.Set(context.Background(), string(key), keyWriterValue, 10*time.Minute)
+			}
+			if _, err := pipe.Exec(context.Background()); err != nil {
+				w.errors.Add(1)
+			}
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// Close writes what is queued and stops.
+func (w *KeyWriter) Close() {
+	close(w.done)
+	<-w.exited
+}
+
+// NewCeilingWithKeys is the ceiling that also queues one key per answered
+// click on w.
+func NewCeilingWithKeys(w *KeyWriter) *fasthttp.Server {
+	srv := NewCeiling()
+	answer := srv.Handler
+	srv.Handler = func(ctx *fasthttp.RequestCtx) {
+		answer(ctx)
+		if ctx.Response.StatusCode() == fasthttp.StatusFound {
+			w.Add()
+		}
+	}
+	return srv
 }

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/refgate/refgate/internal/redistest"
 )
 
 // rawServer answers each connection with answer(n, req), n counting the
@@ -194,5 +197,36 @@ func TestWorkerErrorKinds(t *testing.T) {
 	w := newTestWorker()
 	if out := get(w, tg, "/"); out.Err != "connection" {
 		t.Errorf("no server: got %+v, want a connection error", out)
+	}
+}
+
+// The store baseline writes exactly one key per answered click.
+func TestCeilingWithKeys(t *testing.T) {
+	rs := redistest.Start(t)
+	rdb := rs.Client()
+	kw := NewKeyWriter(rdb)
+	tg, err := NewTarget(serve(t, NewCeilingWithKeys(kw)), 4, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newTestWorker()
+	defer w.closeConns()
+	const clicks = 1000
+	for range clicks {
+		if out := get(w, tg, "/r/c0001"); out.Status != 302 {
+			t.Fatalf("got %+v", out)
+		}
+	}
+	get(w, tg, "/healthz") // not a click
+	kw.Close()
+	keys, err := rdb.Keys(context.Background(), "refgate-load:click:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != clicks || kw.Errors() != 0 {
+		t.Errorf("%d keys and %d failed pipelines for %d clicks, want %d and 0", len(keys), kw.Errors(), clicks, clicks)
+	}
+	if ttl := rdb.TTL(context.Background(), keys[0]).Val(); ttl <= 0 || ttl > 10*time.Minute {
+		t.Errorf("TTL %s, want at most 10m", ttl)
 	}
 }

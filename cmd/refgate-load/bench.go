@@ -97,30 +97,52 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	}
 
 	var rows []*benchRow
-	// The ceiling.
-	addr, err := freeAddr()
-	if err != nil {
-		return exitUsage, err
+	fx := &loadtest.Fixture{Program: "load", Destination: "https://shop.example.com/landing"}
+	for i := range 128 {
+		fx.Links = append(fx.Links, loadtest.Link{Code: fmt.Sprintf("c%04d", i), Promoter: "p" + strconv.Itoa(i%8)})
 	}
-	ceil, err := startPinned(*serverCPU, stderr, self, "ceiling", "--listen", addr)
-	if err != nil {
-		return exitUsage, err
-	}
-	err = waitOK("http://"+addr+"/healthz", 10*time.Second)
-	var row *benchRow
-	if err == nil {
-		fx := &loadtest.Fixture{Program: "load", Destination: "https://shop.example.com/landing"}
-		for i := range 128 {
-			fx.Links = append(fx.Links, loadtest.Link{Code: fmt.Sprintf("c%04d", i), Promoter: "p" + strconv.Itoa(i%8)})
+	// runCeiling measures the ceiling, with extra arguments.
+	runCeiling := func(name string, halfRate float64, extra ...string) (*benchRow, error) {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, err
 		}
-		row, err = measure("ceiling", "http://"+addr, ceil.Process.Pid, fx, 0)
+		ceil, err := startPinned(*serverCPU, stderr, self, append([]string{"ceiling", "--listen", addr}, extra...)...)
+		if err != nil {
+			return nil, err
+		}
+		defer stop(ceil)
+		if err := waitOK("http://"+addr+"/healthz", 10*time.Second); err != nil {
+			return nil, err
+		}
+		return measure(name, "http://"+addr, ceil.Process.Pid, fx, halfRate)
 	}
-	stop(ceil)
+	row, err := runCeiling("ceiling", 0)
 	if err != nil {
 		return exitUsage, fmt.Errorf("ceiling: %w", err)
 	}
 	rows = append(rows, row)
 	halfRate := row.Max.Achieved / 2
+
+	// The store baseline: the ceiling plus one key per click written to
+	// Redis by a background pipeline, the least a redirector recording its
+	// clicks there can do.
+	if *redisBin != "" && strings.Contains(*stores, "redis") {
+		dir, err := os.MkdirTemp("", "refgate-bench")
+		if err != nil {
+			return exitUsage, err
+		}
+		raddr, stopRedis, err := startRedis(dir, *redisBin, *loadCPU)
+		if err == nil {
+			row, err = runCeiling("ceiling+1 SET", halfRate, "--redis-url", "redis://"+raddr+"/0")
+			stopRedis()
+		}
+		os.RemoveAll(dir)
+		if err != nil {
+			return exitUsage, fmt.Errorf("ceiling with Redis: %w", err)
+		}
+		rows = append(rows, row)
+	}
 
 	// refgate on each store.
 	for _, store := range splitList(*stores) {
@@ -163,22 +185,11 @@ func benchRefgate(ctx context.Context, store, bin, redisBin string, serverCPU, l
 	switch store {
 	case "embedded":
 	case "redis":
-		if redisBin == "" {
-			return nil, errors.New("no --redis-server")
-		}
-		raddr, err := freeAddr()
+		raddr, stopRedis, err := startRedis(dir, redisBin, loadCPU)
 		if err != nil {
 			return nil, err
 		}
-		host, port, _ := net.SplitHostPort(raddr)
-		// Redis stands in for one on another host: on the load generator's
-		// CPU, with the persistence deploy/redis/redis.conf recommends.
-		rs, err := startPinned(loadCPU, io.Discard, redisBin, "--bind", host, "--port", port, "--dir", dir,
-			"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
-		if err != nil {
-			return nil, err
-		}
-		defer stop(rs)
+		defer stopRedis()
 		args = append(args, "--redis-url", "redis://"+raddr+"/0")
 	default:
 		return nil, fmt.Errorf("unknown store %q (embedded or redis)", store)
@@ -200,6 +211,37 @@ func benchRefgate(ctx context.Context, store, bin, redisBin string, serverCPU, l
 		return nil, err
 	}
 	return measure("http://"+edge, srv.Process.Pid, fx)
+}
+
+// startRedis starts a redis-server for a bench, on the load generator's CPU
+// (it stands in for one on another host), with the persistence
+// deploy/redis/redis.conf recommends.
+func startRedis(dir, redisBin string, cpu int) (addr string, stopRedis func(), err error) {
+	if redisBin == "" {
+		return "", nil, errors.New("no --redis-server")
+	}
+	if addr, err = freeAddr(); err != nil {
+		return "", nil, err
+	}
+	host, port, _ := net.SplitHostPort(addr)
+	rs, err := startPinned(cpu, io.Discard, redisBin, "--bind", host, "--port", port, "--dir", dir,
+		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
+	if err != nil {
+		return "", nil, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr, func() { stop(rs) }, nil
+		}
+		if time.Now().After(deadline) {
+			stop(rs)
+			return "", nil, fmt.Errorf("redis-server on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func printBench(w io.Writer, rows []*benchRow, halfRate float64) {

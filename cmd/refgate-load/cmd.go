@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/peterbourgon/ff/v3"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/refgate/refgate/loadtest"
 )
@@ -22,7 +23,7 @@ Usage:
   refgate-load run [flags]       one run: --rate N req/s (open model) or --rate 0 (closed loop)
   refgate-load ramp [flags]      raise the rate until --slo is missed; print the highest that met it
   refgate-load setup [flags]     create a program, promoters and links; print them as JSON
-  refgate-load ceiling [flags]   serve the baseline (a fixed 302 with one cookie)
+  refgate-load ceiling [flags]   serve the baseline (a fixed 302 with one cookie; --redis-url: plus one key per click)
   refgate-load bench [flags]     ceiling, then refgate (embedded store, Redis) under the same load, as ratios
 
 Each command takes -h. Flags can also be set as REFGATE_LOAD_<NAME> variables.
@@ -139,6 +140,7 @@ func runCeiling(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs := flag.NewFlagSet("refgate-load ceiling", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9090", "address to serve on")
+	redisURL := fs.String("redis-url", "", "also write one key per click to this Redis, pipelined in the background (the store baseline)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -147,6 +149,25 @@ func runCeiling(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	srv := loadtest.NewCeiling()
+	if *redisURL != "" {
+		opt, err := redis.ParseURL(*redisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		rdb := redis.NewClient(opt)
+		defer rdb.Close()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		kw := loadtest.NewKeyWriter(rdb)
+		defer func() {
+			kw.Close()
+			if n := kw.Errors(); n > 0 {
+				fmt.Fprintf(stderr, "ceiling: %d pipelines to Redis failed\n", n)
+			}
+		}()
+		srv = loadtest.NewCeilingWithKeys(kw)
+	}
 	fmt.Fprintf(stdout, "ceiling serving on http://%s\n", ln.Addr())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
