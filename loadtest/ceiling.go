@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,9 +54,7 @@ func NewCeiling() *fasthttp.Server {
 // a stream event, link counters).
 type KeyWriter struct {
 	rdb     redis.UniversalClient
-	mu      sync.Mutex
-	pending []uint64
-	next    uint64
+	pending atomic.Int64 // clicks not yet written
 	kick    chan struct{}
 	done    chan struct{}
 	exited  chan struct{}
@@ -76,12 +73,7 @@ func NewKeyWriter(rdb redis.UniversalClient) *KeyWriter {
 
 // Add queues one key.
 func (w *KeyWriter) Add() {
-	w.mu.Lock()
-	w.next++
-	w.pending = append(w.pending, w.next)
-	full := len(w.pending) >= 256
-	w.mu.Unlock()
-	if full {
+	if w.pending.Add(1) == 256 {
 		select {
 		case w.kick <- struct{}{}:
 		default:
@@ -96,7 +88,7 @@ func (w *KeyWriter) run() {
 	defer close(w.exited)
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
-	var batch []uint64
+	var written uint64 // keys are numbered from 1 in the order written
 	var key []byte
 	for {
 		stop := false
@@ -106,13 +98,11 @@ func (w *KeyWriter) run() {
 		case <-w.done:
 			stop = true
 		}
-		w.mu.Lock()
-		batch, w.pending = w.pending, batch[:0]
-		w.mu.Unlock()
-		if len(batch) > 0 {
+		if n := w.pending.Swap(0); n > 0 {
 			pipe := w.rdb.Pipeline()
-			for _, n := range batch {
-				key = strconv.AppendUint(append(key[:0], "refgate-load:click:"...), n, 10)
+			for range n {
+				written++
+				key = strconv.AppendUint(append(key[:0], "refgate-load:click:"...), written, 10)
 				pipe.Set(context.Background(), string(key), keyWriterValue, 10*time.Minute)
 			}
 			if _, err := pipe.Exec(context.Background()); err != nil {

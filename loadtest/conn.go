@@ -16,7 +16,7 @@ type workerConn struct {
 	c    net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
-	used bool // has carried an answer: a failure may be a stale keep-alive
+	used bool // c has carried an answer: a failure may be a stale keep-alive
 }
 
 // Send sends w.Req to t on the worker's own keep-alive connection, reads
@@ -39,16 +39,14 @@ func (w *Worker) roundTrip(t *Target) error {
 	if len(w.Req.Header.Host()) == 0 {
 		w.Req.Header.SetHost(t.Host)
 	}
-	w.Resp.SkipBody = w.Req.Header.IsHead()
 	cn := w.conn(t)
-	reused := cn.c != nil && cn.used
+	reused := cn.used
 	err := cn.roundTrip(w)
 	if err != nil && reused && retryable(err) && (w.Req.Header.IsGet() || w.Req.Header.IsHead()) {
 		// The server may close an idle keep-alive connection just as
 		// it is reused; like any client, send a safe request again on
 		// a new connection.
 		w.Resp.Reset()
-		w.Resp.SkipBody = w.Req.Header.IsHead()
 		err = cn.roundTrip(w)
 	}
 	return err
@@ -81,6 +79,7 @@ func (cn *workerConn) roundTrip(w *Worker) error {
 		err = cn.bw.Flush()
 	}
 	if err == nil {
+		w.Resp.SkipBody = w.Req.Header.IsHead()
 		err = w.Resp.Read(cn.br)
 	}
 	if err != nil || w.Resp.ConnectionClose() || w.Req.ConnectionClose() {
@@ -106,7 +105,7 @@ func (cn *workerConn) dial(timeout time.Duration) error {
 		}
 		c = tc
 	}
-	cn.c, cn.used = c, false
+	cn.c = c
 	if cn.br == nil {
 		cn.br, cn.bw = bufio.NewReaderSize(c, 4096), bufio.NewWriterSize(c, 4096)
 	} else {
@@ -119,7 +118,7 @@ func (cn *workerConn) dial(timeout time.Duration) error {
 func (cn *workerConn) close() {
 	if cn.c != nil {
 		cn.c.Close()
-		cn.c = nil
+		cn.c, cn.used = nil, false
 	}
 }
 

@@ -21,7 +21,9 @@ type Target struct {
 	tls    bool
 }
 
-// NewTarget checks base and makes a client with up to conns connections.
+// NewTarget checks base and makes a Client with up to conns connections,
+// for one-off calls and the verification's concurrent reads (a run's
+// workers do not use it).
 // Unless allowRemote, every address base names must be a loopback address:
 // a load generator pointed at someone else's server by mistake is an
 // attack.
