@@ -8,7 +8,9 @@ package loadtest
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -73,7 +75,28 @@ func rateAccuracy(t *testing.T) (int64, bool) {
 // TestKnownDelays checks the histogram against a server that takes 20 ms,
 // and that a 600 ms stall is charged to every request intended during it
 // (an open model: no coordinated omission).
+//
+// The lower bounds are correctness: nothing a machine does can make a
+// request faster than the server's sleep, or keep a stall from being
+// charged. The upper bounds only hold while the machine gives the test
+// its cores (a starved CI box once stretched the 20 ms sleep to a 58 ms
+// median), so those are measured up to three times, like the rate.
 func TestKnownDelays(t *testing.T) {
+	for attempt := 1; ; attempt++ {
+		slow := knownDelays(t)
+		if len(slow) == 0 || t.Failed() {
+			return
+		}
+		if attempt == 3 {
+			t.Fatalf("in 3 attempts: %s", strings.Join(slow, "; "))
+		}
+		t.Logf("attempt %d: %s; measuring again", attempt, strings.Join(slow, "; "))
+	}
+}
+
+// knownDelays runs both measurements once. Lower-bound violations fail
+// the test; the returned list says which upper bounds were missed.
+func knownDelays(t *testing.T) (slow []string) {
 	var stallFrom, stallTo atomic.Int64
 	ceil := NewCeiling()
 	h := ceil.Handler
@@ -96,8 +119,10 @@ func TestKnownDelays(t *testing.T) {
 	if p0 := res.Stats.Percentile(0); p0 < 20*time.Millisecond {
 		t.Errorf("fastest %s, faster than the server's 20 ms", p0)
 	}
-	if time.Duration(l.P50) < 20*time.Millisecond || time.Duration(l.P50) > 40*time.Millisecond {
-		t.Errorf("p50 %s, want 20-40 ms", l.P50)
+	if p := time.Duration(l.P50); p < 20*time.Millisecond {
+		t.Errorf("p50 %s, faster than the server's 20 ms", p)
+	} else if p > 40*time.Millisecond {
+		slow = append(slow, fmt.Sprintf("p50 %s, want 20-40 ms", p))
 	}
 
 	// 600 ms stall one second into a 3 s run at 200 req/s: about 120
@@ -120,6 +145,7 @@ func TestKnownDelays(t *testing.T) {
 		t.Errorf("max %s, want about 600 ms", p)
 	}
 	if p := time.Duration(res.Stats.Latency.P50); p > 100*time.Millisecond {
-		t.Errorf("p50 %s: requests outside the stall were slow", p)
+		slow = append(slow, fmt.Sprintf("stall run p50 %s: requests outside the stall were slow", p))
 	}
+	return slow
 }
