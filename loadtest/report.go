@@ -53,9 +53,14 @@ func WriteText(w io.Writer, r *Result) {
 		}
 		fmt.Fprintf(w, "  errors     %s\n", strings.Join(parts, ", "))
 	}
-	if u := r.Usage; u != nil {
-		fmt.Fprintf(w, "  server     pid %d: CPU %s, %.1f µs per request, max RSS %.1f MiB\n",
-			u.PID, u.CPU, u.CPUPerRequest, float64(u.MaxRSS)/(1<<20))
+	for _, p := range []struct {
+		name string
+		u    *Usage
+	}{{"server", r.Usage}, {"store", r.Store}} {
+		if u := p.u; u != nil {
+			fmt.Fprintf(w, "  %-10s pid %d: CPU %s, %.1f µs per request, max RSS %.1f MiB\n",
+				p.name, u.PID, u.CPU, u.CPUPerRequest, float64(u.MaxRSS)/(1<<20))
+		}
 	}
 	if v := r.Verification; v != nil {
 		x := v.Violations

@@ -30,6 +30,9 @@ type Options struct {
 	// Usage, when set, is sampled over the measured period (the server's
 	// CPU time and memory).
 	Usage *Process
+	// Store, when set, is a store process the server writes to (a
+	// redis-server on this machine), sampled the same way.
+	Store *Process
 }
 
 func (o *Options) defaults() {
@@ -96,7 +99,10 @@ type Result struct {
 	Stats    *Stats   `json:"stats"`
 	// Usage is the server's CPU and memory over the measured period, when
 	// its process was given.
-	Usage        *Usage        `json:"server,omitempty"`
+	Usage *Usage `json:"server,omitempty"`
+	// Store is the store process's CPU and memory, when it was given; its
+	// CPU per request counts the same answered requests as Usage's.
+	Store        *Usage        `json:"store,omitempty"`
 	Verification *Verification `json:"verification,omitempty"`
 	SLO          []SLOCheck    `json:"slo,omitempty"`
 	Started      time.Time     `json:"started"`
@@ -129,10 +135,14 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var usage *usageSampler
+	var usage, store *usageSampler
 	if o.Usage != nil {
 		usage = newUsageSampler(o.Usage, measured, end)
 		go usage.run(ctx)
+	}
+	if o.Store != nil {
+		store = newUsageSampler(o.Store, measured, end)
+		go store.run(ctx)
 	}
 
 	var ticks chan time.Time
@@ -179,6 +189,9 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 	res.Achieved = float64(done) / o.Duration.Seconds()
 	if usage != nil {
 		res.Usage = usage.result(done)
+	}
+	if store != nil {
+		res.Store = store.result(done)
 	}
 	return res, parent.Err()
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,6 +43,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	loadCPU := fs.Int("load-cpu", 1, "CPU the load generator and Redis are pinned to; -1: no pinning")
 	jsonOut := fs.String("json", "", "write every run's result as JSON to this file")
 	stores := fs.String("stores", "embedded,redis", "refgate stores to measure")
+	var serveFlags []string
+	fs.Func("serve-flag", "a flag added to refgate serve's command line, such as --events=false (repeatable)", func(v string) error {
+		serveFlags = append(serveFlags, v)
+		return nil
+	})
 	if err := parse(fs, args); err != nil {
 		return exitUsage, err
 	}
@@ -68,7 +74,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fmt.Fprintln(stderr, "taskset not found: running unpinned")
 	}
 	clickOpts := loadtest.ClickOptions{New: 0.3} // visitors only: the ceiling knows no bots or unknown codes
-	measure := func(name, edge string, pid int, fx *loadtest.Fixture, halfRate float64) (*benchRow, error) {
+	// measure runs the closed loop and the half-rate run against edge,
+	// sampling the server pid and, when not 0, the store's.
+	measure := func(name, edge string, pid, storePID int, fx *loadtest.Fixture, halfRate float64) (*benchRow, error) {
 		row := &benchRow{Name: name}
 		t, err := loadtest.NewTarget(edge, max(*workers, 256), false)
 		if err != nil {
@@ -79,6 +87,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			return nil, err
 		}
 		o := loadtest.Options{Duration: *duration, Warmup: *warmup, Workers: *workers, Usage: &loadtest.Process{PID: pid}}
+		if storePID != 0 {
+			o.Store = &loadtest.Process{PID: storePID}
+		}
 		fmt.Fprintf(stderr, "%s: closed loop, %d connections, %s\n", name, *workers, *duration)
 		if row.Max, err = loadtest.Run(ctx, o, sc); err != nil {
 			return nil, err
@@ -102,7 +113,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		fx.Links = append(fx.Links, loadtest.Link{Code: fmt.Sprintf("c%04d", i), Promoter: "p" + strconv.Itoa(i%8)})
 	}
 	// runCeiling measures the ceiling, with extra arguments.
-	runCeiling := func(name string, halfRate float64, extra ...string) (*benchRow, error) {
+	runCeiling := func(name string, halfRate float64, storePID int, extra ...string) (*benchRow, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, err
@@ -111,13 +122,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		if err != nil {
 			return nil, err
 		}
-		defer stop(ceil)
-		if err := waitOK("http://"+addr+"/healthz", 10*time.Second); err != nil {
+		defer ceil.stop()
+		if err := ceil.waitOK("http://"+addr+"/healthz", 10*time.Second); err != nil {
 			return nil, err
 		}
-		return measure(name, "http://"+addr, ceil.Process.Pid, fx, halfRate)
+		return measure(name, "http://"+addr, ceil.pid(), storePID, fx, halfRate)
 	}
-	row, err := runCeiling("ceiling", 0)
+	row, err := runCeiling("ceiling", 0, 0)
 	if err != nil {
 		return exitUsage, fmt.Errorf("ceiling: %w", err)
 	}
@@ -132,10 +143,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		if err != nil {
 			return exitUsage, err
 		}
-		raddr, stopRedis, err := startRedis(dir, *redisBin, *loadCPU)
+		rs, err := startRedis(dir, *redisBin, *loadCPU)
 		if err == nil {
-			row, err = runCeiling("ceiling+1 SET", halfRate, "--redis-url", "redis://"+raddr+"/0")
-			stopRedis()
+			row, err = runCeiling("ceiling+1 SET", halfRate, rs.pid(), "--redis-url", "redis://"+rs.addr+"/0")
+			rs.stop()
 		}
 		os.RemoveAll(dir)
 		if err != nil {
@@ -146,8 +157,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 
 	// refgate on each store.
 	for _, store := range splitList(*stores) {
-		row, err := benchRefgate(ctx, store, *refgateBin, *redisBin, *serverCPU, *loadCPU, stderr, func(edge string, pid int, fx *loadtest.Fixture) (*benchRow, error) {
-			return measure("refgate "+store, edge, pid, fx, halfRate)
+		row, err := benchRefgate(ctx, store, *refgateBin, *redisBin, serveFlags, *serverCPU, *loadCPU, stderr, func(edge string, pid, storePID int, fx *loadtest.Fixture) (*benchRow, error) {
+			return measure("refgate "+store, edge, pid, storePID, fx, halfRate)
 		})
 		if err != nil {
 			return exitUsage, fmt.Errorf("refgate on %s: %w", store, err)
@@ -164,8 +175,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	return exitOK, nil
 }
 
-func benchRefgate(ctx context.Context, store, bin, redisBin string, serverCPU, loadCPU int, stderr io.Writer,
-	measure func(edge string, pid int, fx *loadtest.Fixture) (*benchRow, error)) (*benchRow, error) {
+func benchRefgate(ctx context.Context, store, bin, redisBin string, serveFlags []string, serverCPU, loadCPU int, stderr io.Writer,
+	measure func(edge string, pid, storePID int, fx *loadtest.Fixture) (*benchRow, error)) (*benchRow, error) {
 	dir, err := os.MkdirTemp("", "refgate-bench")
 	if err != nil {
 		return nil, err
@@ -182,24 +193,27 @@ func benchRefgate(ctx context.Context, store, bin, redisBin string, serverCPU, l
 	const admin = "bench-admin-token-0123456789"
 	args := []string{"serve", "--listen", edge, "--api-listen", apiAddr, "--data-dir", filepath.Join(dir, "data"),
 		"--admin-token", admin, "--storefront-token", "bench-storefront-token-0123", "--log-format", "json"}
+	storePID := 0
 	switch store {
 	case "embedded":
 	case "redis":
-		raddr, stopRedis, err := startRedis(dir, redisBin, loadCPU)
+		rs, err := startRedis(dir, redisBin, loadCPU)
 		if err != nil {
 			return nil, err
 		}
-		defer stopRedis()
-		args = append(args, "--redis-url", "redis://"+raddr+"/0")
+		defer rs.stop()
+		storePID = rs.pid()
+		args = append(args, "--redis-url", "redis://"+rs.addr+"/0")
 	default:
 		return nil, fmt.Errorf("unknown store %q (embedded or redis)", store)
 	}
-	srv, err := startPinned(serverCPU, io.Discard, bin, args...)
+	args = append(args, serveFlags...)
+	srv, err := startPinned(serverCPU, nil, bin, args...)
 	if err != nil {
 		return nil, err
 	}
-	defer stop(srv)
-	if err := waitOK("http://"+apiAddr+"/readyz", 20*time.Second); err != nil {
+	defer srv.stop()
+	if err := srv.waitOK("http://"+apiAddr+"/readyz", 20*time.Second); err != nil {
 		return nil, err
 	}
 	api, err := loadtest.NewTarget("http://"+apiAddr, 4, false)
@@ -210,35 +224,48 @@ func benchRefgate(ctx context.Context, store, bin, redisBin string, serverCPU, l
 	if err != nil {
 		return nil, err
 	}
-	return measure("http://"+edge, srv.Process.Pid, fx)
+	return measure("http://"+edge, srv.pid(), storePID, fx)
+}
+
+// benchRedis is a redis-server a bench started.
+type benchRedis struct {
+	*child
+	addr string
 }
 
 // startRedis starts a redis-server for a bench, on the load generator's CPU
 // (it stands in for one on another host), with the persistence
 // deploy/redis/redis.conf recommends.
-func startRedis(dir, redisBin string, cpu int) (addr string, stopRedis func(), err error) {
+func startRedis(dir, redisBin string, cpu int) (*benchRedis, error) {
 	if redisBin == "" {
-		return "", nil, errors.New("no --redis-server")
+		return nil, errors.New("no --redis-server")
 	}
-	if addr, err = freeAddr(); err != nil {
-		return "", nil, err
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
 	}
 	host, port, _ := net.SplitHostPort(addr)
-	rs, err := startPinned(cpu, io.Discard, redisBin, "--bind", host, "--port", port, "--dir", dir,
+	rs, err := startPinned(cpu, nil, redisBin, "--bind", host, "--port", port, "--dir", dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
+	r := &benchRedis{child: rs, addr: addr}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return addr, func() { stop(rs) }, nil
+			return r, nil
+		}
+		select {
+		case <-rs.done:
+			return nil, fmt.Errorf("redis-server exited: %v\n%s", rs.err, strings.TrimSpace(rs.out.String()))
+		default:
 		}
 		if time.Now().After(deadline) {
-			stop(rs)
-			return "", nil, fmt.Errorf("redis-server on %s: %w", addr, err)
+			r.stop()
+			return nil, fmt.Errorf("redis-server on %s: %w", addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -246,69 +273,123 @@ func startRedis(dir, redisBin string, cpu int) (addr string, stopRedis func(), e
 
 func printBench(w io.Writer, rows []*benchRow, halfRate float64) {
 	base := rows[0].Max
-	fmt.Fprintf(w, "\n%-18s %12s %9s %14s %9s   at %.0f req/s: %9s %9s %9s %9s\n", "server", "max req/s", "×ceiling",
-		"CPU µs/click", "×ceiling", halfRate, "p50", "p99", "p99.9", "max RSS")
+	at := fmt.Sprintf("at %.0f req/s:", halfRate)
+	fmt.Fprintf(w, "\n%-18s %12s %9s %14s %9s %16s   %s %9s %9s %9s %9s\n", "server", "max req/s", "×ceiling",
+		"CPU µs/click", "×ceiling", "Redis µs/click", at, "p50", "p99", "p99.9", "max RSS")
 	for _, r := range rows {
-		cpu, cpuRatio, rss := "-", "-", "-"
+		cpu, cpuRatio, storeCPU, rss := "-", "-", "-", "-"
 		if u := r.Max.Usage; u != nil && base.Usage != nil && base.Usage.CPUPerRequest > 0 {
 			cpu = fmt.Sprintf("%.1f", u.CPUPerRequest)
 			cpuRatio = fmt.Sprintf("%.2f", u.CPUPerRequest/base.Usage.CPUPerRequest)
+		}
+		if u := r.Max.Store; u != nil {
+			storeCPU = fmt.Sprintf("%.1f", u.CPUPerRequest)
 		}
 		if u := r.Half.Usage; u != nil {
 			rss = fmt.Sprintf("%.0fMiB", float64(u.MaxRSS)/(1<<20))
 		}
 		l := r.Half.Stats.Latency
-		fmt.Fprintf(w, "%-18s %12.0f %9.2f %14s %9s   %*s %9s %9s %9s %9s\n", r.Name, r.Max.Achieved, r.Max.Achieved/base.Achieved,
-			cpu, cpuRatio, len(fmt.Sprintf("at %.0f req/s:", halfRate))-3, "", l.P50, l.P99, l.P999, rss)
+		fmt.Fprintf(w, "%-18s %12.0f %9.2f %14s %9s %16s   %*s %9s %9s %9s %9s\n", r.Name, r.Max.Achieved, r.Max.Achieved/base.Achieved,
+			cpu, cpuRatio, storeCPU, len(at)-3, "", l.P50, l.P99, l.P999, rss)
 		if n := r.Max.Stats.Failed + r.Half.Stats.Failed; n > 0 {
 			fmt.Fprintf(w, "%-18s %d failed requests: %v %v\n", "", n, r.Max.Stats.Errors, r.Half.Stats.Errors)
 		}
 	}
-	fmt.Fprintln(w, "\nmax req/s: closed loop; CPU µs/click: the server's user+system CPU over that run per answered click.")
+	fmt.Fprintln(w, "\nmax req/s: closed loop; CPU µs/click: the server's user+system CPU over that run per answered click;")
+	fmt.Fprintln(w, "Redis µs/click: the same for the redis-server it writes to (on the load generator's CPU).")
+}
+
+// child is a process a bench runs: the ceiling, refgate or redis-server.
+type child struct {
+	cmd  *exec.Cmd
+	out  *headBuffer   // the start of its output when not passed on
+	done chan struct{} // closed once it has exited
+	err  error         // how it exited, once done is closed
 }
 
 // startPinned starts name with args, on CPU cpu when cpu ≥ 0 and taskset
-// is installed.
-func startPinned(cpu int, stderr io.Writer, name string, args ...string) (*exec.Cmd, error) {
+// is installed (taskset execs name: the pid stays the process's own). Its
+// output goes to out, or when out is nil is kept for error messages.
+func startPinned(cpu int, out io.Writer, name string, args ...string) (*child, error) {
 	if cpu >= 0 {
 		if ts, err := exec.LookPath("taskset"); err == nil {
 			args = append([]string{"-c", strconv.Itoa(cpu), name}, args...)
 			name = ts
 		}
 	}
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = stderr, stderr
-	if err := cmd.Start(); err != nil {
+	c := &child{cmd: exec.Command(name, args...), done: make(chan struct{})}
+	if out == nil {
+		c.out = new(headBuffer)
+		out = c.out
+	}
+	c.cmd.Stdout, c.cmd.Stderr = out, out
+	if err := c.cmd.Start(); err != nil {
 		return nil, err
 	}
-	return cmd, nil
+	go func() { c.err = c.cmd.Wait(); close(c.done) }()
+	return c, nil
 }
 
+func (c *child) pid() int { return c.cmd.Process.Pid }
+
 // stop sends SIGTERM and waits up to 30 s, then kills.
-func stop(cmd *exec.Cmd) {
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
+func (c *child) stop() {
+	c.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-c.done:
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		<-done
+		c.cmd.Process.Kill()
+		<-c.done
 	}
 }
 
-func waitOK(url string, within time.Duration) error {
+// waitOK polls url until it answers 200. It gives up after within, or as
+// soon as the process exits (a bad flag, a port in use), saying why.
+func (c *child) waitOK(url string, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		code, _, err := fasthttp.GetTimeout(nil, url, time.Second)
 		if err == nil && code == 200 {
 			return nil
 		}
+		select {
+		case <-c.done:
+			msg := fmt.Sprintf("%s exited before %s answered: %v", filepath.Base(c.cmd.Path), url, c.err)
+			if c.out != nil {
+				if o := strings.TrimSpace(c.out.String()); o != "" {
+					msg += "\n" + o
+				}
+			}
+			return errors.New(msg)
+		default:
+		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not answer 200 within %s (last: %d %v)", url, within, code, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// headBuffer keeps the first 16 KiB written to it: a server's start-up
+// errors, bounded however long it then runs.
+type headBuffer struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (h *headBuffer) Write(p []byte) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if room := 16<<10 - len(h.b); room > 0 {
+		h.b = append(h.b, p[:min(len(p), room)]...)
+	}
+	return len(p), nil
+}
+
+func (h *headBuffer) String() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return string(h.b)
 }
 
 func freeAddr() (string, error) {

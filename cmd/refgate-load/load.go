@@ -23,7 +23,7 @@ type loadFlags struct {
 	o                                 loadtest.Options
 	clicks                            loadtest.ClickOptions
 	funnel                            loadtest.FunnelOptions
-	serverPID                         int
+	serverPID, storePID               int
 	cpuProfile                        string
 	ramp                              loadtest.RampOptions
 	rate                              float64
@@ -52,6 +52,7 @@ func (f *loadFlags) register(fs *flag.FlagSet, ramp bool) {
 	fs.StringVar(&f.fixture, "fixture", "", "links to click, as written by setup (default: create them with --admin-token)")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the generator's own CPU profile to this file")
 	fs.IntVar(&f.serverPID, "server-pid", 0, "the server's process id on this machine, to report its CPU per request and memory")
+	fs.IntVar(&f.storePID, "store-pid", 0, "the store's process id on this machine (a redis-server), reported the same way")
 	fs.IntVar(&f.clicks.Visitors, "visitors", 10000, "clicks: returning visitors whose cookies are kept")
 	fs.Float64Var(&f.newShare, "new", 0.3, "clicks: share from new visitors")
 	fs.Float64Var(&f.bots, "bots", 0.05, "clicks: share from crawlers")
@@ -124,6 +125,9 @@ func runLoad(ctx context.Context, cmd string, args []string, stdout, stderr io.W
 	}
 	if cmd == "ramp" && slo == nil {
 		return exitUsage, errors.New("ramp needs --slo")
+	}
+	if f.storePID > 0 {
+		f.o.Store = &loadtest.Process{PID: f.storePID}
 	}
 	if f.serverPID > 0 {
 		f.o.Usage = &loadtest.Process{PID: f.serverPID}

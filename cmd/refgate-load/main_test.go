@@ -124,19 +124,18 @@ func startRefgate(t *testing.T, extra ...string) (edge, api string) {
 	edge, api = freeAddrT(t), freeAddrT(t)
 	args := append([]string{"serve", "--listen", edge, "--api-listen", api, "--data-dir", filepath.Join(t.TempDir(), "data"),
 		"--admin-token", "test-admin-token-0123456", "--storefront-token", "test-storefront-token-01"}, extra...)
-	cmd := exec.Command(bin, args...)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
+	var logs bytes.Buffer // written by one goroutine; read once it has exited
+	srv, err := startPinned(-1, &logs, bin, args...)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		stop(cmd)
+		srv.stop()
 		if t.Failed() {
 			t.Logf("refgate log:\n%s", logs.String())
 		}
 	})
-	if err := waitOK("http://"+api+"/readyz", 20*time.Second); err != nil {
+	if err := srv.waitOK("http://"+api+"/readyz", 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return "http://" + edge, "http://" + api
@@ -168,5 +167,75 @@ func TestFunnel(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMain lets the test binary stand in for refgate-load when bench
+// starts itself (os.Executable) as the ceiling.
+func TestMain(m *testing.M) {
+	if os.Getenv("REFGATE_LOAD_TEST_AS_MAIN") == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestBench runs a short bench over every server, unpinned, and checks
+// its table and JSON: the store's CPU is sampled where there is a Redis,
+// and --serve-flag reaches refgate's command line.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the server")
+	}
+	bin, redisBin := buildRefgate(t), redistest.Binary(t)
+	t.Setenv("REFGATE_LOAD_TEST_AS_MAIN", "1")
+	args := []string{"bench", "--refgate", bin, "--redis-server", redisBin, "--server-cpu", "-1", "--load-cpu", "-1",
+		"--duration", "500ms", "--warmup", "200ms", "--workers", "8"}
+
+	out := filepath.Join(t.TempDir(), "bench.json")
+	code, text, errs := runCmd(t, append(args, "--serve-flag=--events=false", "--json", out)...)
+	if code != exitOK {
+		t.Fatalf("bench: exit %d\n%s%s", code, text, errs)
+	}
+	t.Logf("%s", text)
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []benchRow
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	want := []struct {
+		name  string
+		store bool
+	}{{"ceiling", false}, {"ceiling+1 SET", true}, {"refgate embedded", false}, {"refgate redis", true}}
+	if len(rows) != len(want) {
+		t.Fatalf("%d rows, want %d:\n%s", len(rows), len(want), text)
+	}
+	for i, w := range want {
+		r := rows[i]
+		if r.Name != w.name || r.Max == nil || r.Half == nil {
+			t.Fatalf("row %d: %+v, want %s", i, r, w.name)
+		}
+		if r.Max.Stats.Requests == 0 || r.Max.Stats.Failed != 0 || r.Half.Stats.Failed != 0 {
+			t.Errorf("%s: %d requests, %d and %d failed (%v %v)", r.Name, r.Max.Stats.Requests,
+				r.Max.Stats.Failed, r.Half.Stats.Failed, r.Max.Stats.Errors, r.Half.Stats.Errors)
+		}
+		if r.Max.Usage == nil || r.Max.Usage.CPUPerRequest <= 0 {
+			t.Errorf("%s: no server CPU per click: %+v", r.Name, r.Max.Usage)
+		}
+		if got := r.Max.Store != nil && r.Max.Store.CPUPerRequest > 0; got != w.store {
+			t.Errorf("%s: store usage %+v, want one: %v", r.Name, r.Max.Store, w.store)
+		}
+	}
+	if !strings.Contains(text, "Redis µs/click") {
+		t.Errorf("no store column:\n%s", text)
+	}
+
+	// A flag refgate refuses stops the bench at once, with refgate's reason.
+	start := time.Now()
+	code, _, errs = runCmd(t, append(args, "--stores", "embedded", "--serve-flag=--no-such-flag")...)
+	if code != exitUsage || !strings.Contains(errs, "no-such-flag") || time.Since(start) > 15*time.Second {
+		t.Errorf("bad serve flag: exit %d after %s\n%s", code, time.Since(start), errs)
 	}
 }

@@ -42,7 +42,9 @@ type Server struct {
 	out  *bytes.Buffer
 }
 
-func redisServer(tb testing.TB) string {
+// Binary is the path of redis-server, for a test that runs it itself. The
+// test is skipped when it is not installed, and fails under CI.
+func Binary(tb testing.TB) string {
 	tb.Helper()
 	path, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -70,7 +72,7 @@ func tempDir(tb testing.TB) string {
 // unless extra arguments (which override the defaults) turn it on.
 func Start(tb testing.TB, extra ...string) *Server {
 	tb.Helper()
-	redisServer(tb)
+	Binary(tb)
 	dir := tempDir(tb)
 	sock := filepath.Join(dir, "r.sock")
 	s := &Server{Addr: sock, Unix: true, tb: tb, dir: dir,
@@ -86,7 +88,7 @@ func Start(tb testing.TB, extra ...string) *Server {
 // the helper authenticates with.
 func StartConfig(tb testing.TB, conf, user, password string, extra ...string) *Server {
 	tb.Helper()
-	redisServer(tb)
+	Binary(tb)
 	dir := tempDir(tb)
 	sock := filepath.Join(dir, "r.sock")
 	args := append([]string{conf, "--port", "0", "--unixsocket", sock, "--dir", dir}, extra...)
@@ -120,7 +122,7 @@ func (s *Server) start() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out = new(bytes.Buffer)
-	s.cmd = exec.Command(redisServer(s.tb), s.args...)
+	s.cmd = exec.Command(Binary(s.tb), s.args...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		s.tb.Fatalf("cannot start redis-server: %v", err)
@@ -223,7 +225,7 @@ func (c *Cluster) FlushAll(ctx context.Context) error {
 // cluster healthy.
 func StartCluster(tb testing.TB, masters, replicas int) *Cluster {
 	tb.Helper()
-	redisServer(tb)
+	Binary(tb)
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		tb.Fatal("redis-cli is not installed (it comes with redis-server)")
