@@ -118,7 +118,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		if err != nil {
 			return nil, err
 		}
-		ceil, err := startPinned(*serverCPU, stderr, self, append([]string{"ceiling", "--listen", addr}, extra...)...)
+		ceil, err := startPinned(*serverCPU, nil, self, append([]string{"ceiling", "--listen", addr}, extra...)...)
 		if err != nil {
 			return nil, err
 		}
