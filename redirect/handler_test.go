@@ -542,6 +542,81 @@ func TestInvalidationKeepsServing(t *testing.T) {
 	}
 }
 
+// racingSource delivers an invalidation while a link is being read, as a
+// pub/sub message can arrive just then, and fails every read once fail is
+// set.
+type racingSource struct {
+	LinkSource
+	cache *LinkCache
+	inv   store.Invalidation
+	race  bool
+	fail  bool
+	reads int
+}
+
+func (r *racingSource) Link(ctx context.Context, code string) (*attribution.Link, error) {
+	r.reads++
+	if r.fail {
+		return nil, context.DeadlineExceeded
+	}
+	if r.race {
+		r.cache.Invalidate(r.inv)
+	}
+	return r.LinkSource.Link(ctx, code)
+}
+
+// TestLoadRacingInvalidation: a link read while an invalidation arrives is
+// answered, kept stale (the next click reads it again), and served if the
+// store is down by then; an unknown code read in that window is not
+// remembered, since the invalidation may be its creation.
+func TestLoadRacingInvalidation(t *testing.T) {
+	for _, inv := range []store.Invalidation{{Kind: store.All}, {Kind: store.Link, ID: "shop1"}, {Kind: store.Program, ID: "other"}} {
+		t.Run(fmt.Sprintf("%c", inv.Kind), func(t *testing.T) {
+			e := newEdge(t, nil)
+			src := &racingSource{LinkSource: e.st, inv: inv, race: true}
+			cache := NewLinkCache(src, LinkCacheConfig{})
+			src.cache = cache
+			e.h.cfg.Links = cache
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+				t.Fatal(resp.StatusCode())
+			}
+			src.race = false
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 || src.reads != 2 {
+				t.Fatalf("second click: %d after %d reads, want 302 after 2 (the raced read is not fresh)", resp.StatusCode(), src.reads)
+			}
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 || src.reads != 2 {
+				t.Fatalf("third click: %d after %d reads, want a cache hit", resp.StatusCode(), src.reads)
+			}
+
+			src.race, src.reads = true, 0
+			if resp := e.do(t, req{uri: "/r/nope99"}); resp.StatusCode() != 404 {
+				t.Fatal(resp.StatusCode())
+			}
+			src.race = false
+			e.do(t, req{uri: "/r/nope99"})
+			if src.reads != 2 {
+				t.Errorf("an unknown code read during an invalidation was remembered (%d reads)", src.reads)
+			}
+		})
+	}
+	t.Run("store down", func(t *testing.T) {
+		e := newEdge(t, nil)
+		src := &racingSource{LinkSource: e.st, inv: store.Invalidation{Kind: store.All}, race: true}
+		cache := NewLinkCache(src, LinkCacheConfig{})
+		src.cache = cache
+		e.h.cfg.Links = cache
+		if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+			t.Fatal(resp.StatusCode())
+		}
+		src.fail = true
+		for i := 0; i < 3; i++ {
+			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+				t.Fatalf("click %d with the store down: %d, want the stale entry", i, resp.StatusCode())
+			}
+		}
+	})
+}
+
 // blockingSource never answers until released, like a frozen Redis.
 type blockingSource struct {
 	LinkSource

@@ -73,8 +73,8 @@ type LinkCacheConfig struct {
 // a read lock, no store round trip. Misses go to the store once per code at a
 // time (singleflight). Invalidations from the store mark entries stale; a
 // generation counter makes sure a load that raced with an invalidation is
-// not cached. When the store fails, an expired entry is served rather than
-// failing the click.
+// cached stale, never as fresh. When the store fails, an expired or stale
+// entry is served rather than failing the click.
 type LinkCache struct {
 	src LinkSource
 	cfg LinkCacheConfig
@@ -209,17 +209,28 @@ func (c *LinkCache) load(code string) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
+	e := cacheEntry{t: t, at: time.Now()}
 	c.mu.Lock()
-	if c.gen == gen { // nothing was invalidated while we read
-		if len(c.entries) >= c.cfg.MaxEntries {
-			for k := range c.entries { // map order is random: evict one at random
-				delete(c.entries, k)
-				break
-			}
+	defer c.mu.Unlock()
+	if c.gen != gen {
+		// Something was invalidated while we read, perhaps this link, so what
+		// we read may predate the change. An unknown code is not kept (the
+		// invalidation may be its creation); a link is kept marked stale: the
+		// next click re-reads it, and if the store fails by then it is served
+		// rather than answered 503 (invalidations published by a setup can
+		// reach an instance just as its first click reads the link).
+		if t == nil {
+			return nil, nil
 		}
-		c.entries[code] = cacheEntry{t: t, at: time.Now()}
+		e.at = time.Time{}
 	}
-	c.mu.Unlock()
+	if len(c.entries) >= c.cfg.MaxEntries {
+		for k := range c.entries { // map order is random: evict one at random
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[code] = e
 	return t, nil
 }
 
