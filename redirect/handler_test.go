@@ -565,6 +565,20 @@ func (r *racingSource) Link(ctx context.Context, code string) (*attribution.Link
 	return r.LinkSource.Link(ctx, code)
 }
 
+// racingEdge is an edge whose cache reads through a racingSource, after a
+// first click on shop1 whose read raced with inv.
+func racingEdge(t *testing.T, inv store.Invalidation) (*edge, *racingSource) {
+	t.Helper()
+	e := newEdge(t, nil)
+	src := &racingSource{LinkSource: e.st, inv: inv, race: true}
+	src.cache = NewLinkCache(src, LinkCacheConfig{})
+	e.h.cfg.Links = src.cache
+	if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+		t.Fatalf("first click: %d", resp.StatusCode())
+	}
+	return e, src
+}
+
 // TestLoadRacingInvalidation: a link read while an invalidation arrives is
 // answered, kept stale (the next click reads it again), and served if the
 // store is down by then; an unknown code read in that window is not
@@ -572,14 +586,7 @@ func (r *racingSource) Link(ctx context.Context, code string) (*attribution.Link
 func TestLoadRacingInvalidation(t *testing.T) {
 	for _, inv := range []store.Invalidation{{Kind: store.All}, {Kind: store.Link, ID: "shop1"}, {Kind: store.Program, ID: "other"}} {
 		t.Run(fmt.Sprintf("%c", inv.Kind), func(t *testing.T) {
-			e := newEdge(t, nil)
-			src := &racingSource{LinkSource: e.st, inv: inv, race: true}
-			cache := NewLinkCache(src, LinkCacheConfig{})
-			src.cache = cache
-			e.h.cfg.Links = cache
-			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
-				t.Fatal(resp.StatusCode())
-			}
+			e, src := racingEdge(t, inv)
 			src.race = false
 			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 || src.reads != 2 {
 				t.Fatalf("second click: %d after %d reads, want 302 after 2 (the raced read is not fresh)", resp.StatusCode(), src.reads)
@@ -600,14 +607,7 @@ func TestLoadRacingInvalidation(t *testing.T) {
 		})
 	}
 	t.Run("store down", func(t *testing.T) {
-		e := newEdge(t, nil)
-		src := &racingSource{LinkSource: e.st, inv: store.Invalidation{Kind: store.All}, race: true}
-		cache := NewLinkCache(src, LinkCacheConfig{})
-		src.cache = cache
-		e.h.cfg.Links = cache
-		if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
-			t.Fatal(resp.StatusCode())
-		}
+		e, src := racingEdge(t, store.Invalidation{Kind: store.All})
 		src.fail = true
 		for i := 0; i < 3; i++ {
 			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
