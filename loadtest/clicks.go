@@ -55,17 +55,15 @@ type Clicks struct {
 // NewClicks returns the clicks scenario on the edge for fx's links.
 func NewClicks(edge *Target, fx *Fixture, o ClickOptions) (*Clicks, error) {
 	o.defaults()
-	if len(fx.Links) == 0 {
-		return nil, fmt.Errorf("the fixture has no links")
+	uris, err := fx.clickPaths()
+	if err != nil {
+		return nil, err
 	}
 	if s := o.New + o.Bots + o.Prefetches + o.Unknown; s > 1 {
 		return nil, fmt.Errorf("click shares add up to %.2f, more than 1", s)
 	}
-	c := &Clicks{o: o, edge: edge, fx: fx, dest: []byte(fx.Destination), cookie: []byte("rg_" + fx.Program),
+	c := &Clicks{o: o, edge: edge, fx: fx, uris: uris, dest: []byte(fx.Destination), cookie: []byte("rg_" + fx.Program),
 		jars: make([]atomic.Pointer[[]byte], o.Visitors)}
-	for _, l := range fx.Links {
-		c.uris = append(c.uris, []byte("/r/"+l.Code))
-	}
 	for i := range 64 {
 		c.unknown = append(c.unknown, fmt.Appendf(nil, "/r/zzUnknown%03d", i))
 	}
@@ -80,15 +78,20 @@ const (
 	crawlerUA = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
 )
 
-type clickState struct{ zipf *rand.Zipf }
+// linkPicker returns the worker's Zipf-distributed choice among n links,
+// made on its first use (a worker runs one scenario).
+func linkPicker(w *Worker, s float64, n int) *rand.Zipf {
+	z, _ := w.Data.(*rand.Zipf)
+	if z == nil {
+		z = rand.NewZipf(w.Rand, s, 1, uint64(n-1))
+		w.Data = z
+	}
+	return z
+}
 
 // Do sends one click.
 func (c *Clicks) Do(w *Worker) Outcome {
-	st, _ := w.Data.(*clickState)
-	if st == nil {
-		st = &clickState{zipf: rand.NewZipf(w.Rand, c.o.ZipfS, 1, uint64(len(c.uris)-1))}
-		w.Data = st
-	}
+	zipf := linkPicker(w, c.o.ZipfS, len(c.uris))
 	req := w.Req
 	req.Header.SetUserAgent(browserUA)
 	req.Header.Set("Sec-Fetch-Mode", "navigate")
@@ -105,7 +108,7 @@ func (c *Clicks) Do(w *Worker) Outcome {
 		}
 		return out
 	case x < c.o.Unknown+c.o.Bots+c.o.Prefetches:
-		req.SetRequestURIBytes(c.uris[st.zipf.Uint64()])
+		req.SetRequestURIBytes(c.uris[zipf.Uint64()])
 		op := "click_bot"
 		if x < c.o.Unknown+c.o.Bots {
 			req.Header.SetUserAgent(crawlerUA)
@@ -132,7 +135,7 @@ func (c *Clicks) Do(w *Worker) Outcome {
 			op = "click_returning"
 		}
 	}
-	req.SetRequestURIBytes(c.uris[st.zipf.Uint64()])
+	req.SetRequestURIBytes(c.uris[zipf.Uint64()])
 	out := w.Send(c.edge, op)
 	if out.Err != "" {
 		return out

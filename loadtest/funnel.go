@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	mrand "math/rand/v2"
-
 	"github.com/valyala/fasthttp"
 
 	"github.com/refgate/refgate/client"
@@ -96,19 +94,17 @@ type order struct {
 // NewFunnel returns the funnel scenario for fx's links on edge and api.
 func NewFunnel(edge, api *Target, fx *Fixture, o FunnelOptions) (*Funnel, error) {
 	o.defaults()
-	if len(fx.Links) == 0 {
-		return nil, fmt.Errorf("the fixture has no links")
+	uris, err := fx.clickPaths()
+	if err != nil {
+		return nil, err
 	}
 	if o.StorefrontToken == "" {
 		return nil, fmt.Errorf("the funnel needs the storefront (or admin) token")
 	}
 	var b [6]byte
 	rand.Read(b[:])
-	f := &Funnel{o: o, edge: edge, api: api, fx: fx, run: hex.EncodeToString(b[:]), cookie: []byte("rg_" + fx.Program),
+	f := &Funnel{o: o, edge: edge, api: api, fx: fx, run: hex.EncodeToString(b[:]), uris: uris, cookie: []byte("rg_" + fx.Program),
 		auth: []byte("Bearer " + o.StorefrontToken), retry: make(chan order, 1024)}
-	for _, l := range fx.Links {
-		f.uris = append(f.uris, []byte("/r/"+l.Code))
-	}
 	for i := range o.Customers {
 		f.custs = append(f.custs, &customer{id: fmt.Sprintf("lt-%s-%d", f.run, i)})
 	}
@@ -118,15 +114,8 @@ func NewFunnel(edge, api *Target, fx *Fixture, o FunnelOptions) (*Funnel, error)
 // Name is "funnel".
 func (f *Funnel) Name() string { return "funnel" }
 
-type funnelState struct{ zipf *mrand.Zipf }
-
 // Do sends one step of some customer's journey.
 func (f *Funnel) Do(w *Worker) Outcome {
-	st, _ := w.Data.(*funnelState)
-	if st == nil {
-		st = &funnelState{zipf: mrand.NewZipf(w.Rand, f.o.ZipfS, 1, uint64(len(f.uris)-1))}
-		w.Data = st
-	}
 	select {
 	case c := <-f.retry:
 		return f.convert(w, c)
@@ -140,7 +129,7 @@ func (f *Funnel) Do(w *Worker) Outcome {
 	c.mu.Unlock()
 	switch {
 	case x < f.o.Clicks || !hasToken:
-		return f.click(w, st, c)
+		return f.click(w, c)
 	case x < f.o.Clicks+f.o.Binds || !bound:
 		return f.bind(w, c)
 	}
@@ -159,9 +148,8 @@ func (f *Funnel) Do(w *Worker) Outcome {
 	return f.convert(w, body)
 }
 
-func (f *Funnel) click(w *Worker, st *funnelState, c *customer) Outcome {
-	i := st.zipf.Uint64()
-	w.Req.SetRequestURIBytes(f.uris[i])
+func (f *Funnel) click(w *Worker, c *customer) Outcome {
+	w.Req.SetRequestURIBytes(f.uris[linkPicker(w, f.o.ZipfS, len(f.uris)).Uint64()])
 	w.Req.Header.SetUserAgent(browserUA)
 	c.mu.Lock()
 	if c.vid != nil {

@@ -135,15 +135,7 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var usage, store *usageSampler
-	if o.Usage != nil {
-		usage = newUsageSampler(o.Usage, measured, end)
-		go usage.run(ctx)
-	}
-	if o.Store != nil {
-		store = newUsageSampler(o.Store, measured, end)
-		go store.run(ctx)
-	}
+	usage, store := sampleUsage(ctx, o.Usage, measured, end), sampleUsage(ctx, o.Store, measured, end)
 
 	var ticks chan time.Time
 	if o.Rate > 0 {
@@ -172,10 +164,7 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 					rec.Record(w.ID, "", t, t, 0, "not_sent")
 					continue
 				}
-				w.Req.Reset()
-				w.Resp.Reset()
-				out := sc.Do(w)
-				rec.Record(w.ID, out.Op, t, time.Now(), out.Status, out.Err)
+				w.send(sc, rec, t)
 			}
 		}()
 	}
@@ -187,12 +176,7 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 	res.Stats = rec.Snapshot()
 	done := res.Stats.Requests - res.Stats.Errors["not_sent"]
 	res.Achieved = float64(done) / o.Duration.Seconds()
-	if usage != nil {
-		res.Usage = usage.result(done)
-	}
-	if store != nil {
-		res.Store = store.result(done)
-	}
+	res.Usage, res.Store = usage.result(done), store.result(done)
 	return res, parent.Err()
 }
 
@@ -230,9 +214,14 @@ func closedLoop(ctx context.Context, w *Worker, sc Scenario, rec *Recorder, star
 		if !t.Before(end) {
 			return
 		}
-		w.Req.Reset()
-		w.Resp.Reset()
-		out := sc.Do(w)
-		rec.Record(w.ID, out.Op, t, time.Now(), out.Status, out.Err)
+		w.send(sc, rec, t)
 	}
+}
+
+// send makes one request of sc, intended at t, and records it.
+func (w *Worker) send(sc Scenario, rec *Recorder, t time.Time) {
+	w.Req.Reset()
+	w.Resp.Reset()
+	out := sc.Do(w)
+	rec.Record(w.ID, out.Op, t, time.Now(), out.Status, out.Err)
 }

@@ -18,6 +18,19 @@ type Fixture struct {
 	Links       []Link   `json:"links"`
 }
 
+// clickPaths returns each link's click path, "/r/CODE" (a worker adds the
+// Host), or an error when the fixture has no links.
+func (fx *Fixture) clickPaths() ([][]byte, error) {
+	if len(fx.Links) == 0 {
+		return nil, fmt.Errorf("the fixture has no links")
+	}
+	paths := make([][]byte, len(fx.Links))
+	for i, l := range fx.Links {
+		paths[i] = []byte("/r/" + l.Code)
+	}
+	return paths, nil
+}
+
 // Link is one link of the fixture.
 type Link struct {
 	Code     string `json:"code"`

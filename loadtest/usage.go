@@ -83,8 +83,14 @@ type usageSampler struct {
 	done       chan struct{}
 }
 
-func newUsageSampler(p *Process, start, end time.Time) *usageSampler {
-	return &usageSampler{p: p, start: start, end: end, done: make(chan struct{})}
+// sampleUsage starts sampling p from start to end; nil when p is nil.
+func sampleUsage(ctx context.Context, p *Process, start, end time.Time) *usageSampler {
+	if p == nil {
+		return nil
+	}
+	u := &usageSampler{p: p, start: start, end: end, done: make(chan struct{})}
+	go u.run(ctx)
+	return u
 }
 
 func (u *usageSampler) run(ctx context.Context) {
@@ -118,8 +124,11 @@ func (u *usageSampler) run(ctx context.Context) {
 }
 
 // result waits for the sampler and returns the usage for n requests
-// answered, nil if the process could not be read.
+// answered, nil if there was no process to sample or it could not be read.
 func (u *usageSampler) result(n int64) *Usage {
+	if u == nil {
+		return nil
+	}
 	<-u.done
 	if u.err != nil {
 		return nil

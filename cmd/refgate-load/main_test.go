@@ -171,12 +171,17 @@ func TestFunnel(t *testing.T) {
 }
 
 // TestMain lets the test binary stand in for refgate-load when bench
-// starts itself (os.Executable) as the ceiling.
+// starts itself (os.Executable) as the ceiling, and removes the refgate
+// binary buildRefgate made.
 func TestMain(m *testing.M) {
 	if os.Getenv("REFGATE_LOAD_TEST_AS_MAIN") == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if buildErr == nil && refgateBin != "" {
+		os.RemoveAll(filepath.Dir(refgateBin))
+	}
+	os.Exit(code)
 }
 
 // TestBench runs a short bench over every server, unpinned, and checks

@@ -53,15 +53,47 @@ type binary struct {
 	edge, api string // host:port
 }
 
-// startBinary builds the refgate binary, runs "refgate serve" with args on
-// two free loopback ports, and waits until /livez answers. The process is
-// killed at the end of the test if it is still running.
+var (
+	buildOnce sync.Once
+	builtBin  string // the binary, or the build's output when it failed
+	buildErr  error
+)
+
+// TestMain removes the binary buildBinary made, if any.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildErr == nil && builtBin != "" {
+		os.RemoveAll(filepath.Dir(builtBin))
+	}
+	os.Exit(code)
+}
+
+// buildBinary builds the refgate binary once for the tests that run it.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "refgate-test")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "refgate")
+		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
+			builtBin, buildErr = string(out), err
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("build: %v\n%s", buildErr, builtBin)
+	}
+	return builtBin
+}
+
+// startBinary runs "refgate serve" from the binary built for the tests
+// with args on two free loopback ports, and waits until /livez answers.
+// The process is killed at the end of the test if it is still running.
 func startBinary(t *testing.T, args ...string) *binary {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "refgate")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	// Find two free ports by binding a throwaway server first.
 	probe, _ := MustRunMain(t, t.TempDir(), nil)
 	b := &binary{logs: new(syncBuffer), edge: probe.EdgeAddr(), api: probe.APIAddr()}
