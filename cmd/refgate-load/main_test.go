@@ -6,13 +6,12 @@ import (
 	"encoding/json"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/refgate/refgate/internal/buildtest"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/loadtest"
 )
@@ -81,34 +80,6 @@ func TestLoopbackGuard(t *testing.T) {
 	}
 }
 
-var (
-	buildOnce  sync.Once
-	refgateBin string
-	buildErr   error
-)
-
-// buildRefgate builds the server binary once for the tests that run it.
-func buildRefgate(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "refgate-load-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		refgateBin = filepath.Join(dir, "refgate")
-		out, err := exec.Command("go", "build", "-o", refgateBin, "github.com/refgate/refgate/cmd/refgate").CombinedOutput()
-		if err != nil {
-			buildErr = err
-			refgateBin = string(out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("go build: %v\n%s", buildErr, refgateBin)
-	}
-	return refgateBin
-}
-
 func freeAddrT(t *testing.T) string {
 	a, err := freeAddr()
 	if err != nil {
@@ -120,7 +91,7 @@ func freeAddrT(t *testing.T) string {
 // startRefgate runs the real server binary with extra flags.
 func startRefgate(t *testing.T, extra ...string) (edge, api string) {
 	t.Helper()
-	bin := buildRefgate(t)
+	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
 	edge, api = freeAddrT(t), freeAddrT(t)
 	args := append([]string{"serve", "--listen", edge, "--api-listen", api, "--data-dir", filepath.Join(t.TempDir(), "data"),
 		"--admin-token", "test-admin-token-0123456", "--storefront-token", "test-storefront-token-01"}, extra...)
@@ -172,15 +143,13 @@ func TestFunnel(t *testing.T) {
 
 // TestMain lets the test binary stand in for refgate-load when bench
 // starts itself (os.Executable) as the ceiling, and removes the refgate
-// binary buildRefgate made.
+// binary the tests built.
 func TestMain(m *testing.M) {
 	if os.Getenv("REFGATE_LOAD_TEST_AS_MAIN") == "1" {
 		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
 	code := m.Run()
-	if buildErr == nil && refgateBin != "" {
-		os.RemoveAll(filepath.Dir(refgateBin))
-	}
+	buildtest.Cleanup()
 	os.Exit(code)
 }
 
@@ -191,7 +160,7 @@ func TestBench(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	bin, redisBin := buildRefgate(t), redistest.Binary(t)
+	bin, redisBin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate"), redistest.Binary(t)
 	t.Setenv("REFGATE_LOAD_TEST_AS_MAIN", "1")
 	args := []string{"bench", "--refgate", bin, "--redis-server", redisBin, "--server-cpu", "-1", "--load-cpu", "-1",
 		"--duration", "500ms", "--warmup", "200ms", "--workers", "8"}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/internal/buildtest"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store/embedded"
 )
@@ -53,39 +54,11 @@ type binary struct {
 	edge, api string // host:port
 }
 
-var (
-	buildOnce sync.Once
-	builtBin  string // the binary, or the build's output when it failed
-	buildErr  error
-)
-
-// TestMain removes the binary buildBinary made, if any.
+// TestMain removes the binaries the tests built.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildErr == nil && builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
-	}
+	buildtest.Cleanup()
 	os.Exit(code)
-}
-
-// buildBinary builds the refgate binary once for the tests that run it.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "refgate-test")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "refgate")
-		if out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput(); err != nil {
-			builtBin, buildErr = string(out), err
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("build: %v\n%s", buildErr, builtBin)
-	}
-	return builtBin
 }
 
 // startBinary runs "refgate serve" from the binary built for the tests
@@ -93,7 +66,7 @@ func buildBinary(t *testing.T) string {
 // The process is killed at the end of the test if it is still running.
 func startBinary(t *testing.T, args ...string) *binary {
 	t.Helper()
-	bin := buildBinary(t)
+	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
 	// Find two free ports by binding a throwaway server first.
 	probe, _ := MustRunMain(t, t.TempDir(), nil)
 	b := &binary{logs: new(syncBuffer), edge: probe.EdgeAddr(), api: probe.APIAddr()}

@@ -10,18 +10,24 @@ import (
 	"github.com/refgate/refgate/store/storetest"
 )
 
+// open returns a store on srv, closed at the end of the test.
+func open(t *testing.T, srv *redistest.Server) *Store {
+	t.Helper()
+	s, err := New(Config{URL: srv.URL()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func TestConformanceSingle(t *testing.T) {
 	srv := redistest.Start(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		if err := srv.Client().FlushAll(context.Background()).Err(); err != nil {
 			t.Fatal(err)
 		}
-		s, err := New(Config{URL: srv.URL()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return open(t, srv)
 	})
 }
 
@@ -45,11 +51,7 @@ func TestConformanceCluster(t *testing.T) {
 // default 6 to 10.
 func TestFrozenRedisDoesNotStall(t *testing.T) {
 	srv := redistest.Start(t)
-	s, err := New(Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open(t, srv)
 	ctx := context.Background()
 	if err := s.Ping(ctx); err != nil {
 		t.Fatal(err)
@@ -57,7 +59,7 @@ func TestFrozenRedisDoesNotStall(t *testing.T) {
 	srv.Pause()
 	defer srv.Resume()
 	start := time.Now()
-	err = s.Ping(ctx)
+	err := s.Ping(ctx)
 	if err == nil {
 		t.Fatal("ping to a frozen redis succeeded")
 	}

@@ -15,11 +15,7 @@ import (
 // protects a first click, and is replaced by the next last click.
 func TestVisitorRecordFormats(t *testing.T) {
 	srv := redistest.Start(t)
-	s, err := New(Config{URL: srv.URL()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := open(t, srv)
 	ctx := context.Background()
 	rdb := srv.Client()
 	at := time.Now().UTC().Truncate(time.Millisecond)
