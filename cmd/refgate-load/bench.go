@@ -112,8 +112,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	for i := range 128 {
 		fx.Links = append(fx.Links, loadtest.Link{Code: fmt.Sprintf("c%04d", i), Promoter: "p" + strconv.Itoa(i%8)})
 	}
-	// runCeiling measures the ceiling, with extra arguments.
-	runCeiling := func(name string, halfRate float64, storePID int, extra ...string) (*benchRow, error) {
+	// measureCeiling starts the ceiling, with extra arguments, and measures it.
+	measureCeiling := func(name string, halfRate float64, storePID int, extra ...string) (*benchRow, error) {
 		addr, err := freeAddr()
 		if err != nil {
 			return nil, err
@@ -128,7 +128,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		}
 		return measure(name, "http://"+addr, ceil.pid(), storePID, fx, halfRate)
 	}
-	row, err := runCeiling("ceiling", 0, 0)
+	row, err := measureCeiling("ceiling", 0, 0)
 	if err != nil {
 		return exitUsage, fmt.Errorf("ceiling: %w", err)
 	}
@@ -145,7 +145,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 		}
 		rs, err := startRedis(dir, *redisBin, *loadCPU)
 		if err == nil {
-			row, err = runCeiling("ceiling+1 SET", halfRate, rs.pid(), "--redis-url", "redis://"+rs.addr+"/0")
+			row, err = measureCeiling("ceiling+1 SET", halfRate, rs.pid(), "--redis-url", "redis://"+rs.addr+"/0")
 			rs.stop()
 		}
 		os.RemoveAll(dir)
