@@ -3,6 +3,7 @@ package loadtest
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
@@ -200,33 +201,46 @@ func TestWorkerErrorKinds(t *testing.T) {
 	}
 }
 
-// The store baseline writes exactly one key per answered click.
+// The store baseline writes exactly one key per answered click, and with
+// events one stream entry per answered click as well.
 func TestCeilingWithKeys(t *testing.T) {
-	rs := redistest.Start(t)
-	rdb := rs.Client()
-	kw := NewKeyWriter(rdb)
-	tg, err := NewTarget(serve(t, NewCeilingWithKeys(kw)), 4, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newTestWorker()
-	defer w.closeConns()
-	const clicks = 1000
-	for range clicks {
-		if out := get(w, tg, "/r/c0001"); out.Status != 302 {
-			t.Fatalf("got %+v", out)
-		}
-	}
-	get(w, tg, "/healthz") // not a click
-	kw.Close()
-	keys, err := rdb.Keys(context.Background(), "refgate-load:click:*").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(keys) != clicks || kw.Errors() != 0 {
-		t.Errorf("%d keys and %d failed pipelines for %d clicks, want %d and 0", len(keys), kw.Errors(), clicks, clicks)
-	}
-	if ttl := rdb.TTL(context.Background(), keys[0]).Val(); ttl <= 0 || ttl > 10*time.Minute {
-		t.Errorf("TTL %s, want at most 10m", ttl)
+	for _, events := range []bool{false, true} {
+		t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
+			rs := redistest.Start(t)
+			rdb := rs.Client()
+			kw := NewKeyWriter(rdb, events)
+			tg, err := NewTarget(serve(t, NewCeilingWithKeys(kw)), 4, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newTestWorker()
+			defer w.closeConns()
+			const clicks = 1000
+			for range clicks {
+				if out := get(w, tg, "/r/c0001"); out.Status != 302 {
+					t.Fatalf("got %+v", out)
+				}
+			}
+			get(w, tg, "/healthz") // not a click
+			kw.Close()
+			ctx := context.Background()
+			keys, err := rdb.Keys(ctx, "refgate-load:click:*").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(keys) != clicks || kw.Errors() != 0 {
+				t.Errorf("%d keys and %d failed pipelines for %d clicks, want %d and 0", len(keys), kw.Errors(), clicks, clicks)
+			}
+			if ttl := rdb.TTL(ctx, keys[0]).Val(); ttl <= 0 || ttl > 10*time.Minute {
+				t.Errorf("TTL %s, want at most 10m", ttl)
+			}
+			want := int64(0)
+			if events {
+				want = clicks
+			}
+			if n := rdb.XLen(ctx, keyWriterStream).Val(); n != want {
+				t.Errorf("%d stream entries, want %d", n, want)
+			}
+		})
 	}
 }

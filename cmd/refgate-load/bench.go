@@ -22,6 +22,12 @@ import (
 	"github.com/refgate/refgate/loadtest"
 )
 
+// The store baselines' names in a bench.
+const (
+	baselineSet   = "ceiling+SET"
+	baselineEvent = "ceiling+SET+XADD"
+)
+
 // benchRow is one server's figures in a bench.
 type benchRow struct {
 	Name string `json:"name"`
@@ -135,24 +141,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	rows = append(rows, row)
 	halfRate := row.Max.Achieved / 2
 
-	// The store baseline: the ceiling plus one key per click written to
-	// Redis by a background pipeline, the least a redirector recording its
-	// clicks there can do.
+	// The store baselines: the ceiling plus, per click, one key (the least
+	// a redirector recording its clicks in Redis can do), then one key and
+	// one stream entry (the least one writing DESIGN.md's click event to a
+	// Redis Stream as well can do), written by a background pipeline.
 	if *redisBin != "" && strings.Contains(*stores, "redis") {
-		dir, err := os.MkdirTemp("", "refgate-bench")
-		if err != nil {
-			return exitUsage, err
+		for _, b := range []struct {
+			name  string
+			extra []string
+		}{{baselineSet, nil}, {baselineEvent, []string{"--redis-events"}}} {
+			dir, err := os.MkdirTemp("", "refgate-bench")
+			if err != nil {
+				return exitUsage, err
+			}
+			rs, err := startRedis(dir, *redisBin, *loadCPU)
+			if err == nil {
+				row, err = measureCeiling(b.name, halfRate, rs.pid(), append([]string{"--redis-url", "redis://" + rs.addr + "/0"}, b.extra...)...)
+				rs.stop()
+			}
+			os.RemoveAll(dir)
+			if err != nil {
+				return exitUsage, fmt.Errorf("%s: %w", b.name, err)
+			}
+			rows = append(rows, row)
 		}
-		rs, err := startRedis(dir, *redisBin, *loadCPU)
-		if err == nil {
-			row, err = measureCeiling("ceiling+1 SET", halfRate, rs.pid(), "--redis-url", "redis://"+rs.addr+"/0")
-			rs.stop()
-		}
-		os.RemoveAll(dir)
-		if err != nil {
-			return exitUsage, fmt.Errorf("ceiling with Redis: %w", err)
-		}
-		rows = append(rows, row)
 	}
 
 	// refgate on each store.
@@ -297,6 +309,20 @@ func printBench(w io.Writer, rows []*benchRow, halfRate float64) {
 	}
 	fmt.Fprintln(w, "\nmax req/s: closed loop; CPU µs/click: the server's user+system CPU over that run per answered click;")
 	fmt.Fprintln(w, "Redis µs/click: the same for the redis-server it writes to (on the load generator's CPU).")
+	// refgate on Redis against the baseline that writes what it writes.
+	var event, redis *benchRow
+	for _, r := range rows {
+		switch r.Name {
+		case baselineEvent:
+			event = r
+		case "refgate redis":
+			redis = r
+		}
+	}
+	if event != nil && redis != nil && event.Max.Achieved > 0 {
+		fmt.Fprintf(w, "refgate redis: %.2f× the max req/s of %s, which writes the same per click to Redis and does nothing else.\n",
+			redis.Max.Achieved/event.Max.Achieved, baselineEvent)
+	}
 }
 
 // child is a process a bench runs: the ceiling, refgate or redis-server.

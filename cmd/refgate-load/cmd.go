@@ -23,8 +23,9 @@ Usage:
   refgate-load run [flags]       one run: --rate N req/s (open model) or --rate 0 (closed loop)
   refgate-load ramp [flags]      raise the rate until --slo is missed; print the highest that met it
   refgate-load setup [flags]     create a program, promoters and links; print them as JSON
-  refgate-load ceiling [flags]   serve the baseline (a fixed 302 with one cookie; --redis-url: plus one key per click)
-  refgate-load bench [flags]     ceiling, then refgate (embedded store, Redis) under the same load, as ratios
+  refgate-load ceiling [flags]   serve the baseline (a fixed 302 with one cookie; --redis-url: plus one key per click;
+                               --redis-events: plus one stream entry per click)
+  refgate-load bench [flags]     ceiling, store baselines, then refgate (embedded store, Redis) under the same load, as ratios
 
 Each command takes -h. Flags can also be set as REFGATE_LOAD_<NAME> variables.
 Exit status: 0 when every --slo threshold is met and a funnel found no invariant
@@ -141,6 +142,7 @@ func runCeiling(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:9090", "address to serve on")
 	redisURL := fs.String("redis-url", "", "also write one key per click to this Redis, pipelined in the background (the store baseline)")
+	redisEvents := fs.Bool("redis-events", false, "with --redis-url, also add one event-sized entry per click to a capped Redis Stream")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -149,6 +151,9 @@ func runCeiling(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	srv := loadtest.NewCeiling()
+	if *redisEvents && *redisURL == "" {
+		return errors.New("--redis-events needs --redis-url")
+	}
 	if *redisURL != "" {
 		opt, err := redis.ParseURL(*redisURL)
 		if err != nil {
@@ -159,7 +164,7 @@ func runCeiling(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		if err := rdb.Ping(ctx).Err(); err != nil {
 			return fmt.Errorf("--redis-url: %w", err)
 		}
-		kw := loadtest.NewKeyWriter(rdb)
+		kw := loadtest.NewKeyWriter(rdb, *redisEvents)
 		defer func() {
 			kw.Close()
 			if n := kw.Errors(); n > 0 {

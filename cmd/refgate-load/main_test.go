@@ -40,6 +40,14 @@ func ceiling(t *testing.T) (base, fixture string) {
 	return "http://" + ln.Addr().String(), fixture
 }
 
+// The ceiling's event baseline needs the Redis it writes to.
+func TestCeilingEventsNeedRedis(t *testing.T) {
+	code, _, errs := runCmd(t, "ceiling", "--listen", "127.0.0.1:0", "--redis-events")
+	if code != exitUsage || !strings.Contains(errs, "--redis-events needs --redis-url") {
+		t.Errorf("exit %d\n%s", code, errs)
+	}
+}
+
 func TestSLOExitCode(t *testing.T) {
 	base, fx := ceiling(t)
 	args := []string{"run", "--target", base, "--fixture", fx, "--rate", "300", "--duration", "1s", "--warmup", "200ms",
@@ -182,7 +190,7 @@ func TestBench(t *testing.T) {
 	want := []struct {
 		name  string
 		store bool
-	}{{"ceiling", false}, {"ceiling+1 SET", true}, {"refgate embedded", false}, {"refgate redis", true}}
+	}{{"ceiling", false}, {"ceiling+SET", true}, {"ceiling+SET+XADD", true}, {"refgate embedded", false}, {"refgate redis", true}}
 	if len(rows) != len(want) {
 		t.Fatalf("%d rows, want %d:\n%s", len(rows), len(want), text)
 	}
@@ -202,8 +210,8 @@ func TestBench(t *testing.T) {
 			t.Errorf("%s: store usage %+v, want one: %v", r.Name, r.Max.Store, w.store)
 		}
 	}
-	if !strings.Contains(text, "Redis µs/click") {
-		t.Errorf("no store column:\n%s", text)
+	if !strings.Contains(text, "Redis µs/click") || !strings.Contains(text, "refgate redis: ") {
+		t.Errorf("no store column or no ratio to the baseline with events:\n%s", text)
 	}
 
 	// A flag refgate refuses stops the bench at once, with refgate's reason.
