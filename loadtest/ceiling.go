@@ -86,7 +86,7 @@ func NewKeyWriter(rdb redis.UniversalClient, events bool) *KeyWriter {
 	return w
 }
 
-// Add queues one key.
+// Add queues one answered click's writes.
 func (w *KeyWriter) Add() {
 	if w.pending.Add(1) == 256 {
 		select {
@@ -140,8 +140,8 @@ func (w *KeyWriter) Close() {
 	<-w.exited
 }
 
-// NewCeilingWithKeys is the ceiling that also queues one key per answered
-// click on w.
+// NewCeilingWithKeys is the ceiling that also queues each answered click's
+// writes on w.
 func NewCeilingWithKeys(w *KeyWriter) *fasthttp.Server {
 	srv := NewCeiling()
 	answer := srv.Handler

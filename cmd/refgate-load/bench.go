@@ -28,6 +28,9 @@ const (
 	baselineEvent = "ceiling+SET+XADD"
 )
 
+// refgateRow is the name of refgate's row on store.
+func refgateRow(store string) string { return "refgate " + store }
+
 // benchRow is one server's figures in a bench.
 type benchRow struct {
 	Name string `json:"name"`
@@ -150,16 +153,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 			name  string
 			extra []string
 		}{{baselineSet, nil}, {baselineEvent, []string{"--redis-events"}}} {
-			dir, err := os.MkdirTemp("", "refgate-bench")
-			if err != nil {
-				return exitUsage, err
-			}
-			rs, err := startRedis(dir, *redisBin, *loadCPU)
+			rs, err := startRedis(*redisBin, *loadCPU)
 			if err == nil {
 				row, err = measureCeiling(b.name, halfRate, rs.pid(), append([]string{"--redis-url", "redis://" + rs.addr + "/0"}, b.extra...)...)
 				rs.stop()
 			}
-			os.RemoveAll(dir)
 			if err != nil {
 				return exitUsage, fmt.Errorf("%s: %w", b.name, err)
 			}
@@ -170,7 +168,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	// refgate on each store.
 	for _, store := range splitList(*stores) {
 		row, err := benchRefgate(ctx, store, *refgateBin, *redisBin, serveFlags, *serverCPU, *loadCPU, stderr, func(edge string, pid, storePID int, fx *loadtest.Fixture) (*benchRow, error) {
-			return measure("refgate "+store, edge, pid, storePID, fx, halfRate)
+			return measure(refgateRow(store), edge, pid, storePID, fx, halfRate)
 		})
 		if err != nil {
 			return exitUsage, fmt.Errorf("refgate on %s: %w", store, err)
@@ -209,7 +207,7 @@ func benchRefgate(ctx context.Context, store, bin, redisBin string, serveFlags [
 	switch store {
 	case "embedded":
 	case "redis":
-		rs, err := startRedis(dir, redisBin, loadCPU)
+		rs, err := startRedis(redisBin, loadCPU)
 		if err != nil {
 			return nil, err
 		}
@@ -239,16 +237,17 @@ func benchRefgate(ctx context.Context, store, bin, redisBin string, serveFlags [
 	return measure("http://"+edge, srv.pid(), storePID, fx)
 }
 
-// benchRedis is a redis-server a bench started.
+// benchRedis is a redis-server a bench started, with its own data
+// directory.
 type benchRedis struct {
 	*child
-	addr string
+	addr, dir string
 }
 
 // startRedis starts a redis-server for a bench, on the load generator's CPU
 // (it stands in for one on another host), with the persistence
-// deploy/redis/redis.conf recommends.
-func startRedis(dir, redisBin string, cpu int) (*benchRedis, error) {
+// deploy/redis/redis.conf recommends, in a new data directory stop removes.
+func startRedis(redisBin string, cpu int) (*benchRedis, error) {
 	if redisBin == "" {
 		return nil, errors.New("no --redis-server")
 	}
@@ -256,31 +255,36 @@ func startRedis(dir, redisBin string, cpu int) (*benchRedis, error) {
 	if err != nil {
 		return nil, err
 	}
+	dir, err := os.MkdirTemp("", "refgate-bench-redis")
+	if err != nil {
+		return nil, err
+	}
 	host, port, _ := net.SplitHostPort(addr)
 	rs, err := startPinned(cpu, nil, redisBin, "--bind", host, "--port", port, "--dir", dir,
 		"--save", "", "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, err
 	}
-	r := &benchRedis{child: rs, addr: addr}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	r := &benchRedis{child: rs, addr: addr, dir: dir}
+	err = rs.waitReady("redis-server on "+addr, 10*time.Second, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
-			return r, nil
 		}
-		select {
-		case <-rs.done:
-			return nil, fmt.Errorf("redis-server exited: %v\n%s", rs.err, strings.TrimSpace(rs.out.String()))
-		default:
-		}
-		if time.Now().After(deadline) {
-			r.stop()
-			return nil, fmt.Errorf("redis-server on %s: %w", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		r.stop()
+		return nil, err
 	}
+	return r, nil
+}
+
+// stop stops redis-server and removes its data.
+func (r *benchRedis) stop() {
+	r.child.stop()
+	os.RemoveAll(r.dir)
 }
 
 func printBench(w io.Writer, rows []*benchRow, halfRate float64) {
@@ -315,7 +319,7 @@ func printBench(w io.Writer, rows []*benchRow, halfRate float64) {
 		switch r.Name {
 		case baselineEvent:
 			event = r
-		case "refgate redis":
+		case refgateRow("redis"):
 			redis = r
 		}
 	}
@@ -369,18 +373,30 @@ func (c *child) stop() {
 	}
 }
 
-// waitOK polls url until it answers 200. It gives up after within, or as
-// soon as the process exits (a bad flag, a port in use), saying why.
+// waitOK polls url until it answers 200 (see waitReady).
 func (c *child) waitOK(url string, within time.Duration) error {
+	return c.waitReady(url, within, func() error {
+		code, _, err := fasthttp.GetTimeout(nil, url, time.Second)
+		if err == nil && code != 200 {
+			err = fmt.Errorf("answered %d", code)
+		}
+		return err
+	})
+}
+
+// waitReady calls probe until it returns nil. It gives up after within, or
+// as soon as the process exits (a bad flag, a port in use), saying why with
+// the start of its output.
+func (c *child) waitReady(what string, within time.Duration, probe func() error) error {
 	deadline := time.Now().Add(within)
 	for {
-		code, _, err := fasthttp.GetTimeout(nil, url, time.Second)
-		if err == nil && code == 200 {
+		err := probe()
+		if err == nil {
 			return nil
 		}
 		select {
 		case <-c.done:
-			msg := fmt.Sprintf("%s exited before %s answered: %v", filepath.Base(c.cmd.Path), url, c.err)
+			msg := fmt.Sprintf("%s exited before %s answered: %v", filepath.Base(c.cmd.Path), what, c.err)
 			if c.out != nil {
 				if o := strings.TrimSpace(c.out.String()); o != "" {
 					msg += "\n" + o
@@ -390,9 +406,9 @@ func (c *child) waitOK(url string, within time.Duration) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s did not answer 200 within %s (last: %d %v)", url, within, code, err)
+			return fmt.Errorf("%s did not answer within %s: %w", what, within, err)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
