@@ -147,5 +147,26 @@ func knownDelays(t *testing.T) (slow []string) {
 	if p := time.Duration(res.Stats.Latency.P50); p > 100*time.Millisecond {
 		slow = append(slow, fmt.Sprintf("stall run p50 %s: requests outside the stall were slow", p))
 	}
+
+	// Too few workers: 2 workers on a 20 ms server send at most 100 req/s
+	// of the 200 intended, so request i leaves at least 5i ms late. The
+	// latency charges that send lag; the service time stays the server's.
+	res, err = Run(context.Background(), Options{Rate: 200, Duration: time.Second, Workers: 2}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Stats
+	t.Logf("2 workers: latency %+v, service %+v, send lag %+v", s.Latency, s.Service, s.SendLag)
+	if p := time.Duration(s.SendLag.P90); p < 500*time.Millisecond {
+		t.Errorf("send lag p90 %s with 2 workers for 200 req/s of 20 ms requests, want at least 500 ms", p)
+	}
+	if l, g := time.Duration(s.Latency.P90), time.Duration(s.SendLag.P90); l < g {
+		t.Errorf("latency p90 %s is less than the send lag p90 %s", l, g)
+	}
+	if p := time.Duration(s.Service.P50); p < 20*time.Millisecond {
+		t.Errorf("service p50 %s, faster than the server's 20 ms", p)
+	} else if p > 40*time.Millisecond {
+		slow = append(slow, fmt.Sprintf("2-worker run: service p50 %s, want 20-40 ms", p))
+	}
 	return slow
 }

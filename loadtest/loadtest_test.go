@@ -45,13 +45,13 @@ func clicksOn(t *testing.T, base string) *Clicks {
 func TestRecorderPercentiles(t *testing.T) {
 	start := time.Now()
 	r := NewRecorder(start)
-	if r.Record(0, "x", start.Add(-time.Millisecond), start, 200, "") {
+	if r.Record(0, "x", start.Add(-time.Millisecond), start, start, 200, "") {
 		t.Fatal("a warm-up request was recorded")
 	}
 	// 1..10000 µs, once each, spread over 10 s of intended time.
 	for i := 1; i <= 10000; i++ {
 		at := start.Add(time.Duration(i) * time.Millisecond)
-		r.Record(i, "x", at, at.Add(time.Duration(i)*time.Microsecond), 200, "")
+		r.Record(i, "x", at, at, at.Add(time.Duration(i)*time.Microsecond), 200, "")
 	}
 	s := r.Snapshot()
 	f := func(name string, got Duration, want time.Duration) {
@@ -124,9 +124,9 @@ func TestParseSLO(t *testing.T) {
 	r := NewRecorder(time.Now())
 	at := r.Start.Add(time.Millisecond)
 	for i := range 100 {
-		r.Record(i, "x", at, at.Add(time.Millisecond), 302, "")
+		r.Record(i, "x", at, at, at.Add(time.Millisecond), 302, "")
 	}
-	r.Record(0, "x", at, at.Add(time.Second), 0, "timeout")
+	r.Record(0, "x", at, at, at.Add(time.Second), 0, "timeout")
 	res := &Result{Stats: r.Snapshot()}
 	slo, _ = ParseSLO("p50=2ms,errors=2%")
 	if !slo.Check(res) || len(res.SLO) != 2 {
@@ -198,4 +198,35 @@ func TestClickChecks(t *testing.T) {
 			t.Errorf("no %s reported: %v", kind, res.Stats.Errors)
 		}
 	}
+}
+
+// The latency from the intended time splits into the send lag and the
+// service time, request by request.
+func TestRecorderSendLag(t *testing.T) {
+	r := NewRecorder(time.Now())
+	for i := 1; i <= 1000; i++ {
+		at := r.Start.Add(time.Duration(i) * time.Millisecond)
+		sent := at.Add(time.Duration(i) * time.Microsecond)     // lag 1..1000 µs
+		done := sent.Add(time.Duration(2*i) * time.Microsecond) // service 2..2000 µs
+		r.Record(i, "x", at, sent, done, 302, "")
+	}
+	r.Record(0, "", r.Start, r.Start, r.Start, 0, "not_sent")
+	s := r.Snapshot()
+	near := func(name string, got Duration, want time.Duration) {
+		t.Helper()
+		if d := time.Duration(got) - want; d < -want/200 || d > want/200 {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
+	near("latency p50", s.Latency.P50, 1500*time.Microsecond)
+	near("send lag p50", s.SendLag.P50, 500*time.Microsecond)
+	near("service p50", s.Service.P50, 1000*time.Microsecond)
+	near("send lag max", s.SendLag.Max, 1000*time.Microsecond)
+	near("service max", s.Service.Max, 2000*time.Microsecond)
+	if s.Latency.Count != 1000 || s.SendLag.Count != 1000 || s.Service.Count != 1000 || s.Requests != 1001 {
+		t.Errorf("counts: latency %d, send lag %d, service %d, requests %d (a request never sent has no latency)",
+			s.Latency.Count, s.SendLag.Count, s.Service.Count, s.Requests)
+	}
+	mean := time.Duration(s.SendLag.Mean) + time.Duration(s.Service.Mean)
+	near("send lag + service, mean", Duration(mean), time.Duration(s.Latency.Mean))
 }

@@ -31,6 +31,8 @@ type Recorder struct {
 type shard struct {
 	mu      sync.Mutex
 	all     *hdrhistogram.Histogram
+	service *hdrhistogram.Histogram // from the actual send to the response
+	lag     *hdrhistogram.Histogram // from the intended to the actual send
 	seconds map[int64]*window
 	status  map[string]map[int]int64 // op → status → count
 	errs    map[string]int64         // transport errors by kind
@@ -50,6 +52,8 @@ func NewRecorder(start time.Time) *Recorder {
 	for i := range r.sh {
 		s := &r.sh[i]
 		s.all = hdrhistogram.New(histMin, histMax, 3)
+		s.service = hdrhistogram.New(histMin, histMax, 3)
+		s.lag = hdrhistogram.New(histMin, histMax, 3)
 		s.seconds = map[int64]*window{}
 		s.status = map[string]map[int]int64{}
 		s.errs = map[string]int64{}
@@ -57,28 +61,34 @@ func NewRecorder(start time.Time) *Recorder {
 	return r
 }
 
-// Record notes one finished request of operation op, intended at intended
-// and finished at done, that got HTTP status (0 when errKind is set).
-// errKind names a failure ("timeout", "connection", "not_sent", or a
-// scenario's check such as "unexpected_status"). It reports whether the
-// request was in the measured period.
-func (r *Recorder) Record(worker int, op string, intended, done time.Time, status int, errKind string) bool {
+// Record notes one finished request of operation op, intended at
+// intended, sent at sent and finished at done, that got HTTP status (0 when
+// errKind is set). errKind names a failure ("timeout", "connection",
+// "not_sent", or a scenario's check such as "unexpected_status"). It
+// reports whether the request was in the measured period.
+//
+// The latency is done - intended. It splits into the send lag, sent -
+// intended (no worker was free, or the generator's own CPU was late), and
+// the service time, done - sent (what the server and the network took).
+// The latency is the figure that counts; the split says where it went.
+func (r *Recorder) Record(worker int, op string, intended, sent, done time.Time, status int, errKind string) bool {
 	if intended.Before(r.Start) {
 		return false
 	}
-	us := done.Sub(intended).Microseconds()
-	if us < histMin {
-		us = histMin
-	}
-	if us > histMax {
-		us = histMax
+	us := clampUs(done.Sub(intended))
+	sentOK := errKind != "not_sent"
+	var lag, service int64
+	if sentOK {
+		lag, service = clampUs(sent.Sub(intended)), clampUs(done.Sub(sent))
 	}
 	sec := int64(intended.Sub(r.Start) / time.Second)
 	s := &r.sh[worker%shards]
 	s.mu.Lock()
 	s.n++
-	if errKind != "not_sent" {
+	if sentOK {
 		s.all.RecordValue(us)
+		s.service.RecordValue(service)
+		s.lag.RecordValue(lag)
 	}
 	w := s.seconds[sec]
 	if w == nil {
@@ -86,7 +96,7 @@ func (r *Recorder) Record(worker int, op string, intended, done time.Time, statu
 		s.seconds[sec] = w
 	}
 	w.n++
-	if errKind != "not_sent" {
+	if sentOK {
 		w.h.RecordValue(us)
 	}
 	if errKind != "" {
@@ -105,15 +115,24 @@ func (r *Recorder) Record(worker int, op string, intended, done time.Time, statu
 	return true
 }
 
+// clampUs returns d in whole microseconds within the histograms' bounds.
+func clampUs(d time.Duration) int64 {
+	return min(max(d.Microseconds(), histMin), histMax)
+}
+
 // Snapshot merges the shards into one Stats; the recorder can go on.
 func (r *Recorder) Snapshot() *Stats {
 	all := hdrhistogram.New(histMin, histMax, 3)
+	service := hdrhistogram.New(histMin, histMax, 3)
+	lag := hdrhistogram.New(histMin, histMax, 3)
 	secs := map[int64]*window{}
 	st := &Stats{Status: map[string]map[int]int64{}, Errors: map[string]int64{}}
 	for i := range r.sh {
 		s := &r.sh[i]
 		s.mu.Lock()
 		all.Merge(s.all)
+		service.Merge(s.service)
+		lag.Merge(s.lag)
 		st.Requests += s.n
 		for sec, w := range s.seconds {
 			m := secs[sec]
@@ -139,6 +158,7 @@ func (r *Recorder) Snapshot() *Stats {
 		s.mu.Unlock()
 	}
 	st.Latency = summarize(all)
+	st.Service, st.SendLag = summarize(service), summarize(lag)
 	st.hist = all
 	keys := make([]int64, 0, len(secs))
 	for k := range secs {
@@ -162,13 +182,15 @@ type Stats struct {
 	Failed   int64                    `json:"failed"`   // of those, errors of any kind
 	Status   map[string]map[int]int64 `json:"status"`   // op → HTTP status → count
 	Errors   map[string]int64         `json:"errors"`   // kind → count
-	Latency  Latency                  `json:"latency"`
-	Seconds  []Second                 `json:"seconds"` // latency over time
+	Latency  Latency                  `json:"latency"`  // intended send time → response
+	Service  Latency                  `json:"service"`  // actual send → response
+	SendLag  Latency                  `json:"send_lag"` // intended → actual send
+	Seconds  []Second                 `json:"seconds"`  // latency over time
 	hist     *hdrhistogram.Histogram
 }
 
-// Latency holds percentiles of the latency from intended send time to the
-// end of the response.
+// Latency holds percentiles of a duration: in Stats.Latency, from the
+// intended send time to the end of the response.
 type Latency struct {
 	P50   Duration `json:"p50"`
 	P90   Duration `json:"p90"`

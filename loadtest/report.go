@@ -21,9 +21,21 @@ func WriteText(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "scenario %s against %s: %s, %d workers, %s measured after %s warm-up\n",
 		r.Scenario, r.Target, mode, r.Workers, r.Duration, r.Warmup)
 	fmt.Fprintf(w, "  achieved   %.0f req/s (%d requests, %d failed, %.3f%%)\n", r.Achieved, s.Requests, s.Failed, s.ErrorRate()*100)
-	l := s.Latency
-	fmt.Fprintf(w, "  latency    p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s\n",
-		round(l.P50), round(l.P90), round(l.P99), round(l.P999), round(l.Max), round(l.Mean))
+	percentiles := func(name string, l Latency, what string) {
+		fmt.Fprintf(w, "  %-10s p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  mean %s%s\n", name,
+			round(l.P50), round(l.P90), round(l.P99), round(l.P999), round(l.Max), round(l.Mean), what)
+	}
+	if r.Rate == 0 {
+		percentiles("latency", s.Latency, "")
+	} else {
+		percentiles("latency", s.Latency, "  (from the intended send time)")
+		percentiles("service", s.Service, "  (from the actual send)")
+		percentiles("send lag", s.SendLag, "  (intended to actual send)")
+		if lag := time.Duration(s.SendLag.P99); lag > time.Millisecond && lag > time.Duration(s.Service.P99) {
+			fmt.Fprintf(w, "  note       most of the p99 is send lag: requests left late because every worker was busy\n"+
+				"             (raise --workers) or the generator's own CPU fell behind (docs/loadtest.md#send-lag)\n")
+		}
+	}
 	ops := make([]string, 0, len(s.Status))
 	for op := range s.Status {
 		ops = append(ops, op)

@@ -161,7 +161,7 @@ func Run(ctx context.Context, o Options, sc Scenario) (*Result, error) {
 			}
 			for t := range ticks {
 				if ctx.Err() != nil || time.Now().After(giveUp) {
-					rec.Record(w.ID, "", t, t, 0, "not_sent")
+					rec.Record(w.ID, "", t, t, t, 0, "not_sent")
 					continue
 				}
 				w.send(sc, rec, t)
@@ -201,7 +201,7 @@ func pace(ctx context.Context, ticks chan<- time.Time, rec *Recorder, start, end
 		select {
 		case ticks <- t:
 		default:
-			rec.Record(0, "", t, t, 0, "not_sent")
+			rec.Record(0, "", t, t, t, 0, "not_sent")
 		}
 	}
 }
@@ -220,8 +220,9 @@ func closedLoop(ctx context.Context, w *Worker, sc Scenario, rec *Recorder, star
 
 // send makes one request of sc, intended at t, and records it.
 func (w *Worker) send(sc Scenario, rec *Recorder, t time.Time) {
+	sent := time.Now()
 	w.Req.Reset()
 	w.Resp.Reset()
 	out := sc.Do(w)
-	rec.Record(w.ID, out.Op, t, time.Now(), out.Status, out.Err)
+	rec.Record(w.ID, out.Op, t, sent, time.Now(), out.Status, out.Err)
 }

@@ -290,8 +290,8 @@ func (r *benchRedis) stop() {
 func printBench(w io.Writer, rows []*benchRow, halfRate float64) {
 	base := rows[0].Max
 	at := fmt.Sprintf("at %.0f req/s:", halfRate)
-	fmt.Fprintf(w, "\n%-18s %12s %9s %14s %9s %16s   %s %9s %9s %9s %9s\n", "server", "max req/s", "×ceiling",
-		"CPU µs/click", "×ceiling", "Redis µs/click", at, "p50", "p99", "p99.9", "max RSS")
+	fmt.Fprintf(w, "\n%-18s %12s %9s %14s %9s %16s   %s %9s %9s %9s %9s %9s\n", "server", "max req/s", "×ceiling",
+		"CPU µs/click", "×ceiling", "Redis µs/click", at, "p50", "p99", "p99.9", "lag p99", "max RSS")
 	for _, r := range rows {
 		cpu, cpuRatio, storeCPU, rss := "-", "-", "-", "-"
 		if u := r.Max.Usage; u != nil && base.Usage != nil && base.Usage.CPUPerRequest > 0 {
@@ -305,14 +305,15 @@ func printBench(w io.Writer, rows []*benchRow, halfRate float64) {
 			rss = fmt.Sprintf("%.0fMiB", float64(u.MaxRSS)/(1<<20))
 		}
 		l := r.Half.Stats.Latency
-		fmt.Fprintf(w, "%-18s %12.0f %9.2f %14s %9s %16s   %*s %9s %9s %9s %9s\n", r.Name, r.Max.Achieved, r.Max.Achieved/base.Achieved,
-			cpu, cpuRatio, storeCPU, len(at)-3, "", l.P50, l.P99, l.P999, rss)
+		fmt.Fprintf(w, "%-18s %12.0f %9.2f %14s %9s %16s   %*s %9s %9s %9s %9s %9s\n", r.Name, r.Max.Achieved, r.Max.Achieved/base.Achieved,
+			cpu, cpuRatio, storeCPU, len(at)-3, "", l.P50, l.P99, l.P999, r.Half.Stats.SendLag.P99, rss)
 		if n := r.Max.Stats.Failed + r.Half.Stats.Failed; n > 0 {
 			fmt.Fprintf(w, "%-18s %d failed requests: %v %v\n", "", n, r.Max.Stats.Errors, r.Half.Stats.Errors)
 		}
 	}
 	fmt.Fprintln(w, "\nmax req/s: closed loop; CPU µs/click: the server's user+system CPU over that run per answered click;")
-	fmt.Fprintln(w, "Redis µs/click: the same for the redis-server it writes to (on the load generator's CPU).")
+	fmt.Fprintln(w, "Redis µs/click: the same for the redis-server it writes to (on the load generator's CPU);")
+	fmt.Fprintln(w, "lag p99: how late the requests of the half-rate run left their intended send time, part of its latency.")
 	// refgate on Redis against the baseline that writes what it writes.
 	var event, redis *benchRow
 	for _, r := range rows {
