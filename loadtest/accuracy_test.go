@@ -9,6 +9,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -169,4 +170,38 @@ func knownDelays(t *testing.T) (slow []string) {
 		slow = append(slow, fmt.Sprintf("2-worker run: service p50 %s, want 20-40 ms", p))
 	}
 	return slow
+}
+
+// TestTimerAccuracy checks the pacer's waits: 300 µs is shorter than the
+// millisecond that time.Sleep can take when the generator is idle. The
+// median oversleep of 200 waits must stay under 200 µs; measured up to
+// three times, like the rate.
+func TestTimerAccuracy(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the precise timer is Linux's timerfd; elsewhere it is time.Sleep")
+	}
+	tm, err := newTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tm.close()
+	const d, n = 300 * time.Microsecond, 200
+	for attempt := 1; ; attempt++ {
+		late := make([]time.Duration, n)
+		for i := range late {
+			start := time.Now()
+			if err := tm.sleep(d); err != nil {
+				t.Fatal(err)
+			}
+			late[i] = time.Since(start) - d
+		}
+		sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+		t.Logf("attempt %d: %s waits late by p50 %s, p90 %s, max %s", attempt, d, late[n/2], late[n*9/10], late[n-1])
+		if late[n/2] < 200*time.Microsecond {
+			return
+		}
+		if attempt == 3 {
+			t.Fatalf("median oversleep %s in 3 attempts, want under 200 µs", late[n/2])
+		}
+	}
 }

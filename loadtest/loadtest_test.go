@@ -230,3 +230,21 @@ func TestRecorderSendLag(t *testing.T) {
 	mean := time.Duration(s.SendLag.Mean) + time.Duration(s.Service.Mean)
 	near("send lag + service, mean", Duration(mean), time.Duration(s.Latency.Mean))
 }
+
+// The pacer's timer never wakes before the time asked for.
+func TestTimerNotEarly(t *testing.T) {
+	tm, err := newTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tm.close()
+	for _, d := range []time.Duration{0, -time.Millisecond, time.Microsecond, 300 * time.Microsecond, 2 * time.Millisecond} {
+		start := time.Now()
+		if err := tm.sleep(d); err != nil {
+			t.Fatal(err)
+		}
+		if got := time.Since(start); got < d {
+			t.Errorf("sleep(%s) returned after %s", d, got)
+		}
+	}
+}
