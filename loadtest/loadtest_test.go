@@ -42,6 +42,15 @@ func clicksOn(t *testing.T, base string) *Clicks {
 	return sc
 }
 
+// near checks a histogram figure against want within its 3 significant
+// digits (±0.5 %).
+func near(t *testing.T, name string, got Duration, want time.Duration) {
+	t.Helper()
+	if d := time.Duration(got) - want; d < -want/200 || d > want/200 {
+		t.Errorf("%s = %s, want %s", name, got, want)
+	}
+}
+
 func TestRecorderPercentiles(t *testing.T) {
 	start := time.Now()
 	r := NewRecorder(start)
@@ -54,17 +63,11 @@ func TestRecorderPercentiles(t *testing.T) {
 		r.Record(i, "x", at, at, at.Add(time.Duration(i)*time.Microsecond), 200, "")
 	}
 	s := r.Snapshot()
-	f := func(name string, got Duration, want time.Duration) {
-		t.Helper()
-		if d := time.Duration(got) - want; d < -want/200 || d > want/200 { // 3 significant digits: ±0.5 %
-			t.Errorf("%s = %s, want %s", name, got, want)
-		}
-	}
-	f("p50", s.Latency.P50, 5000*time.Microsecond)
-	f("p90", s.Latency.P90, 9000*time.Microsecond)
-	f("p99", s.Latency.P99, 9900*time.Microsecond)
-	f("p99.9", s.Latency.P999, 9990*time.Microsecond)
-	f("max", s.Latency.Max, 10000*time.Microsecond)
+	near(t, "p50", s.Latency.P50, 5000*time.Microsecond)
+	near(t, "p90", s.Latency.P90, 9000*time.Microsecond)
+	near(t, "p99", s.Latency.P99, 9900*time.Microsecond)
+	near(t, "p99.9", s.Latency.P999, 9990*time.Microsecond)
+	near(t, "max", s.Latency.Max, 10000*time.Microsecond)
 	if s.Requests != 10000 || s.Status["x"][200] != 10000 || s.Failed != 0 {
 		t.Errorf("counts %d %v %d", s.Requests, s.Status, s.Failed)
 	}
@@ -212,23 +215,17 @@ func TestRecorderSendLag(t *testing.T) {
 	}
 	r.Record(0, "", r.Start, r.Start, r.Start, 0, "not_sent")
 	s := r.Snapshot()
-	near := func(name string, got Duration, want time.Duration) {
-		t.Helper()
-		if d := time.Duration(got) - want; d < -want/200 || d > want/200 {
-			t.Errorf("%s = %s, want %s", name, got, want)
-		}
-	}
-	near("latency p50", s.Latency.P50, 1500*time.Microsecond)
-	near("send lag p50", s.SendLag.P50, 500*time.Microsecond)
-	near("service p50", s.Service.P50, 1000*time.Microsecond)
-	near("send lag max", s.SendLag.Max, 1000*time.Microsecond)
-	near("service max", s.Service.Max, 2000*time.Microsecond)
+	near(t, "latency p50", s.Latency.P50, 1500*time.Microsecond)
+	near(t, "send lag p50", s.SendLag.P50, 500*time.Microsecond)
+	near(t, "service p50", s.Service.P50, 1000*time.Microsecond)
+	near(t, "send lag max", s.SendLag.Max, 1000*time.Microsecond)
+	near(t, "service max", s.Service.Max, 2000*time.Microsecond)
 	if s.Latency.Count != 1000 || s.SendLag.Count != 1000 || s.Service.Count != 1000 || s.Requests != 1001 {
 		t.Errorf("counts: latency %d, send lag %d, service %d, requests %d (a request never sent has no latency)",
 			s.Latency.Count, s.SendLag.Count, s.Service.Count, s.Requests)
 	}
 	mean := time.Duration(s.SendLag.Mean) + time.Duration(s.Service.Mean)
-	near("send lag + service, mean", Duration(mean), time.Duration(s.Latency.Mean))
+	near(t, "send lag + service, mean", Duration(mean), time.Duration(s.Latency.Mean))
 }
 
 // The pacer's timer never wakes before the time asked for.
