@@ -87,7 +87,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 	// sampling the server pid and, when not 0, the store's.
 	measure := func(name, edge string, pid, storePID int, fx *loadtest.Fixture, halfRate float64) (*benchRow, error) {
 		row := &benchRow{Name: name}
-		t, err := loadtest.NewTarget(edge, max(*workers, 256), false)
+		t, err := loadtest.NewTarget(edge, 1, false) // workers dial their own connections
 		if err != nil {
 			return nil, err
 		}

@@ -65,12 +65,13 @@ func (f *loadFlags) register(fs *flag.FlagSet, ramp bool) {
 
 // scenario builds the targets, the fixture and the scenario.
 func (f *loadFlags) scenarioFor(stderr io.Writer) (loadtest.Scenario, *loadtest.Target, *loadtest.Funnel, error) {
-	edge, err := loadtest.NewTarget(f.edge, f.o.Workers, f.allowRemote)
+	edge, err := loadtest.NewTarget(f.edge, 1, f.allowRemote) // workers dial their own connections
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	var api *loadtest.Target
 	if f.scenario == "funnel" || f.fixture == "" {
+		// Its Client serves setup and the verification's concurrent reads.
 		if api, err = loadtest.NewTarget(f.api, f.o.Workers, f.allowRemote); err != nil {
 			return nil, nil, nil, err
 		}
