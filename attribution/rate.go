@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"math"
 	"strconv"
 	"strings"
 )
@@ -88,11 +89,20 @@ func (r *Rate) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Apply returns amount × r rounded half up to a whole minor unit. amount is
-// in minor units and must not be negative.
+// Apply returns amount × r rounded half up to a whole minor unit, amount
+// being in minor units. For 0 ≤ amount ≤ MaxAmount and 0 ≤ r ≤ 2 × RateScale
+// (a base rate plus a tier bonus, each at most 1) it is exact and cannot
+// overflow: the product is held in 128 bits (see MulDivHalfUp). Outside that
+// domain it does not wrap either: a negative amount or rate gives 0, and a
+// result too large for an int64 saturates at math.MaxInt64. Callers that
+// must reject such inputs (with a 422) check them before calling.
 func (r Rate) Apply(amount int64) int64 {
-	// amount × r fits in int64 for amounts below ~9.2e12 minor units at a
-	// 100 % rate, which is far beyond any single order.
-	p := amount * int64(r)
-	return (p + RateScale/2) / RateScale
+	if amount <= 0 || r <= 0 {
+		return 0
+	}
+	c, ok := MulDivHalfUp(amount, int64(r), RateScale)
+	if !ok {
+		return math.MaxInt64
+	}
+	return c
 }
