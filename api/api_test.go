@@ -36,6 +36,7 @@ type env struct {
 	st     store.Store
 	clock  *clock.Clock
 	signer *cookie.Signer
+	clicks int // tokens signed so far
 }
 
 // newEnv serves the API with fasthttp over an in-memory listener and the

@@ -10,8 +10,8 @@ import (
 	"github.com/refgate/refgate/store"
 )
 
-// entityCache keeps programs and promoters for the storefront routes, which
-// read both on every bind and conversion. Entries live at most ttl; the
+// entityCache keeps programs, promoters and links for the storefront
+// routes, which read them on every bind and conversion. Entries live at most ttl; the
 // store's invalidation feed (Server.Invalidate) drops them at once when an
 // admin changes one on any instance, so a suspension takes effect within
 // milliseconds, and within ttl even if a message is lost.
@@ -21,6 +21,7 @@ type entityCache struct {
 	mu        sync.RWMutex
 	programs  map[string]cached[*attribution.Program]
 	promoters map[string]cached[*attribution.Promoter]
+	links     map[string]cached[*attribution.Link]
 	gen       uint64
 }
 
@@ -31,7 +32,7 @@ type cached[T any] struct {
 
 func newEntityCache(ttl time.Duration) *entityCache {
 	return &entityCache{ttl: ttl, programs: map[string]cached[*attribution.Program]{},
-		promoters: map[string]cached[*attribution.Promoter]{}}
+		promoters: map[string]cached[*attribution.Promoter]{}, links: map[string]cached[*attribution.Link]{}}
 }
 
 // cachedGet returns m[id] if fresh, else loads it and caches the answer
@@ -70,6 +71,23 @@ func (c *entityCache) promoter(ctx context.Context, st store.Store, id string) (
 	return cachedGet(c, c.promoters, id, func() (*attribution.Promoter, error) { return st.Promoter(ctx, id) })
 }
 
+// link returns a link, nil if it is unknown or deleted.
+func (c *entityCache) link(ctx context.Context, st store.Store, code string) (*attribution.Link, error) {
+	return cachedGet(c, c.links, code, func() (*attribution.Link, error) { return st.Link(ctx, code) })
+}
+
+// cachedPromoter returns a fresh cached promoter without calling the store
+// (nil, false if it has none): store.UpdateCustomer callbacks may use it.
+func (c *entityCache) cachedPromoter(id string) (*attribution.Promoter, bool) {
+	c.mu.RLock()
+	e, ok := c.promoters[id]
+	c.mu.RUnlock()
+	if !ok || time.Since(e.at) >= c.ttl {
+		return nil, false
+	}
+	return e.v, true
+}
+
 func (c *entityCache) invalidate(inv store.Invalidation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -80,8 +98,10 @@ func (c *entityCache) invalidate(inv store.Invalidation) {
 	case store.Promoter:
 		delete(c.promoters, inv.ID)
 	case store.Link:
+		delete(c.links, inv.ID)
 	default:
 		clear(c.programs)
 		clear(c.promoters)
+		clear(c.links)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store"
@@ -62,9 +63,11 @@ func newService(t testing.TB, st store.Store) *Service {
 	return sv
 }
 
+// tokenFor signs a click on promoter's link for customer.
 func (sv *Service) tokenFor(t testing.TB, promoter string) string {
 	now := sv.Now()
-	tok := cookie.Token{Program: "shop", Promoter: promoter, Link: "l-" + promoter, Click: "c-" + promoter,
+	storetest.Link(t, sv.Store, "shop", promoter, "l-"+promoter)
+	tok := cookie.Token{Program: "shop", Promoter: promoter, Link: "l-" + promoter, Click: "c-" + promoter + "-" + events.NewID(),
 		Issued: now, Expires: now.Add(24 * time.Hour)}
 	b, err := sv.Signer.AppendToken(nil, &tok)
 	if err != nil {

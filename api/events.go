@@ -7,8 +7,10 @@ import (
 	"github.com/refgate/refgate/events"
 )
 
-// The events of decisions. Each is built once the decision is stored, and
-// only for a decision just made: a replayed order emits nothing again.
+// The events of decisions. Each is built once the decision is stored, from
+// the stored decision: its id is the event's, so the events of a replayed
+// decision (a retried order, refund or bind) carry the ids they had, and
+// consumers dedupe them.
 
 func (sv *Service) emit(e *events.Event) {
 	if sv.Events != nil && e != nil {
@@ -16,18 +18,22 @@ func (sv *Service) emit(e *events.Event) {
 	}
 }
 
-func decisionEvent(typ, program, customer string, d *attribution.Decision) *events.Event {
-	return &events.Event{Type: typ, Subject: "customer/" + customer, Time: d.At,
-		Data: events.Data{Program: program, Customer: customer, Promoter: d.Promoter, ClickID: d.Click,
+func decisionEvent(typ, customer string, d *attribution.Decision) *events.Event {
+	return &events.Event{ID: d.ID, Type: typ, Subject: "customer/" + customer, Time: d.At,
+		Data: events.Data{Program: d.Program, Customer: customer, Promoter: d.Promoter, ClickID: d.Click,
 			Event: d.Event, Outcome: d.Outcome, Reason: d.Reason, Order: d.Order}}
+}
+
+// endedEvent says an association ended before its expiry.
+func endedEvent(customer string, d *attribution.Decision) *events.Event {
+	return decisionEvent(events.TypeAssociationEnded, customer, d)
 }
 
 // bindEvent maps a bind decision to its event type. "kept" (the same
 // promoter binding again while its protected association stands) is
 // reported as renewed with outcome "kept" and the unchanged expiry: the
 // promoter's claim was confirmed, nothing moved.
-func bindEvent(program string, in BindInput, ref *attribution.ClickRef, res *attribution.BindResult, prev *attribution.Association) *events.Event {
-	d := &res.Decision
+func bindEvent(in BindInput, ref *attribution.ClickRef, rec *attribution.Applied, d *attribution.Decision) *events.Event {
 	var typ string
 	switch d.Outcome {
 	case attribution.DecisionCreated:
@@ -39,7 +45,7 @@ func bindEvent(program string, in BindInput, ref *attribution.ClickRef, res *att
 	default:
 		typ = events.TypeAssociationRejected
 	}
-	e := decisionEvent(typ, program, in.Customer, d)
+	e := decisionEvent(typ, in.Customer, d)
 	e.Data.Visitor = in.Visitor
 	if ref != nil {
 		e.Data.Link = ref.Link
@@ -48,16 +54,16 @@ func bindEvent(program string, in BindInput, ref *attribution.ClickRef, res *att
 		}
 	}
 	switch {
-	case res.Associated && res.Assoc != nil:
-		e.Data.Kind = string(res.Assoc.Kind)
-		exp := res.Assoc.ExpiresAt.UTC()
+	case rec.Associated && rec.Assoc != nil:
+		e.Data.Kind = string(rec.Assoc.Kind)
+		exp := rec.Assoc.ExpiresAt.UTC()
 		e.Data.ExpiresAt = &exp
-		e.Data.Link = res.Assoc.Link
+		e.Data.Link = rec.Assoc.Link
 		if d.Outcome == attribution.DecisionOverridden {
-			e.Data.PreviousPromoter = prev.Promoter
+			e.Data.PreviousPromoter = rec.Previous
 		}
-	case prev.Promoter != "":
-		e.Data.Holder = prev.Promoter // the customer stays with its holder
+	case rec.Previous != "":
+		e.Data.Holder = rec.Previous // the customer stays with its holder
 	}
 	return e
 }
@@ -67,7 +73,7 @@ func conversionEvent(o *attribution.Order, d *attribution.Decision) *events.Even
 	if o.Eligible {
 		typ = events.TypeConversionAttributed
 	}
-	e := decisionEvent(typ, o.Program, o.Customer, d)
+	e := decisionEvent(typ, o.Customer, d)
 	e.Data.Promoter, e.Data.Kind = o.Promoter, string(o.Kind)
 	e.Data.Amount, e.Data.Currency, e.Data.Product = events.Int64(o.Amount), o.Currency, o.Product
 	if o.Eligible {
@@ -80,11 +86,12 @@ func conversionEvent(o *attribution.Order, d *attribution.Decision) *events.Even
 	return e
 }
 
-func refundEvent(o *attribution.Order, d *attribution.Decision, customer string, amount, delta int64) *events.Event {
-	e := decisionEvent(events.TypeConversionRefunded, o.Program, customer, d)
+func refundEvent(o *attribution.Order, r *attribution.RefundRecord) *events.Event {
+	e := decisionEvent(events.TypeConversionRefunded, o.Customer, &r.Decision)
 	e.Data.Kind, e.Data.Currency, e.Data.Product = string(o.Kind), o.Currency, o.Product
 	e.Data.Amount = events.Int64(o.Amount)
-	e.Data.Refund, e.Data.Refunded = events.Int64(amount), events.Int64(o.Refunded)
-	e.Data.Commission, e.Data.CommissionDelta = events.Int64(o.Commission), events.Int64(delta)
+	e.Data.RefundID = r.ID
+	e.Data.Refund, e.Data.Refunded = events.Int64(r.Amount), events.Int64(r.Refunded)
+	e.Data.Commission, e.Data.CommissionDelta = events.Int64(r.Commission), events.Int64(r.Delta)
 	return e
 }

@@ -19,11 +19,11 @@ type DecisionMetrics struct {
 func NewDecisionMetrics(reg prometheus.Registerer) *DecisionMetrics {
 	vec := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 		Name: "refgate_decisions_total",
-		Help: "Attribution decisions by event (register, login, conversion, refund), outcome and reason.",
+		Help: "Attribution decisions by event (register, login, conversion, refund, customer), outcome and reason.",
 	}, []string{"event", "outcome", "reason"})
 	bindReasons := []string{attribution.ReasonTokenInvalid, attribution.ReasonTokenExpired, attribution.ReasonNoClick,
 		attribution.ReasonAgentServed, attribution.ReasonPromoterSuspended, attribution.ReasonSamePerson,
-		attribution.ReasonOldCustomer, attribution.ReasonProtectedByOther}
+		attribution.ReasonOldCustomer, attribution.ReasonProtectedByOther, attribution.ReasonClickUsed}
 	convReasons := []string{attribution.ReasonZeroAmount, attribution.ReasonAgentServed, attribution.ReasonNoAssociation,
 		attribution.ReasonSamePerson, attribution.ReasonPromoterSuspended, attribution.ReasonRepeatPurchase,
 		attribution.ReasonNotPrepaid, attribution.ReasonProductIneligible}
@@ -40,6 +40,12 @@ func NewDecisionMetrics(reg prometheus.Registerer) *DecisionMetrics {
 		vec.WithLabelValues(attribution.EventConversion, attribution.DecisionRejected, r)
 	}
 	vec.WithLabelValues(attribution.EventRefund, attribution.DecisionRefunded, "")
+	for _, ev := range []string{attribution.EventRegister, attribution.EventLogin, attribution.EventConversion, attribution.EventCustomer} {
+		vec.WithLabelValues(ev, attribution.DecisionEnded, attribution.ReasonAgentServed)
+	}
+	for _, ev := range []string{attribution.EventRegister, attribution.EventLogin, attribution.EventConversion} {
+		vec.WithLabelValues(ev, attribution.DecisionEnded, attribution.ReasonSamePerson)
+	}
 	return &DecisionMetrics{vec: vec}
 }
 

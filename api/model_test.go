@@ -48,6 +48,7 @@ type mCustomer struct {
 type mOrder struct {
 	customer   int
 	amount     int64
+	prepaid    bool
 	ans        ConversionAnswer
 	granted    int64
 	refunded   int64
@@ -260,7 +261,7 @@ func runModel(rt *rapid.T, t *testing.T, st store.Store, check int) int {
 			if *got != want {
 				rt.Fatalf("step %d order %s amount %d prepaid %v:\n got %+v\nwant %+v", step, id, amount, prepaid, *got, want)
 			}
-			m.orders = append(m.orders, &mOrder{customer: ci, amount: amount, ans: want, granted: want.Commission, commission: want.Commission})
+			m.orders = append(m.orders, &mOrder{customer: ci, amount: amount, prepaid: prepaid, ans: want, granted: want.Commission, commission: want.Commission})
 			m.orderIDs = append(m.orderIDs, id)
 		case 6: // the same order again: the same decision
 			if len(m.orders) == 0 {
@@ -269,7 +270,7 @@ func runModel(rt *rapid.T, t *testing.T, st store.Store, check int) int {
 			i := rapid.IntRange(0, len(m.orders)-1).Draw(rt, "order")
 			o := m.orders[i]
 			got, err := sv.Convert(ctx, ConversionInput{Program: p.ID, Order: m.orderIDs[i], Customer: m.customers[o.customer].id,
-				Amount: 1, Currency: "CNY", Product: "cvm", Prepaid: true})
+				Amount: o.amount, Currency: "CNY", Product: "cvm", Prepaid: o.prepaid})
 			must(err)
 			if *got != o.ans {
 				rt.Fatalf("step %d: order %s again: got %+v, first answer %+v", step, m.orderIDs[i], *got, o.ans)
@@ -281,7 +282,7 @@ func runModel(rt *rapid.T, t *testing.T, st store.Store, check int) int {
 			i := rapid.IntRange(0, len(m.orders)-1).Draw(rt, "order")
 			o := m.orders[i]
 			amount := rapid.Int64Range(-1, o.amount+1).Draw(rt, "refund")
-			got, err := sv.Refund(ctx, m.orderIDs[i], amount)
+			got, err := sv.Refund(ctx, m.orderIDs[i], fmt.Sprint(prefix, "r", step), amount)
 			if amount <= 0 || amount > o.amount-o.refunded {
 				var ae *attribution.Error
 				if !errors.As(err, &ae) || ae.Code != attribution.EInvalid {

@@ -2,7 +2,11 @@ package api
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -84,9 +88,12 @@ func (sv *Service) promoter(ctx context.Context, id string) (*attribution.Promot
 
 // click resolves the visitor's click from the token or, failing that, the
 // visitor id's server-side record. It returns a reason instead when there
-// is no valid click; an error only when the store cannot answer.
+// is no valid click; an error only when the store cannot answer. A click
+// whose link was deleted, or whose lifetime no program gives, is no click.
 func (sv *Service) click(ctx context.Context, program, token, visitor string, now time.Time) (*attribution.ClickRef, string, error) {
-	if token != "" {
+	var ref *attribution.ClickRef
+	switch {
+	case token != "":
 		var t cookie.Token
 		switch err := sv.Signer.Verify([]byte(token), now, &t); {
 		case errors.Is(err, cookie.ErrExpired):
@@ -94,23 +101,96 @@ func (sv *Service) click(ctx context.Context, program, token, visitor string, no
 		case err != nil || t.Program != program:
 			return nil, attribution.ReasonTokenInvalid, nil
 		}
-		return &attribution.ClickRef{Promoter: t.Promoter, Link: t.Link, Click: t.Click, ExpiresAt: t.Expires}, "", nil
-	}
-	if visitor == "" {
+		ref = &attribution.ClickRef{Promoter: t.Promoter, Link: t.Link, Click: t.Click, IssuedAt: t.Issued, ExpiresAt: t.Expires}
+	case visitor != "":
+		c, err := sv.Store.VisitorClick(ctx, program, visitor)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, attribution.ReasonNoClick, nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		ref = &attribution.ClickRef{Promoter: c.Promoter, Link: c.Link, Click: c.ID, IssuedAt: c.At, ExpiresAt: c.ExpiresAt}
+	default:
 		return nil, attribution.ReasonNoClick, nil
 	}
-	c, err := sv.Store.VisitorClick(ctx, program, visitor)
-	if errors.Is(err, store.ErrNotFound) {
+	if !ref.Plausible() {
 		return nil, attribution.ReasonNoClick, nil
 	}
+	l, err := sv.entities().link(ctx, sv.Store, ref.Link)
 	if err != nil {
 		return nil, "", err
 	}
-	return &attribution.ClickRef{Promoter: c.Promoter, Link: c.Link, Click: c.ID, ExpiresAt: c.ExpiresAt}, "", nil
+	if l == nil || l.Program != program || l.Promoter != ref.Promoter {
+		return nil, attribution.ReasonNoClick, nil
+	}
+	return ref, "", nil
+}
+
+// promoterSet holds the promoters a customer update may need. A
+// store.UpdateCustomer callback must not call the store, so it takes them
+// from here or from the entity cache's memory; for one it cannot find it
+// returns *needPromoter, and update loads it and runs the update again.
+type promoterSet map[string]*attribution.Promoter // a nil value: no such promoter
+
+type needPromoter struct{ id string }
+
+func (e *needPromoter) Error() string { return "promoter " + e.id + " not loaded" }
+
+func (sv *Service) holder(ps promoterSet, id string) (*attribution.Promoter, error) {
+	if p, ok := ps[id]; ok {
+		return p, nil
+	}
+	if p, ok := sv.entities().cachedPromoter(id); ok {
+		return p, nil
+	}
+	return nil, &needPromoter{id}
+}
+
+// update runs store.UpdateCustomer, loading the promoters fn asks for
+// between runs (a customer changes holder rarely, so a few rounds at most).
+func (sv *Service) update(ctx context.Context, customer, order string, ps promoterSet, fn store.UpdateFunc) error {
+	for round := 0; ; round++ {
+		err := sv.Store.UpdateCustomer(ctx, customer, order, fn)
+		var need *needPromoter
+		if !errors.As(err, &need) || round == 8 {
+			return err
+		}
+		if ps[need.id], err = sv.promoter(ctx, need.id); err != nil {
+			return err
+		}
+	}
+}
+
+// opID names a request by what it asks, so that the same request sent
+// again (a retry after a lost reply, by refgate or by the storefront) is
+// recognised in the customer's Applied list.
+func opID(kind string, parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return kind + ":" + base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:18])
+}
+
+func infoKey(in attribution.CustomerInfo) string {
+	return strconv.FormatBool(in.Paid) + strconv.FormatBool(in.AgentServed) + strings.Join(in.Fingerprints, ",")
+}
+
+// withIDs gives every new decision its id, also the id of its event.
+func withIDs(ds []attribution.Decision) []attribution.Decision {
+	for i := range ds {
+		ds[i].ID = events.NewID()
+	}
+	return ds
 }
 
 // Bind ties a customer to the promoter of the visitor's click, by the
-// program's rules (attribution.Bind).
+// program's rules (attribution.Bind). A click binds at most the program's
+// binds_per_click customers. The same request again within
+// attribution.ReplayWindow gets the same answer and re-emits the same
+// events.
 func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) {
 	now := sv.Now()
 	p, err := sv.program(ctx, in.Program)
@@ -121,34 +201,96 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 	if err != nil {
 		return nil, err
 	}
-	var pr *attribution.Promoter
+	clickID := ""
+	ps := promoterSet{}
 	if ref != nil {
-		if pr, err = sv.promoter(ctx, ref.Promoter); err != nil {
+		clickID = ref.Click
+		if ps[ref.Promoter], err = sv.promoter(ctx, ref.Promoter); err != nil {
 			return nil, err
 		}
 	}
-	var res attribution.BindResult
-	var prev attribution.Association
-	err = sv.Store.UpdateCustomer(ctx, in.Customer, "", func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
-		c.Merge(in.Info)
-		if a := c.State(p.ID).Assoc; a.Active(now) {
-			prev = *a
-		} else {
-			prev = attribution.Association{}
+	op := opID("bind", p.ID, in.Customer, in.Event, clickID, reason, infoKey(in.Info))
+	claim := store.ClickHeld
+	if ref != nil {
+		if claim, err = sv.Store.ClaimClick(ctx, ref.Click, in.Customer, op, p.BindsPerClick, ref.ExpiresAt); err != nil {
+			return nil, err
 		}
-		res = attribution.Bind(c, attribution.BindRequest{Event: in.Event, Program: p, Click: ref, ClickReason: reason, Promoter: pr, Now: now})
-		return &store.CustomerUpdate{Customer: c, Decision: &res.Decision, Program: p.ID}, nil
+	}
+	var rec attribution.Applied
+	fresh := false
+	err = sv.update(ctx, in.Customer, "", ps, func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+		if r := c.Recall(op, now); r != nil {
+			rec, fresh = *r, false
+			return nil, nil
+		}
+		c.Merge(in.Info)
+		ds := attribution.EndAgentServed(c, in.Event, now)
+		var holder *attribution.Promoter
+		if a := c.State(p.ID).Assoc; a.Active(now) {
+			var err error
+			if holder, err = sv.holder(ps, a.Promoter); err != nil {
+				return nil, err
+			}
+		}
+		var pr *attribution.Promoter
+		if ref != nil {
+			pr = ps[ref.Promoter]
+		}
+		res := attribution.Bind(c, attribution.BindRequest{Event: in.Event, Program: p, Click: ref, ClickReason: reason,
+			ClickUsed: claim == store.ClickUsed, Promoter: pr, Holder: holder, Now: now})
+		rec = attribution.Applied{Op: op, At: now, Associated: res.Associated}
+		if res.Ended != nil {
+			ds = append(ds, *res.Ended)
+		} else if holder != nil {
+			rec.Previous = holder.ID
+		}
+		if res.Assoc != nil {
+			a := *res.Assoc
+			rec.Assoc = &a
+		}
+		rec.Decisions = withIDs(append(ds, res.Decision))
+		c.Remember(rec)
+		fresh = true
+		return &store.CustomerUpdate{Customer: c, Decisions: rec.Decisions}, nil
 	})
 	if err != nil {
+		// The claim stays: the write may have landed, and a retry of the
+		// same request finds it its own.
 		return nil, err
 	}
-	sv.Decisions.count(&res.Decision)
-	sv.emit(bindEvent(p.ID, in, ref, &res, &prev))
-	a := &BindAnswer{Associated: res.Associated, Reason: res.Reason}
-	if res.Assoc != nil {
-		a.Promoter, a.Kind, a.ExpiresAt = res.Assoc.Promoter, string(res.Assoc.Kind), &res.Assoc.ExpiresAt
+	if !rec.Associated && claim == store.ClickClaimed {
+		if err := sv.Store.ReleaseClick(ctx, ref.Click, in.Customer, op); err != nil {
+			// The click keeps one use it should not; binding this customer
+			// again still works (the use is theirs).
+			return nil, err
+		}
+	}
+	sv.decided(fresh, in.Customer, rec.Decisions, func(d *attribution.Decision) *events.Event {
+		return bindEvent(in, ref, &rec, d)
+	})
+	a := &BindAnswer{Associated: rec.Associated, Reason: rec.Decisions[len(rec.Decisions)-1].Reason}
+	if rec.Assoc != nil {
+		a.Promoter, a.Kind, a.ExpiresAt = rec.Assoc.Promoter, string(rec.Assoc.Kind), &rec.Assoc.ExpiresAt
 	}
 	return a, nil
+}
+
+// decided counts decisions just made and emits the events of ds, just made
+// or replayed: a replay emits them again under the same ids, so that a
+// decision whose first answer was lost is never missing downstream. ev
+// builds the event of a decision that is not an association ending.
+func (sv *Service) decided(fresh bool, customer string, ds []attribution.Decision, ev func(d *attribution.Decision) *events.Event) {
+	for i := range ds {
+		d := &ds[i]
+		if fresh {
+			sv.Decisions.count(d)
+		}
+		if d.Outcome == attribution.DecisionEnded {
+			sv.emit(endedEvent(customer, d))
+		} else {
+			sv.emit(ev(d))
+		}
+	}
 }
 
 // CustomerAnswer is the customer response body: fingerprints are counted,
@@ -160,15 +302,33 @@ type CustomerAnswer struct {
 	Fingerprints int    `json:"fingerprints"`
 }
 
-// PutCustomer records what the storefront knows of a customer.
+// PutCustomer records what the storefront knows of a customer. A customer
+// who becomes agent-served loses every association (RULES T 2.5).
 func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.CustomerInfo) (*CustomerAnswer, error) {
+	now := sv.Now()
+	op := opID("customer", id, infoKey(info))
 	var out CustomerAnswer
+	var ended []attribution.Decision
+	fresh := false
 	err := sv.Store.UpdateCustomer(ctx, id, "", func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
-		c.Merge(info)
 		out = CustomerAnswer{ID: c.ID, Paid: c.Paid, AgentServed: c.AgentServed, Fingerprints: len(c.Fingerprints)}
-		return &store.CustomerUpdate{Customer: c}, nil
+		if r := c.Recall(op, now); r != nil {
+			ended, fresh = r.Decisions, false
+			return nil, nil
+		}
+		c.Merge(info)
+		ended, fresh = withIDs(attribution.EndAgentServed(c, attribution.EventCustomer, now)), true
+		if len(ended) > 0 {
+			c.Remember(attribution.Applied{Op: op, At: now, Decisions: ended})
+		}
+		out = CustomerAnswer{ID: c.ID, Paid: c.Paid, AgentServed: c.AgentServed, Fingerprints: len(c.Fingerprints)}
+		return &store.CustomerUpdate{Customer: c, Decisions: ended}, nil
 	})
-	return &out, err
+	if err != nil {
+		return nil, err
+	}
+	sv.decided(fresh, id, ended, nil)
+	return &out, nil
 }
 
 // AttributionAnswer is the attribution lookup response body.
@@ -184,7 +344,8 @@ type AttributionAnswer struct {
 }
 
 // Attribution answers who holds a customer now. A store that cannot answer
-// is an error (503), never "not attributed".
+// is an error (503), never "not attributed". An association that ended
+// answers not attributed, with the reason it ended.
 func (sv *Service) Attribution(ctx context.Context, program, customer string) (*AttributionAnswer, error) {
 	c, err := sv.Store.Customer(ctx, customer)
 	if errors.Is(err, store.ErrNotFound) {
@@ -194,7 +355,12 @@ func (sv *Service) Attribution(ctx context.Context, program, customer string) (*
 		return nil, err
 	}
 	st := c.Programs[program]
-	if st == nil || !st.Assoc.Active(sv.Now()) {
+	switch {
+	case st == nil || st.Assoc == nil:
+		return &AttributionAnswer{}, nil
+	case st.Assoc.Ended != "":
+		return &AttributionAnswer{Reason: st.Assoc.Ended}, nil
+	case !st.Assoc.Active(sv.Now()):
 		return &AttributionAnswer{}, nil
 	}
 	a := st.Assoc
@@ -202,17 +368,21 @@ func (sv *Service) Attribution(ctx context.Context, program, customer string) (*
 		Click: a.Click, Since: &a.Since, ExpiresAt: &a.ExpiresAt}, nil
 }
 
-// TokenAttribution answers what an attribution token says, if it is valid.
-func (sv *Service) TokenAttribution(program, token string) *AttributionAnswer {
+// TokenAttribution answers what an attribution token says, if it is valid
+// and would bind: its link not deleted, its lifetime one a program gives.
+func (sv *Service) TokenAttribution(ctx context.Context, program, token string) (*AttributionAnswer, error) {
 	var t cookie.Token
 	switch err := sv.Signer.Verify([]byte(token), sv.Now(), &t); {
 	case errors.Is(err, cookie.ErrExpired):
-		return &AttributionAnswer{Reason: attribution.ReasonTokenExpired}
+		return &AttributionAnswer{Reason: attribution.ReasonTokenExpired}, nil
 	case err != nil || (program != "" && t.Program != program):
-		return &AttributionAnswer{Reason: attribution.ReasonTokenInvalid}
+		return &AttributionAnswer{Reason: attribution.ReasonTokenInvalid}, nil
+	}
+	if _, reason, err := sv.click(ctx, t.Program, token, "", sv.Now()); err != nil || reason != "" {
+		return &AttributionAnswer{Reason: reason}, err
 	}
 	return &AttributionAnswer{Attributed: true, Promoter: t.Promoter, Link: t.Link, Click: t.Click,
-		Since: &t.Issued, ExpiresAt: &t.Expires}
+		Since: &t.Issued, ExpiresAt: &t.Expires}, nil
 }
 
 // ConversionInput is a conversion request, validated.
@@ -248,9 +418,13 @@ func conversionAnswer(o *attribution.Order) *ConversionAnswer {
 
 // Convert decides an order (attribution.Convert). The order id makes it
 // idempotent: the same order again, concurrently too, gets the stored
-// decision.
+// decision and its events again under the same ids; the same order id with
+// other values is a conflict.
 func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*ConversionAnswer, error) {
 	now := sv.Now()
+	if in.Amount < 0 || in.Amount > attribution.MaxAmount {
+		return nil, errorf(EInvalid, "amount must be between 0 and "+strconv.FormatInt(attribution.MaxAmount, 10)+" minor units")
+	}
 	p, err := sv.program(ctx, in.Program)
 	if err != nil {
 		return nil, err
@@ -262,57 +436,57 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	if owner != in.Customer {
 		return nil, errorf(EConflict, "order "+in.Order+" was reported for another customer")
 	}
-	promoters := map[string]*attribution.Promoter{} // read once, whatever the retries
 	var out *attribution.Order
-	var decided *attribution.Decision
-	err = sv.Store.UpdateCustomer(ctx, in.Customer, in.Order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
-		decided = nil
+	fresh := false
+	ps := promoterSet{}
+	err = sv.update(ctx, in.Customer, in.Order, ps, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o != nil {
-			if o.Program != p.ID {
-				return nil, errorf(EConflict, "order "+in.Order+" was reported for program "+o.Program)
+			if err := o.CheckSame(p.ID, in.Customer, in.Amount, in.Currency, in.Product, in.Prepaid); err != nil {
+				return nil, err
 			}
-			out = o
+			out, fresh = o, false
 			return nil, nil
 		}
 		c.Merge(in.Info)
+		ended := attribution.EndAgentServed(c, attribution.EventConversion, now)
 		var pr *attribution.Promoter
 		if a := c.State(p.ID).Assoc; a.Active(now) {
-			var ok bool
-			if pr, ok = promoters[a.Promoter]; !ok {
-				var err error
-				if pr, err = sv.promoter(ctx, a.Promoter); err != nil {
-					return nil, err
-				}
-				promoters[a.Promoter] = pr
+			var err error
+			if pr, err = sv.holder(ps, a.Promoter); err != nil {
+				return nil, err
 			}
 		}
 		ord := attribution.Convert(c, attribution.ConversionRequest{Program: p, Order: in.Order, Amount: in.Amount,
 			Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid, Promoter: pr, Now: now})
-		out = &ord
-		d := ord.Decision()
-		decided = &d
-		return &store.CustomerUpdate{Customer: c, Order: &ord, Decision: &d, Program: p.ID}, nil
+		ord.Decisions = withIDs(append(ended, ord.Decisions...))
+		out, fresh = &ord, true
+		return &store.CustomerUpdate{Customer: c, Order: &ord, Decisions: ord.Decisions}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if decided != nil { // not for a replay of a known order
-		sv.Decisions.count(decided)
-		sv.emit(conversionEvent(out, decided))
-	}
+	sv.decided(fresh, in.Customer, out.Decisions, func(d *attribution.Decision) *events.Event {
+		return conversionEvent(out, d)
+	})
 	return conversionAnswer(out), nil
 }
 
 // RefundAnswer is the refund response body.
 type RefundAnswer struct {
 	Order      string `json:"order"`
+	Refund     string `json:"refund"`
 	Refunded   int64  `json:"refunded"`
 	Commission int64  `json:"commission"`
 }
 
-// Refund reduces an order's kept cash and its commission in proportion.
-func (sv *Service) Refund(ctx context.Context, order string, amount int64) (*RefundAnswer, error) {
+// Refund reduces an order's kept cash and its commission in proportion
+// (attribution.Refund). The refund id makes it idempotent: the same refund
+// again gets the same answer and its event again under the same id.
+func (sv *Service) Refund(ctx context.Context, order, refund string, amount int64) (*RefundAnswer, error) {
 	now := sv.Now()
+	if amount < 1 || amount > attribution.MaxAmount {
+		return nil, errorf(EInvalid, "amount must be between 1 and "+strconv.FormatInt(attribution.MaxAmount, 10)+" minor units")
+	}
 	customer, err := sv.Store.OrderOwner(ctx, order)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errorf(ENotFound, "no order "+order)
@@ -320,28 +494,30 @@ func (sv *Service) Refund(ctx context.Context, order string, amount int64) (*Ref
 	if err != nil {
 		return nil, err
 	}
-	var out RefundAnswer
-	var d attribution.Decision
 	var ord attribution.Order
-	var delta int64
+	var rec attribution.RefundRecord
+	fresh := false
 	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o == nil { // claimed, but its decision was never stored
 			return nil, errorf(ENotFound, "no order "+order)
 		}
-		before := o.Commission
-		if err := attribution.Refund(c, o, amount); err != nil {
+		r, replay, err := attribution.Refund(c, o, refund, amount, now)
+		if err != nil {
 			return nil, err
 		}
-		ord, delta = *o, o.Commission-before
-		out = RefundAnswer{Order: o.ID, Refunded: o.Refunded, Commission: o.Commission}
-		d = attribution.Decision{At: now, Event: attribution.EventRefund, Promoter: o.Promoter, Click: o.Click,
-			Outcome: attribution.DecisionRefunded, Order: o.ID}
-		return &store.CustomerUpdate{Customer: c, Order: o, Decision: &d, Program: o.Program}, nil
+		if replay {
+			rec, ord, fresh = *r, *o, false
+			return nil, nil
+		}
+		r.Decision.ID = events.NewID()
+		rec, ord, fresh = *r, *o, true
+		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{r.Decision}}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sv.Decisions.count(&d)
-	sv.emit(refundEvent(&ord, &d, customer, amount, delta))
-	return &out, nil
+	sv.decided(fresh, customer, []attribution.Decision{rec.Decision}, func(*attribution.Decision) *events.Event {
+		return refundEvent(&ord, &rec)
+	})
+	return &RefundAnswer{Order: order, Refund: refund, Refunded: rec.Refunded, Commission: rec.Commission}, nil
 }

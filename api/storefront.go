@@ -91,7 +91,14 @@ func (s *Server) attribution(ctx *fasthttp.RequestCtx) {
 	q := ctx.QueryArgs()
 	program, customer, token := string(q.Peek("program")), string(q.Peek("customer")), string(q.Peek("token"))
 	if token != "" {
-		s.reply(ctx, 200, s.svc.TokenAttribution(program, token))
+		c, cancel := s.storeCtx()
+		defer cancel()
+		a, err := s.svc.TokenAttribution(c, program, token)
+		if err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		s.reply(ctx, 200, a)
 		return
 	}
 	if err := checkIDs(program, customer); err != nil {
@@ -156,8 +163,8 @@ func (s *Server) convert(ctx *fasthttp.RequestCtx) {
 	case in.Amount == nil:
 		s.fail(ctx, errorf(EInvalid, "amount (cash paid, in minor units) is required"))
 		return
-	case *in.Amount < 0:
-		s.fail(ctx, errorf(EInvalid, "amount must not be negative"))
+	case *in.Amount < 0 || *in.Amount > attribution.MaxAmount:
+		s.fail(ctx, errorf(EInvalid, "amount must be between 0 and 10^15 minor units"))
 		return
 	case len(in.Currency) > 8 || len(in.Product) > 128:
 		s.fail(ctx, errorf(EInvalid, "currency or product too long"))
@@ -176,6 +183,7 @@ func (s *Server) convert(ctx *fasthttp.RequestCtx) {
 }
 
 type refundIn struct {
+	Refund string `json:"refund"`
 	Amount *int64 `json:"amount"`
 }
 
@@ -185,17 +193,23 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, order string) {
 		s.fail(ctx, err)
 		return
 	}
-	if in.Amount == nil {
+	switch {
+	case !attribution.ValidID(order):
+		s.fail(ctx, errorf(ENotFound, "no order "+order))
+		return
+	case !attribution.ValidRefundID(in.Refund):
+		s.fail(ctx, errorf(EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required"))
+		return
+	case in.Amount == nil:
 		s.fail(ctx, errorf(EInvalid, "amount is required"))
 		return
-	}
-	if !attribution.ValidID(order) {
-		s.fail(ctx, errorf(ENotFound, "no order "+order))
+	case *in.Amount < 1 || *in.Amount > attribution.MaxAmount:
+		s.fail(ctx, errorf(EInvalid, "amount must be between 1 and 10^15 minor units"))
 		return
 	}
 	c, cancel := s.storeCtx()
 	defer cancel()
-	a, err := s.svc.Refund(c, order, *in.Amount)
+	a, err := s.svc.Refund(c, order, in.Refund, *in.Amount)
 	if err != nil {
 		s.fail(ctx, err)
 		return

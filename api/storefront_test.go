@@ -9,12 +9,16 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/store/storetest"
 )
 
-// token signs a click on promoter's link, issued now by the env's clock.
+// token signs a new click on promoter's link, issued now by the env's
+// clock.
 func (e *env) token(program, promoter string, days int) string {
 	now := e.clock.Now()
-	tok := cookie.Token{Program: program, Promoter: promoter, Link: "l-" + promoter, Click: "c-" + promoter,
+	storetest.Link(e.t, e.st, program, promoter, "l-"+promoter)
+	e.clicks++
+	tok := cookie.Token{Program: program, Promoter: promoter, Link: "l-" + promoter, Click: fmt.Sprintf("c%d-%s", e.clicks, promoter),
 		Visitor: "v1", Issued: now, Expires: now.Add(time.Duration(days) * 24 * time.Hour)}
 	b, err := e.signer.AppendToken(nil, &tok)
 	if err != nil {
@@ -65,7 +69,7 @@ func TestBindAndAttribution(t *testing.T) {
 		t.Errorf("protected_by_other: %s", r.raw)
 	}
 	a := e.call("GET", "/v1/attribution?program=shop&customer=c1", sfTok, "")
-	if a.status != 200 || a.body["attributed"] != true || a.body["promoter"] != "bob" || a.body["link"] != "l-bob" || a.body["click"] != "c-bob" {
+	if a.status != 200 || a.body["attributed"] != true || a.body["promoter"] != "bob" || a.body["link"] != "l-bob" || a.body["click"] != "c1-bob" {
 		t.Errorf("attribution: %s", a.raw)
 	}
 	// 30 days later the protection has ended: the next login click wins.
@@ -83,7 +87,7 @@ func TestBindAndAttribution(t *testing.T) {
 		t.Fatalf("explain: %s", x.raw)
 	}
 	newest := ds[0].(map[string]any)
-	if newest["event"] != "login" || newest["promoter"] != "carol" || newest["outcome"] != "created" || newest["click"] != "c-carol" {
+	if newest["event"] != "login" || newest["promoter"] != "carol" || newest["outcome"] != "created" || newest["click"] != "c3-carol" {
 		t.Errorf("newest decision: %v", newest)
 	}
 	if mid := ds[1].(map[string]any); mid["outcome"] != "rejected" || mid["reason"] != "protected_by_other" {
@@ -102,6 +106,7 @@ func TestBindByVisitorRecord(t *testing.T) {
 	e := newEnv(t, false)
 	e.seedStorefront()
 	now := e.clock.Now()
+	storetest.Link(t, e.st, "shop", "bob", "lnk")
 	e.st.RecordClicks(context.Background(), []attribution.Click{{ID: "clk1", Program: "shop", Promoter: "bob", Link: "lnk",
 		Visitor: "vis1", At: now, ExpiresAt: now.Add(time.Hour), Outcome: attribution.OutcomeAttributed}})
 	r := e.bind("c1", "register", `"visitor":"vis1"`)
@@ -188,16 +193,32 @@ func TestConversionsAndRefunds(t *testing.T) {
 			t.Errorf("%s: %d %s", name, r.status, r.raw)
 		}
 	}
-	f("ErrUnknownOrder", "nope", `{"amount":1}`, 404, "not_found")
-	f("ErrBadOrderID", "a%7Bb%7D", `{"amount":1}`, 404, "not_found")
-	f("ErrOverRefund", "o1", `{"amount":10001}`, 422, "invalid")
-	f("ErrZeroRefund", "o1", `{"amount":0}`, 422, "invalid")
-	f("ErrNoAmount", "o1", `{}`, 422, "invalid")
-	if r := e.call("POST", "/v1/conversions/o1/refunds", sfTok, `{"amount":4000}`); r.status != 200 || strings.TrimSpace(r.raw) != `{"order":"o1","refunded":4000,"commission":1800}` {
-		t.Errorf("refund: %s", r.raw)
+	f("ErrUnknownOrder", "nope", `{"refund":"r1","amount":1}`, 404, "not_found")
+	f("ErrBadOrderID", "a%7Bb%7D", `{"refund":"r1","amount":1}`, 404, "not_found")
+	f("ErrOverRefund", "o1", `{"refund":"r1","amount":10001}`, 422, "invalid")
+	f("ErrZeroRefund", "o1", `{"refund":"r1","amount":0}`, 422, "invalid")
+	f("ErrNoAmount", "o1", `{"refund":"r1"}`, 422, "invalid")
+	f("ErrNoRefundID", "o1", `{"amount":1}`, 422, "invalid")
+	f("ErrBadRefundID", "o1", `{"refund":"a@b","amount":1}`, 422, "invalid")
+	f("ErrTooLarge", "o1", `{"refund":"r1","amount":1000000000000001}`, 422, "invalid")
+	refund := func(id string, amount int64) string {
+		t.Helper()
+		return strings.TrimSpace(e.call("POST", "/v1/conversions/o1/refunds", sfTok, fmt.Sprintf(`{"refund":%q,"amount":%d}`, id, amount)).raw)
 	}
-	if r := e.call("POST", "/v1/conversions/o1/refunds", sfTok, `{"amount":6000}`); strings.TrimSpace(r.raw) != `{"order":"o1","refunded":10000,"commission":0}` {
-		t.Errorf("full refund: %s", r.raw)
+	if r := refund("r1", 4000); r != `{"order":"o1","refund":"r1","refunded":4000,"commission":1800}` {
+		t.Errorf("refund: %s", r)
+	}
+	// The same refund again, by a storefront that did not get the answer:
+	// the same answer, nothing more refunded.
+	if r := refund("r1", 4000); r != `{"order":"o1","refund":"r1","refunded":4000,"commission":1800}` {
+		t.Errorf("refund again: %s", r)
+	}
+	f("ErrRefundIDOtherAmount", "o1", `{"refund":"r1","amount":3999}`, 409, "conflict")
+	if r := refund("r2", 6000); r != `{"order":"o1","refund":"r2","refunded":10000,"commission":0}` {
+		t.Errorf("full refund: %s", r)
+	}
+	if r := refund("r1", 4000); r != `{"order":"o1","refund":"r1","refunded":4000,"commission":1800}` {
+		t.Errorf("a refund's answer is the one it had, also after later refunds: %s", r)
 	}
 	x := e.call("GET", "/v1/attribution/explain?program=shop&customer=c1", sfTok, "")
 	ds := x.body["decisions"].([]any)
@@ -217,6 +238,16 @@ func TestConversionsAndRefunds(t *testing.T) {
 	g("ErrUnknownField", `{"program":"shop","order":"o9","customer":"c1","amount":1,"coupon":1}`, 400)
 	g("ErrAmountNotInteger", `{"program":"shop","order":"o9","customer":"c1","amount":1.5}`, 422)
 	g("ErrOrderOtherCustomer", `{"program":"shop","order":"o1","customer":"c2","amount":1}`, 409)
+	for name, body := range map[string]string{
+		"ErrOrderOtherAmount":   `"amount":999999999,"currency":"CNY","product":"cvm"`,
+		"ErrOrderOtherCurrency": `"amount":10000,"currency":"USD","product":"cvm"`,
+		"ErrOrderOtherProduct":  `"amount":10000,"currency":"CNY","product":"lighthouse"`,
+		"ErrOrderOtherPrepaid":  `"amount":10000,"currency":"CNY","product":"cvm","prepaid":false`,
+	} {
+		g(name, `{"program":"shop","order":"o1","customer":"c1",`+body+`}`, 409)
+	}
+	g("ErrAmountTooLarge", `{"program":"shop","order":"o9","customer":"c1","amount":1000000000000001}`, 422)
+	g("ErrAmountMaxInt", `{"program":"shop","order":"o9","customer":"c1","amount":9223372036854775807}`, 422)
 	if r := e.call("POST", "/v1/conversions", metTok, `{}`); r.status != 403 {
 		t.Errorf("metrics token on a storefront route: %d", r.status)
 	}
@@ -232,7 +263,7 @@ func TestTokenAttribution(t *testing.T) {
 	e := newEnv(t, false)
 	good := e.token("shop", "bob", 30)
 	r := e.call("GET", "/v1/attribution?token="+good, sfTok, "")
-	if r.body["attributed"] != true || r.body["promoter"] != "bob" || r.body["click"] != "c-bob" {
+	if r.body["attributed"] != true || r.body["promoter"] != "bob" || r.body["click"] != "c1-bob" {
 		t.Errorf("valid token: %s", r.raw)
 	}
 	r = e.call("GET", "/v1/attribution?program=shop&token="+tamper(good), sfTok, "")

@@ -8,7 +8,19 @@ type ClickRef struct {
 	Promoter  string
 	Link      string
 	Click     string
+	IssuedAt  time.Time
 	ExpiresAt time.Time
+}
+
+// MaxClickLife is the longest a click may stay attributable: a token whose
+// expiry lies further from its issue time was not made by any program
+// (cookie_days is at most 365) and does not bind.
+const MaxClickLife = 365 * 24 * time.Hour
+
+// Plausible reports whether the click's lifetime is one a program can give.
+func (k *ClickRef) Plausible() bool {
+	life := k.ExpiresAt.Sub(k.IssuedAt)
+	return life > 0 && life <= MaxClickLife
 }
 
 // BindRequest is everything Bind needs besides the customer.
@@ -20,9 +32,15 @@ type BindRequest struct {
 	// why there is none.
 	Click       *ClickRef
 	ClickReason string
+	// ClickUsed says the click has already bound the program's
+	// binds_per_click other customers.
+	ClickUsed bool
 	// Promoter is the click's promoter; nil if unknown.
 	Promoter *Promoter
-	Now      time.Time
+	// Holder is the promoter of the customer's active association, if it
+	// has one; nil otherwise.
+	Holder *Promoter
+	Now    time.Time
 }
 
 // BindResult is Bind's answer.
@@ -31,13 +49,19 @@ type BindResult struct {
 	Assoc      *Association // the association the customer holds afterwards, if any is active
 	Reason     string
 	Decision   Decision
+	// Ended, if set, is the decision that ended the customer's association
+	// because customer and holder turned out to be the same person.
+	Ended *Decision
 }
 
 // Bind applies the program's association rules for a register or login event
 // to c (which it changes in place) and returns the answer. The checks run in
 // this order, the first that applies deciding:
 //
-//  1. no valid click: token_invalid, token_expired or no_click;
+//  0. before any of them: if customer and the holder of their active
+//     association are the same person, the association ends (T 2.5);
+//  1. no valid click: token_invalid, token_expired or no_click; a click
+//     that has bound binds_per_click other customers: click_used;
 //  2. the customer is served by an agent or sales team: agent_served
 //     (RULES.md: T 2.6, A, K; sticky);
 //  3. the promoter is suspended: promoter_suspended;
@@ -52,14 +76,20 @@ type BindResult struct {
 //     association is never renewed or downgraded.
 func Bind(c *Customer, r BindRequest) BindResult {
 	now := r.Now
-	d := Decision{At: now, Event: r.Event}
+	d := Decision{Program: r.Program.ID, At: now, Event: r.Event}
 	if r.Click != nil {
 		d.Promoter, d.Click = r.Click.Promoter, r.Click.Click
 	}
 	st := c.State(r.Program.ID)
+	var ended *Decision
+	if st.Assoc.Active(now) && r.Holder != nil && r.Holder.ID == st.Assoc.Promoter &&
+		c.Fingerprints.Shares(r.Holder.Fingerprints) {
+		e := c.end(r.Program.ID, ReasonSamePerson, r.Event, now)
+		ended = &e
+	}
 	reject := func(reason string) BindResult {
 		d.Outcome, d.Reason = DecisionRejected, reason
-		res := BindResult{Reason: reason, Decision: d}
+		res := BindResult{Reason: reason, Decision: d, Ended: ended}
 		if st.Assoc.Active(now) {
 			res.Assoc = st.Assoc
 		}
@@ -73,6 +103,8 @@ func Bind(c *Customer, r BindRequest) BindResult {
 		return reject(r.ClickReason)
 	case !now.Before(r.Click.ExpiresAt):
 		return reject(ReasonNoClick)
+	case r.ClickUsed:
+		return reject(ReasonClickUsed)
 	case r.Promoter == nil:
 		return reject(ReasonNoClick)
 	case c.AgentServed:
@@ -90,7 +122,7 @@ func Bind(c *Customer, r BindRequest) BindResult {
 			return reject(ReasonProtectedByOther)
 		}
 		d.Outcome = DecisionKept
-		return BindResult{Associated: true, Assoc: prev, Decision: d}
+		return BindResult{Associated: true, Assoc: prev, Decision: d, Ended: ended}
 	}
 	kind, days := Standard, r.Program.AssociateDays
 	if r.Event == EventRegister {
@@ -108,5 +140,5 @@ func Bind(c *Customer, r BindRequest) BindResult {
 		d.Outcome = DecisionOverridden
 	}
 	st.Assoc = a
-	return BindResult{Associated: true, Assoc: a, Decision: d}
+	return BindResult{Associated: true, Assoc: a, Decision: d, Ended: ended}
 }

@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -28,6 +29,7 @@ const (
 	ReasonRepeatPurchase    = "repeat_purchase"
 	ReasonNotPrepaid        = "not_prepaid"
 	ReasonProductIneligible = "product_not_eligible"
+	ReasonClickUsed         = "click_used"
 )
 
 // Events a decision is about.
@@ -36,6 +38,7 @@ const (
 	EventLogin      = "login"
 	EventConversion = "conversion"
 	EventRefund     = "refund"
+	EventCustomer   = "customer" // PUT /v1/customers/{id}
 )
 
 // Outcomes of a decision.
@@ -47,21 +50,52 @@ const (
 	DecisionRejected   = "rejected"
 	DecisionAttributed = "attributed" // an order that earns commission
 	DecisionRefunded   = "refunded"
+	DecisionEnded      = "ended" // an association ended before its expiry (agent_served, same_person)
 )
 
-// Association ties a customer to a promoter for one program until ExpiresAt.
+// Association ties a customer to a promoter for one program until ExpiresAt,
+// unless it ends before (RULES T 2.5): then Ended holds the reason.
 type Association struct {
-	Promoter  string    `json:"promoter"`
-	Kind      Kind      `json:"kind"`
-	Link      string    `json:"link,omitempty"`
-	Click     string    `json:"click,omitempty"`
-	Since     time.Time `json:"since"`
-	ExpiresAt time.Time `json:"expires_at"`
+	Promoter  string     `json:"promoter"`
+	Kind      Kind       `json:"kind"`
+	Link      string     `json:"link,omitempty"`
+	Click     string     `json:"click,omitempty"`
+	Since     time.Time  `json:"since"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	Ended     string     `json:"ended,omitempty"` // ReasonAgentServed or ReasonSamePerson
+	EndedAt   *time.Time `json:"ended_at,omitempty"`
 }
 
-// Active reports whether a is set and unexpired at now.
+// Active reports whether a is set, has not ended and is unexpired at now.
 func (a *Association) Active(now time.Time) bool {
-	return a != nil && now.Before(a.ExpiresAt)
+	return a != nil && a.Ended == "" && now.Before(a.ExpiresAt)
+}
+
+// end ends the customer's active association with program for reason and
+// returns the decision that says so.
+func (c *Customer) end(program, reason, event string, now time.Time) Decision {
+	a := c.State(program).Assoc
+	ended := *a
+	ended.Ended, ended.EndedAt = reason, &now
+	c.State(program).Assoc = &ended
+	return Decision{Program: program, At: now, Event: event, Promoter: a.Promoter, Click: a.Click,
+		Outcome: DecisionEnded, Reason: reason}
+}
+
+// EndAgentServed ends every active association of a customer served by an
+// agent or a sales team (RULES T 2.5, 2.6) and returns a decision for each,
+// programs in name order. event is what brought the news.
+func EndAgentServed(c *Customer, event string, now time.Time) []Decision {
+	if !c.AgentServed {
+		return nil
+	}
+	var ds []Decision
+	for _, program := range slices.Sorted(maps.Keys(c.Programs)) {
+		if c.Programs[program].Assoc.Active(now) {
+			ds = append(ds, c.end(program, ReasonAgentServed, event, now))
+		}
+	}
+	return ds
 }
 
 // ProgramState is what one program knows of one customer.
@@ -79,6 +113,49 @@ type Customer struct {
 	AgentServed  bool                     `json:"agent_served"`
 	Fingerprints FingerprintSet           `json:"fingerprint_hashes,omitempty"`
 	Programs     map[string]*ProgramState `json:"programs,omitempty"`
+	// Applied remembers the latest writes by request id (MaxApplied of
+	// them, ReplayWindow long), so that a request tried again after its
+	// reply was lost is recognised and answered as before, not applied
+	// twice. Orders and refunds are remembered for ever in the order
+	// record; this is for binds and customer updates.
+	Applied []Applied `json:"applied,omitempty"`
+}
+
+// Applied is a write the customer's record remembers by its request id.
+type Applied struct {
+	Op        string     `json:"op"`
+	At        time.Time  `json:"at"`
+	Decisions []Decision `json:"decisions,omitempty"` // what it decided, ids included
+	// For binds: the answer.
+	Associated bool         `json:"associated,omitempty"`
+	Assoc      *Association `json:"assoc,omitempty"`
+	Previous   string       `json:"previous,omitempty"` // the promoter an override replaced
+}
+
+// How many writes, and for how long, a customer remembers. A retry comes
+// within seconds; ten minutes also covers a storefront's own retry queue.
+const (
+	MaxApplied   = 16
+	ReplayWindow = 10 * time.Minute
+)
+
+// Recall returns the remembered write op, or nil if there is none younger
+// than ReplayWindow at now.
+func (c *Customer) Recall(op string, now time.Time) *Applied {
+	for i := range c.Applied {
+		if a := &c.Applied[i]; a.Op == op && now.Sub(a.At) < ReplayWindow {
+			return a
+		}
+	}
+	return nil
+}
+
+// Remember records a write, forgetting the oldest past MaxApplied.
+func (c *Customer) Remember(a Applied) {
+	c.Applied = append(c.Applied, a)
+	if n := len(c.Applied); n > MaxApplied {
+		c.Applied = slices.Delete(c.Applied, 0, n-MaxApplied)
+	}
 }
 
 // State returns the customer's state for program, creating it if absent.
@@ -117,6 +194,10 @@ func (c *Customer) Merge(info CustomerInfo) {
 // Decision is one bind, conversion or refund decision, kept per customer and
 // program so that a disputed commission can be explained.
 type Decision struct {
+	// ID is unique: the id of the decision's event too, so a consumer can
+	// dedupe an event that a retry emits again.
+	ID       string    `json:"id,omitempty"`
+	Program  string    `json:"program,omitempty"`
 	At       time.Time `json:"at"`
 	Event    string    `json:"event"`
 	Promoter string    `json:"promoter,omitempty"`
@@ -124,6 +205,7 @@ type Decision struct {
 	Outcome  string    `json:"outcome"`
 	Reason   string    `json:"reason"`
 	Order    string    `json:"order,omitempty"`
+	Refund   string    `json:"refund,omitempty"`
 }
 
 // MaxDecisions is how many decisions are kept per customer and program.

@@ -1,6 +1,9 @@
 package attribution
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Identifier limits. Identifiers end up in Redis keys (inside hash tags, so
 // they must not hold braces), in cookie names and in URLs, so they are kept to
@@ -31,6 +34,12 @@ func ValidID(s string) bool {
 		}
 	}
 	return true
+}
+
+// ValidRefundID reports whether s can name a refund: 1 to 128 bytes of
+// [A-Za-z0-9._:-].
+func ValidRefundID(s string) bool {
+	return len(s) >= 1 && len(s) <= maxIDLen && !strings.Contains(s, "@") && ValidID(s)
 }
 
 // ValidCode reports whether s can be a link code: 3 to 64 bytes of

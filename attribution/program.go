@@ -44,12 +44,18 @@ type Program struct {
 	TierBonus          []Rate     `json:"tier_bonus"`
 	CustomerCap        int64      `json:"customer_cap"`
 	AppendToken        bool       `json:"append_token"`
+	// BindsPerClick is how many distinct customers one click may bind: a
+	// token is a bearer credential, and one shared in a chat must not
+	// credit its promoter with everyone who reads it.
+	BindsPerClick int `json:"binds_per_click"`
 }
 
 // Defaults for fields a program may leave out.
 const (
 	DefaultProtectDays   = 30
 	DefaultAssociateDays = 30
+	DefaultBindsPerClick = 1
+	MaxBindsPerClick     = 1000
 )
 
 // Normalize fills in defaults and canonical forms: click_model "last",
@@ -68,6 +74,9 @@ func (p *Program) Normalize() {
 	}
 	if p.AssociateDays == 0 {
 		p.AssociateDays = DefaultAssociateDays
+	}
+	if p.BindsPerClick == 0 {
+		p.BindsPerClick = DefaultBindsPerClick
 	}
 	if p.Products == nil {
 		p.Products = []string{}
@@ -105,8 +114,10 @@ func (p *Program) Validate() error {
 		return Errorf(EInvalid, "first_purchase_scope must be %q or %q, got %q", ScopeAccount, ScopeProduct, p.FirstPurchaseScope)
 	case len(p.AllowedHosts) == 0:
 		return Errorf(EInvalid, "allowed_hosts must list at least one host")
-	case p.CustomerCap < 0:
-		return Errorf(EInvalid, "customer_cap must not be negative")
+	case p.CustomerCap < 0 || p.CustomerCap > MaxAmount:
+		return Errorf(EInvalid, "customer_cap must be between 0 and %d", MaxAmount)
+	case p.BindsPerClick < 1 || p.BindsPerClick > MaxBindsPerClick:
+		return Errorf(EInvalid, "binds_per_click must be between 1 and %d, got %d", MaxBindsPerClick, p.BindsPerClick)
 	}
 	for _, h := range p.AllowedHosts {
 		if _, err := asciiHost(strings.TrimPrefix(h, ".")); err != nil || h == "." {

@@ -1,6 +1,7 @@
 package attribution
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -294,9 +295,11 @@ func TestRefund(t *testing.T) {
 	if o.Commission != 3000 || c.State(p.ID).CapUsed != 3000 {
 		t.Fatalf("%+v", o)
 	}
+	n := 0
 	f := func(amount, wantRefunded, wantComm int64, wantErr bool) {
 		t.Helper()
-		err := Refund(c, &o, amount)
+		n++
+		_, _, err := Refund(c, &o, fmt.Sprint("r", n), amount, t0)
 		if (err != nil) != wantErr || o.Refunded != wantRefunded || o.Commission != wantComm {
 			t.Errorf("refund %d: err %v refunded %d commission %d, want %d %d", amount, err, o.Refunded, o.Commission, wantRefunded, wantComm)
 		}

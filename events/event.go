@@ -25,12 +25,13 @@ const (
 	TypeConversionAttributed  = "refgate.conversion.attributed"
 	TypeConversionRejected    = "refgate.conversion.rejected"
 	TypeConversionRefunded    = "refgate.conversion.refunded"
+	TypeAssociationEnded      = "refgate.association.ended"
 )
 
 // Types lists every event type, in the order docs/events.md documents them.
 var Types = []string{TypeClick, TypeAssociationCreated, TypeAssociationRenewed,
 	TypeAssociationOverridden, TypeAssociationRejected, TypeConversionAttributed,
-	TypeConversionRejected, TypeConversionRefunded}
+	TypeConversionRejected, TypeConversionRefunded, TypeAssociationEnded}
 
 // SpecVersion is the CloudEvents version of every event.
 const SpecVersion = "1.0"
@@ -72,7 +73,7 @@ type Data struct {
 	ExpiresAt *time.Time `json:"expires_at,omitempty"` // click: the cookie's expiry; association: the association's
 
 	// Decisions.
-	Event            string `json:"event,omitempty"` // register|login|conversion|refund
+	Event            string `json:"event,omitempty"` // register|login|conversion|refund|customer
 	Reason           string `json:"reason,omitempty"`
 	Kind             string `json:"kind,omitempty"` // protected|standard
 	PreviousPromoter string `json:"previous_promoter,omitempty"`
@@ -85,6 +86,7 @@ type Data struct {
 	Product         string          `json:"product,omitempty"`
 	Rate            json.RawMessage `json:"rate,omitempty"`
 	Commission      *int64          `json:"commission,omitempty"`
+	RefundID        string          `json:"refund_id,omitempty"`        // the storefront's id of this refund
 	Refund          *int64          `json:"refund,omitempty"`           // cash refunded by this refund
 	Refunded        *int64          `json:"refunded,omitempty"`         // cash refunded so far
 	CommissionDelta *int64          `json:"commission_delta,omitempty"` // change to the commission, negative for a refund

@@ -29,7 +29,7 @@ func Instrument(s Store, reg prometheus.Registerer) Store {
 	ops := map[string]opMetrics{}
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
-		"customer", "update_customer", "decisions", "claim_order", "order_owner"} {
+		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op)}
 	}
 	return &instrumented{s: s, ops: ops}
@@ -126,6 +126,16 @@ func (i *instrumented) ClaimOrder(ctx context.Context, order, customer string) (
 func (i *instrumented) OrderOwner(ctx context.Context, order string) (customer string, err error) {
 	defer func(t time.Time) { i.observe("order_owner", t, err) }(time.Now())
 	return i.s.OrderOwner(ctx, order)
+}
+
+func (i *instrumented) ClaimClick(ctx context.Context, click, customer, op string, limit int, expires time.Time) (c ClickClaim, err error) {
+	defer func(t time.Time) { i.observe("claim_click", t, err) }(time.Now())
+	return i.s.ClaimClick(ctx, click, customer, op, limit, expires)
+}
+
+func (i *instrumented) ReleaseClick(ctx context.Context, click, customer, op string) (err error) {
+	defer func(t time.Time) { i.observe("release_click", t, err) }(time.Now())
+	return i.s.ReleaseClick(ctx, click, customer, op)
 }
 
 func (i *instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/refgate/refgate/attribution"
 )
@@ -61,7 +62,13 @@ type Store interface {
 	// fn, and stores what fn returns, atomically with respect to every other
 	// update of the same customer: updates of one customer are linearizable.
 	// fn returning a nil update writes nothing. fn may be called more than
-	// once (optimistic concurrency) and must depend only on its arguments.
+	// once (optimistic concurrency) and must depend only on its arguments:
+	// it must not call the store. It is also called again after a write
+	// whose reply was lost (a timeout: the write may or may not have been
+	// applied), so what fn writes must carry the request's identity (an
+	// order id, a refund id, attribution.Customer.Applied) and fn must
+	// recognise its own earlier write in the state it is given, and then
+	// write nothing: that is what makes a retried request apply once.
 	// ErrConflict means the customer stayed too contended to update.
 	UpdateCustomer(ctx context.Context, id, order string, fn UpdateFunc) error
 	// Decisions returns up to attribution.MaxDecisions of the customer's
@@ -72,6 +79,16 @@ type Store interface {
 	ClaimOrder(ctx context.Context, order, customer string) (owner string, err error)
 	// OrderOwner returns the customer an order belongs to, or ErrNotFound.
 	OrderOwner(ctx context.Context, order string) (customer string, err error)
+
+	// ClaimClick records that click binds customer, on behalf of request
+	// op, unless the click already binds limit other customers. The claim
+	// is kept until at least expires. It is idempotent: a retry by the same
+	// op gets the same answer, and a customer the click already binds is
+	// not counted again.
+	ClaimClick(ctx context.Context, click, customer, op string, limit int, expires time.Time) (ClickClaim, error)
+	// ReleaseClick undoes op's claim of click for customer, if op made it:
+	// a rejected bind uses nothing.
+	ReleaseClick(ctx context.Context, click, customer, op string) error
 
 	// WatchInvalidations calls fn for every change to a link, program or
 	// promoter, made by this or any other instance sharing the store, and
@@ -88,14 +105,22 @@ type Store interface {
 // UpdateFunc computes a customer update from the current state.
 type UpdateFunc func(c *attribution.Customer, o *attribution.Order) (*CustomerUpdate, error)
 
+// ClickClaim is ClaimClick's answer.
+type ClickClaim int
+
+const (
+	ClickUsed    ClickClaim = iota // the click binds limit other customers already
+	ClickHeld                      // the click already binds the customer, by an earlier request
+	ClickClaimed                   // this request's claim: ReleaseClick undoes it
+)
+
 // CustomerUpdate is what UpdateCustomer writes.
 type CustomerUpdate struct {
 	Customer *attribution.Customer // the new state; nil leaves it as it is
 	Order    *attribution.Order    // an order record to store (keyed by its ID)
-	// Decision, if set, is logged for Program (the latest MaxDecisions are
-	// kept).
-	Decision *attribution.Decision
-	Program  string
+	// Decisions are logged, each for its Program (the latest MaxDecisions
+	// per program are kept), in the order given: the last is the newest.
+	Decisions []attribution.Decision
 }
 
 // InvalidationKind says what an Invalidation is about.

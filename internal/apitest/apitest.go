@@ -31,8 +31,8 @@ type Server struct {
 	Signer *cookie.Signer
 }
 
-// Serve starts the API with a program "shop" (storetest.Program) and an
-// active promoter "alice", and stops it at the end of the test.
+// Serve starts the API with a program "shop" (storetest.Program), an
+// active promoter "alice" and her link "l1", and stops it at the end of the test.
 func Serve(t testing.TB) *Server {
 	t.Helper()
 	st, err := embedded.Open(t.TempDir())
@@ -55,6 +55,10 @@ func Serve(t testing.TB) *Server {
 		t.Fatal(err)
 	}
 	if err := st.PutPromoter(ctx, &attribution.Promoter{ID: "alice", Status: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateLink(ctx, &attribution.Link{Code: "l1", Program: "shop", Promoter: "alice",
+		Destination: "https://shop.example.com/"}); err != nil {
 		t.Fatal(err)
 	}
 	return &Server{URL: "http://" + ln.Addr().String(), Store: st, Signer: signer}

@@ -1,9 +1,11 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -16,6 +18,7 @@ var (
 	bOrders    = []byte("orders")    // customer 0x00 order → Order JSON
 	bDecisions = []byte("decisions") // program 0x00 customer → []Decision JSON, newest first
 	bOrderIdx  = []byte("orderidx")  // order → customer
+	bClickUse  = []byte("clickuse")  // click 0x00 customer → id of the request that bound it
 )
 
 func (s *Store) Customer(_ context.Context, id string) (*attribution.Customer, error) {
@@ -56,15 +59,15 @@ func (s *Store) UpdateCustomer(_ context.Context, id, order string, fn store.Upd
 				return err
 			}
 		}
-		if u.Decision != nil {
-			dk := []byte(u.Program + "\x00" + id)
+		for _, d := range u.Decisions {
+			dk := []byte(d.Program + "\x00" + id)
 			var ds []attribution.Decision
 			if b := tx.Bucket(bDecisions).Get(dk); b != nil {
 				if err := json.Unmarshal(b, &ds); err != nil {
 					return err
 				}
 			}
-			ds = append([]attribution.Decision{*u.Decision}, ds...)
+			ds = append([]attribution.Decision{d}, ds...)
 			if len(ds) > attribution.MaxDecisions {
 				ds = ds[:attribution.MaxDecisions]
 			}
@@ -120,4 +123,46 @@ func (s *Store) OrderOwner(_ context.Context, order string) (string, error) {
 		return nil
 	})
 	return owner, translate(err)
+}
+
+// ClaimClick counts the click's customers under its key prefix: there are at
+// most limit of them, so the scan is short. Expired claims are kept; they
+// are a few bytes per attributed bind.
+func (s *Store) ClaimClick(_ context.Context, click, customer, op string, limit int, _ time.Time) (store.ClickClaim, error) {
+	claim := store.ClickUsed
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bClickUse)
+		prefix := []byte(click + "\x00")
+		key := append(prefix[:len(prefix):len(prefix)], customer...)
+		if v := b.Get(key); v != nil {
+			claim = store.ClickHeld
+			if string(v) == op {
+				claim = store.ClickClaimed
+			}
+			return nil
+		}
+		n := 0
+		c := b.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && n < limit; k, _ = c.Next() {
+			n++
+		}
+		if n >= limit {
+			return nil
+		}
+		claim = store.ClickClaimed
+		return b.Put(key, []byte(op))
+	})
+	return claim, translate(err)
+}
+
+func (s *Store) ReleaseClick(_ context.Context, click, customer, op string) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bClickUse)
+		key := []byte(click + "\x00" + customer)
+		if string(b.Get(key)) == op {
+			return b.Delete(key)
+		}
+		return nil
+	})
+	return translate(err)
 }

@@ -55,7 +55,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

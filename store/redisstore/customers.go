@@ -22,12 +22,14 @@ import (
 //	refgate:orders:{C}              hash order id → Order JSON
 //	refgate:decisions:{C}:PROGRAM   list of Decision JSON, newest first, capped
 //	refgate:order:{ORDER}           the customer an order belongs to
+//	refgate:clickuse:{CLICK}        hash customer → id of the request that bound it
 func customerKey(id string) string { return "refgate:customer:{" + id + "}" }
 func ordersKey(id string) string   { return "refgate:orders:{" + id + "}" }
 func decisionsKey(id, program string) string {
 	return "refgate:decisions:{" + id + "}:" + program
 }
 func orderIdxKey(order string) string { return "refgate:order:{" + order + "}" }
+func clickUseKey(click string) string { return "refgate:clickuse:{" + click + "}" }
 
 // casCustomer writes a customer update if the version is still the one read.
 // Why compare-and-set with a version rather than WATCH/MULTI or a Redis
@@ -36,17 +38,18 @@ func orderIdxKey(order string) string { return "refgate:order:{" + order + "}" }
 // for that time, and a script holding the rules would duplicate them in Lua.
 // The script only checks the version and writes.
 //
-// KEYS: customer, orders, decisions. ARGV: version read ("" if none), new
-// version, customer JSON ("" to keep), order id, order JSON, decision JSON
-// ("" for none), decisions to keep.
+// KEYS: customer, orders, then one decisions key per decision. ARGV:
+// version read ("" if none), new version, customer JSON ("" to keep), order
+// id, order JSON ("" for none), decisions to keep, then the decisions' JSON,
+// oldest first.
 var casCustomer = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'v') or ''
 if v ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3]) else redis.call('HSET', KEYS[1], 'v', ARGV[2]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[5]) end
-if ARGV[6] ~= '' then
-  redis.call('LPUSH', KEYS[3], ARGV[6])
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
+for i = 3, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[i + 4])
+  redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[6]) - 1)
 end
 return 1`)
 
@@ -66,8 +69,30 @@ func (s *Store) Customer(ctx context.Context, id string) (*attribution.Customer,
 // concurrent writers to one customer finish well within it.
 const maxAttempts = 200
 
+// UpdateCustomer reads, calls fn and compares-and-sets, again on a lost
+// race. A write whose outcome is unknown (a timeout or a dropped connection
+// after the script was sent: Redis may have run it) is not reported as a
+// failure while the caller's context has time left: the loop reads again,
+// and fn, finding its own write there by the request's identity, writes
+// nothing. Only once that is settled, or the context runs out, does it
+// return.
 func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.UpdateFunc) error {
+	uncertain := false // a write was sent whose reply never came
+	var lastErr error
 	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			// Someone else wrote first, or the last reply was lost: read
+			// again. Jitter keeps contending writers out of lockstep.
+			wait := time.Duration(rand.IntN(100*(min(attempt, 20)+1))) * time.Microsecond
+			if uncertain {
+				wait += 20 * time.Millisecond
+			}
+			select {
+			case <-ctx.Done():
+				return errors.Join(ctx.Err(), lastErr)
+			case <-time.After(wait):
+			}
+		}
 		pipe := s.rdb.Pipeline()
 		state := pipe.HMGet(ctx, customerKey(id), "v", "s")
 		var ord *redis.StringCmd
@@ -75,7 +100,10 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 			ord = pipe.HGet(ctx, ordersKey(id), order)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return translate("read customer", err)
+			if lastErr = translate("read customer", err); uncertain && retryable(ctx, err) {
+				continue
+			}
+			return lastErr
 		}
 		vals := state.Val()
 		version, _ := vals[0].(string)
@@ -96,50 +124,62 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 		if err != nil || u == nil {
 			return err
 		}
-		args, err := casArgs(version, u)
+		keys, args, err := casArgs(id, version, u)
 		if err != nil {
 			return err
 		}
-		ok, err := casCustomer.Run(ctx, s.rdb, []string{customerKey(id), ordersKey(id), decisionsKey(id, u.Program)}, args...).Int()
+		ok, err := casCustomer.Run(ctx, s.rdb, keys, args...).Int()
 		if err != nil {
-			return translate("write customer", err)
+			if lastErr = translate("write customer", err); retryable(ctx, err) {
+				uncertain = true
+				continue
+			}
+			return lastErr
 		}
 		if ok == 1 {
 			return nil
-		}
-		// Someone else wrote first: read again and recompute. Jitter keeps
-		// many contending writers from retrying in lockstep.
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(rand.IntN(100*(min(attempt, 20)+1))) * time.Microsecond):
 		}
 	}
 	return store.ErrConflict
 }
 
-func casArgs(version string, u *store.CustomerUpdate) ([]any, error) {
+// retryable reports whether err left a write's outcome unknown and there is
+// time to find out: anything but an error reply from Redis itself (which
+// means the script did not run) or the caller's own deadline.
+func retryable(ctx context.Context, err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) || errors.Is(err, redis.ErrClosed) || ctx.Err() != nil {
+		return false
+	}
+	return true
+}
+
+func casArgs(id, version string, u *store.CustomerUpdate) (keys []string, args []any, err error) {
 	n, _ := strconv.ParseInt(version, 10, 64)
-	var cj, oj, dj []byte
+	var cj, oj []byte
 	var oid string
-	var err error
 	if u.Customer != nil {
 		if cj, err = json.Marshal(u.Customer); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if u.Order != nil {
 		oid = u.Order.ID
 		if oj, err = json.Marshal(u.Order); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	if u.Decision != nil {
-		if dj, err = json.Marshal(u.Decision); err != nil {
-			return nil, err
+	keys = append(make([]string, 0, 2+len(u.Decisions)), customerKey(id), ordersKey(id))
+	args = append(make([]any, 0, 6+len(u.Decisions)), version, n+1, cj, oid, oj, attribution.MaxDecisions)
+	for i := range u.Decisions {
+		dj, err := json.Marshal(&u.Decisions[i])
+		if err != nil {
+			return nil, nil, err
 		}
+		keys = append(keys, decisionsKey(id, u.Decisions[i].Program))
+		args = append(args, dj)
 	}
-	return []any{version, n + 1, cj, oid, oj, dj, attribution.MaxDecisions}, nil
+	return keys, args, nil
 }
 
 func (s *Store) Decisions(ctx context.Context, program, customer string) ([]attribution.Decision, error) {
@@ -173,4 +213,34 @@ func (s *Store) ClaimOrder(ctx context.Context, order, customer string) (string,
 func (s *Store) OrderOwner(ctx context.Context, order string) (string, error) {
 	owner, err := s.rdb.Get(ctx, orderIdxKey(order)).Result()
 	return owner, translate("get", err)
+}
+
+// claimClick: KEYS click use. ARGV customer, op, limit, TTL ms. Returns a
+// store.ClickClaim.
+var claimClick = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if cur then
+  if cur == ARGV[2] then return 2 end
+  return 1
+end
+if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return 2`)
+
+var releaseClick = redis.NewScript(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 1`)
+
+func (s *Store) ClaimClick(ctx context.Context, click, customer, op string, limit int, expires time.Time) (store.ClickClaim, error) {
+	ttl := max(time.Until(expires), 0) + gcGrace
+	n, err := claimClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, op, limit, ttl.Milliseconds()).Int()
+	if err != nil {
+		return store.ClickUsed, translate("claim click", err)
+	}
+	return store.ClickClaim(n), nil
+}
+
+func (s *Store) ReleaseClick(ctx context.Context, click, customer, op string) error {
+	return translate("release click", releaseClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, op).Err())
 }

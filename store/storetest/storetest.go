@@ -60,6 +60,17 @@ func Program(id string) *attribution.Program {
 	return p
 }
 
+// Link stores a link of promoter on program under code unless it exists: a
+// click token binds only while its link exists.
+func Link(tb testing.TB, s store.Store, program, promoter, code string) {
+	tb.Helper()
+	err := s.CreateLink(context.Background(), &attribution.Link{Code: code, Program: program, Promoter: promoter,
+		Destination: "https://shop.example.com/"})
+	if err != nil && !errors.Is(err, store.ErrExists) {
+		tb.Fatal(err)
+	}
+}
+
 func testPrograms(t *testing.T, s store.Store) {
 	c := ctx(t)
 	if _, err := s.Program(c, "nope"); !errors.Is(err, store.ErrNotFound) {
@@ -352,8 +363,8 @@ func testCustomerLinearizable(t *testing.T, s store.Store) {
 			defer wg.Done()
 			err := s.UpdateCustomer(c, "hot", "", func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
 				cu.State("p").CapUsed++
-				return &store.CustomerUpdate{Customer: cu, Program: "p",
-					Decision: &attribution.Decision{At: t0, Event: "login", Outcome: fmt.Sprint(cu.State("p").CapUsed)}}, nil
+				return &store.CustomerUpdate{Customer: cu,
+					Decisions: []attribution.Decision{{Program: "p", At: t0, Event: "login", Outcome: fmt.Sprint(cu.State("p").CapUsed)}}}, nil
 			})
 			if err != nil {
 				t.Error(err)
@@ -380,7 +391,7 @@ func testDecisionLog(t *testing.T, s store.Store) {
 	}
 	for i := 0; i < attribution.MaxDecisions+20; i++ {
 		err := s.UpdateCustomer(c, "c1", "", func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
-			return &store.CustomerUpdate{Customer: cu, Program: "p", Decision: &attribution.Decision{At: t0.Add(time.Duration(i) * time.Second), Event: "login", Reason: fmt.Sprint(i)}}, nil
+			return &store.CustomerUpdate{Customer: cu, Decisions: []attribution.Decision{{Program: "p", At: t0.Add(time.Duration(i) * time.Second), Event: "login", Reason: fmt.Sprint(i)}}}, nil
 		})
 		if err != nil {
 			t.Fatal(err)
