@@ -321,3 +321,128 @@ func FuzzStorefrontBodies(f *testing.F) {
 		}
 	})
 }
+
+// TestBindClickLimits: a click token is a bearer credential with bounds: it
+// binds binds_per_click customers, only while its link exists, and only if
+// its lifetime is one a program gives.
+func TestBindClickLimits(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	f := func(name, customer, body string, associated bool, reason string) {
+		t.Helper()
+		r := e.bind(customer, "register", body)
+		if r.status != 200 || r.body["associated"] != associated || r.body["reason"] != reason {
+			t.Errorf("%s: %d %s, want associated=%v reason %q", name, r.status, r.raw, associated, reason)
+		}
+	}
+	shared := e.token("shop", "bob", 30)
+	f("First", "c1", tok(shared), true, "")
+	f("SameCustomerAgain", "c1", tok(shared), true, "")
+	f("SameCustomerLogin", "c1", tok(shared)+`,"customer_info":{"paid":false}`, true, "")
+	f("ErrClickUsed", "c2", tok(shared), false, "click_used")
+	// A rejected bind uses nothing: an agent-served customer does not take
+	// the click's one use.
+	fresh := e.token("shop", "bob", 30)
+	f("ErrAgentServed", "c3", tok(fresh)+`,"customer_info":{"agent_served":true}`, false, "agent_served")
+	f("AfterRejected", "c4", tok(fresh), true, "")
+
+	// binds_per_click 3: three customers, not a fourth.
+	if r := e.call("PUT", "/v1/admin/programs/shop", adminTok, strings.Replace(programBody, `"cookie_days"`, `"binds_per_click":3,"cookie_days"`, 1)); r.status != 200 || r.body["binds_per_click"] != 3.0 {
+		t.Fatalf("program: %s", r.raw)
+	}
+	three := e.token("shop", "bob", 30)
+	for _, c := range []string{"d1", "d2", "d3"} {
+		f("Within"+c, c, tok(three), true, "")
+	}
+	f("ErrPastThree", "d4", tok(three), false, "click_used")
+	if r := e.call("PUT", "/v1/admin/programs/shop", adminTok, strings.Replace(programBody, `"cookie_days"`, `"binds_per_click":0.5,"cookie_days"`, 1)); r.status != 422 {
+		t.Errorf("fractional binds_per_click: %s", r.raw)
+	}
+
+	// A deleted link's token binds no one, also not by the visitor record.
+	gone := e.token("shop", "carol", 30)
+	if r := e.call("DELETE", "/v1/admin/links/l-carol", adminTok, ""); r.status != 204 {
+		t.Fatalf("delete link: %d %s", r.status, r.raw)
+	}
+	f("ErrDeletedLink", "e1", tok(gone), false, "no_click")
+	if r := e.call("GET", "/v1/attribution?token="+gone, sfTok, ""); r.body["attributed"] != false || r.body["reason"] != "no_click" {
+		t.Errorf("a deleted link's token says nothing: %s", r.raw)
+	}
+
+	// A validly signed token whose expiry is 100 years after its issue.
+	now := e.clock.Now()
+	long := cookie.Token{Program: "shop", Promoter: "bob", Link: "l-bob", Click: "c-long", Issued: now, Expires: now.Add(100 * 365 * 24 * time.Hour)}
+	b, err := e.signer.AppendToken(nil, &long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f("ErrCenturyToken", "e2", tok(string(b)), false, "no_click")
+}
+
+// TestAssociationEnds: agent-served ends every association; a conversion
+// or a bind that finds customer and holder to be the same person ends it.
+// Reads say so, and the decision log too.
+func TestAssociationEnds(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	attr := func(customer string) result {
+		t.Helper()
+		return e.call("GET", "/v1/attribution?program=shop&customer="+customer, sfTok, "")
+	}
+	e.bind("c1", "register", tok(e.token("shop", "bob", 30)))
+	if r := e.call("PUT", "/v1/customers/c1", sfTok, `{"agent_served":true}`); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	if a := attr("c1"); a.body["attributed"] != false || a.body["reason"] != "agent_served" {
+		t.Errorf("after agent_served: %s", a.raw)
+	}
+	x := e.call("GET", "/v1/attribution/explain?program=shop&customer=c1", sfTok, "")
+	if d := x.body["decisions"].([]any)[0].(map[string]any); d["outcome"] != "ended" || d["reason"] != "agent_served" || d["event"] != "customer" || d["promoter"] != "bob" {
+		t.Errorf("explain: %s", x.raw)
+	}
+
+	// alice holds c2; at checkout c2 turns out to share alice's phone,
+	// written another way.
+	e.bind("c2", "register", tok(e.token("shop", "alice", 30)))
+	r := e.convert("o1", "c2", 10000, `,"fingerprints":{"phones":["+86 138 0000 0000"]}`)
+	if r.body["reason"] != "same_person" {
+		t.Fatalf("conversion: %s", r.raw)
+	}
+	if a := attr("c2"); a.body["attributed"] != false || a.body["reason"] != "same_person" {
+		t.Errorf("after a same-person order: %s", a.raw)
+	}
+
+	// bob holds c3; a bind tells that c3 shares alice's IP... that is
+	// another promoter; then that c3 shares bob's own fingerprint: bob's
+	// association ends and carol's click takes the customer.
+	if r := e.call("PUT", "/v1/admin/promoters/bob", adminTok, `{"status":"active","fingerprints":{"emails":["bob@example.com"]}}`); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	e.bind("c3", "login", tok(e.token("shop", "bob", 30)))
+	r = e.call("POST", "/v1/bind", sfTok, `{"program":"shop","customer":"c3","event":"login",`+tok(e.token("shop", "carol", 30))+
+		`,"customer_info":{"fingerprints":{"emails":["BOB@example.com"]}}}`)
+	if r.body["associated"] != true || r.body["promoter"] != "carol" {
+		t.Errorf("carol after bob's same-person end: %s", r.raw)
+	}
+	ds := e.call("GET", "/v1/attribution/explain?program=shop&customer=c3", sfTok, "").body["decisions"].([]any)
+	if len(ds) != 3 || ds[1].(map[string]any)["outcome"] != "ended" || ds[1].(map[string]any)["promoter"] != "bob" || ds[0].(map[string]any)["outcome"] != "created" {
+		t.Errorf("decisions: %v", ds)
+	}
+}
+
+// TestBindReplay: the same bind request again (a storefront retrying after
+// a timeout) gets the same answer, not "kept" or "renewed" as a second
+// decision.
+func TestBindReplay(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	body := tok(e.token("shop", "bob", 30))
+	first := e.bind("c1", "register", body)
+	again := e.bind("c1", "register", body)
+	if first.raw != again.raw || first.body["associated"] != true {
+		t.Errorf("first %s, again %s", first.raw, again.raw)
+	}
+	if ds := e.call("GET", "/v1/attribution/explain?program=shop&customer=c1", sfTok, "").body["decisions"].([]any); len(ds) != 1 {
+		t.Errorf("one decision for one request sent twice: %v", ds)
+	}
+}

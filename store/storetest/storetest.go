@@ -35,6 +35,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"CustomerLinearizable", testCustomerLinearizable},
 		{"DecisionLog", testDecisionLog},
 		{"Orders", testOrders},
+		{"DecisionsPerProgram", testDecisionsPerProgram},
+		{"ClickClaims", testClickClaims},
+		{"ConcurrentClickClaims", testConcurrentClickClaims},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -445,5 +448,89 @@ func testOrders(t *testing.T, s store.Store) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testDecisionsPerProgram: one update logs decisions of several programs,
+// each in its own log, in order.
+func testDecisionsPerProgram(t *testing.T, s store.Store) {
+	c := ctx(t)
+	err := s.UpdateCustomer(c, "c1", "", func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+		return &store.CustomerUpdate{Customer: cu, Decisions: []attribution.Decision{
+			{ID: "d1", Program: "a", At: t0, Outcome: "ended"},
+			{ID: "d2", Program: "b", At: t0, Outcome: "ended"},
+			{ID: "d3", Program: "a", At: t0, Outcome: "created"},
+		}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Decisions(c, "a", "c1")
+	if err != nil || len(a) != 2 || a[0].ID != "d3" || a[1].ID != "d1" {
+		t.Errorf("program a, newest first: %+v %v", a, err)
+	}
+	if b, err := s.Decisions(c, "b", "c1"); err != nil || len(b) != 1 || b[0].ID != "d2" {
+		t.Errorf("program b: %+v %v", b, err)
+	}
+}
+
+func testClickClaims(t *testing.T, s store.Store) {
+	c := ctx(t)
+	exp := time.Now().Add(time.Hour)
+	f := func(customer, op string, limit int, want store.ClickClaim) {
+		t.Helper()
+		if got, err := s.ClaimClick(c, "k1", customer, op, limit, exp); err != nil || got != want {
+			t.Errorf("claim by %s/%s limit %d: %v %v, want %v", customer, op, limit, got, err, want)
+		}
+	}
+	f("c1", "op1", 2, store.ClickClaimed)
+	f("c1", "op1", 2, store.ClickClaimed) // the same request again: still its claim
+	f("c1", "op9", 2, store.ClickHeld)    // the same customer by another request: not a new use
+	f("c2", "op2", 2, store.ClickClaimed)
+	f("c3", "op3", 2, store.ClickUsed)
+	f("c3", "op3", 3, store.ClickClaimed) // a higher limit lets one more in
+	if err := s.ReleaseClick(c, "k1", "c2", "other-op"); err != nil {
+		t.Fatal(err)
+	}
+	f("c4", "op4", 3, store.ClickUsed) // only the claiming request releases
+	if err := s.ReleaseClick(c, "k1", "c2", "op2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReleaseClick(c, "k1", "c2", "op2"); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+	f("c4", "op4", 3, store.ClickClaimed)
+	f("c1", "op1", 1, store.ClickClaimed) // other clicks are not counted: k2 is separate
+	if got, err := s.ClaimClick(c, "k2", "c9", "op", 1, exp); err != nil || got != store.ClickClaimed {
+		t.Errorf("another click: %v %v", got, err)
+	}
+}
+
+// testConcurrentClickClaims: however many customers race for a click, at
+// most limit get it.
+func testConcurrentClickClaims(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const n, limit = 30, 3
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	claimed := 0
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.ClaimClick(c, "hot", fmt.Sprint("c", i), fmt.Sprint("op", i), limit, time.Now().Add(time.Hour))
+			if err != nil {
+				t.Error(err)
+			}
+			if got == store.ClickClaimed {
+				mu.Lock()
+				claimed++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if claimed != limit {
+		t.Errorf("%d of %d customers claimed a click that binds %d", claimed, n, limit)
 	}
 }
