@@ -177,26 +177,36 @@ func TestDecisionEvents(t *testing.T) {
 	bind("u2", "login", tokB)    // renewed
 	conv := `{"program":"shop","order":"o1","customer":"u1","amount":10000,"currency":"CNY","product":"cvm"}`
 	do("POST", "/v1/conversions", conv)
-	do("POST", "/v1/conversions", conv) // a replay: no second event
+	do("POST", "/v1/conversions", conv) // a replay: the same event again, under the same id
 	do("POST", "/v1/conversions", `{"program":"shop","order":"o2","customer":"u3","amount":500,"currency":"CNY"}`)
-	do("POST", "/v1/conversions/o1/refunds", `{"amount":2000}`)
+	do("POST", "/v1/conversions/o1/refunds", `{"refund":"rf1","amount":2000}`)
 
 	rdb := srv.Client()
 	evs := waitEvents(t, func() []events.Event { return streamEvents(t, rdb, []string{events.StreamKey}) },
-		func(e []events.Event) bool { return len(e) >= 11 })
+		func(e []events.Event) bool { return len(e) >= 12 })
 	time.Sleep(200 * time.Millisecond) // anything extra would arrive now
 	evs = streamEvents(t, rdb, []string{events.StreamKey})
 
 	type want struct{ typ, subject, outcome, reason string }
 	var got []want
 	ids := map[string]bool{}
+	replayed := 0
 	for _, e := range evs {
-		if e.SpecVersion != "1.0" || e.ID == "" || ids[e.ID] || e.Time.IsZero() || !strings.HasPrefix(e.Source, "refgate/") ||
+		if e.SpecVersion != "1.0" || e.ID == "" || e.Time.IsZero() || !strings.HasPrefix(e.Source, "refgate/") ||
 			e.DataContentType != "application/json" || e.Data.Program != "shop" {
 			t.Errorf("envelope: %+v", e)
 		}
+		if ids[e.ID] { // a consumer dedupes on the id
+			if replayed++; e.Type != events.TypeConversionAttributed {
+				t.Errorf("only the replayed order's event comes twice: %+v", e)
+			}
+			continue
+		}
 		ids[e.ID] = true
 		got = append(got, want{e.Type, e.Subject, e.Data.Outcome, e.Data.Reason})
+	}
+	if replayed != 1 {
+		t.Errorf("the replayed order re-emits its event once under its id: %d copies", replayed)
 	}
 	sort.SliceStable(got, func(i, j int) bool { return got[i].subject < got[j].subject })
 	exp := []want{
