@@ -82,7 +82,12 @@ func (s *Server) putPromoter(ctx *fasthttp.RequestCtx, id string) {
 		s.fail(ctx, err)
 		return
 	}
-	p.Fingerprints = s.cfg.Hasher.Hash(in.Fingerprints)
+	fp, err := s.cfg.Hasher.Hash(in.Fingerprints)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	p.Fingerprints = fp
 	c, cancel := s.storeCtx()
 	defer cancel()
 	if err := s.cfg.Store.PutPromoter(c, &p); err != nil {
