@@ -64,6 +64,37 @@ func TestFingerprintsInvalid(t *testing.T) {
 	}
 }
 
+// TestPromoterPutKeepsFingerprints: a PUT without fingerprints keeps the
+// stored ones, so self-referral stays caught after a tier update; a PUT with
+// fingerprints, even {}, replaces them.
+func TestPromoterPutKeepsFingerprints(t *testing.T) {
+	e := newEnv(t, false)
+	e.seed()
+	put := func(body string, want float64) {
+		t.Helper()
+		r := e.call("PUT", "/v1/admin/promoters/pat", adminTok, body)
+		if r.status != 200 || r.body["fingerprints"] != want || len(r.body) != 4 {
+			t.Fatalf("PUT %s: %d %s, want %v fingerprints", body, r.status, r.raw, want)
+		}
+	}
+	bind := func(customer, reason string) {
+		t.Helper()
+		r := e.bind(customer, "register", tok(e.token("shop", "pat", 30))+`,"customer_info":{"fingerprints":{"phones":["13800000001"]}}`)
+		if r.status != 200 || r.body["reason"] != reason || r.body["associated"] != (reason == "") {
+			t.Errorf("bind %s: %d %s, want reason %q", customer, r.status, r.raw, reason)
+		}
+	}
+	put(`{"status":"active","tier":0}`, 0) // new promoter, no fingerprints
+	put(`{"status":"active","tier":0,"fingerprints":{"phones":["+86 138-0000-0001"],"emails":["pat@example.com"]}}`, 2)
+	put(`{"status":"active","tier":1}`, 2) // the monthly tier update
+	if r := e.call("GET", "/v1/admin/promoters/pat", adminTok, ""); r.body["tier"] != 1.0 || r.body["fingerprints"] != 2.0 {
+		t.Errorf("after the tier update: %s", r.raw)
+	}
+	bind("c1", "same_person")
+	put(`{"status":"active","tier":1,"fingerprints":{}}`, 0)
+	bind("c2", "")
+}
+
 func TestFingerprintsNormalisedAlike(t *testing.T) {
 	e := newEnv(t, false)
 	e.seedStorefront()
