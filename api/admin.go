@@ -57,9 +57,9 @@ func orNotFound(err error, msg string) error {
 }
 
 type promoterIn struct {
-	Status       string                   `json:"status"`
-	Tier         int                      `json:"tier"`
-	Fingerprints attribution.Fingerprints `json:"fingerprints"`
+	Status       string                    `json:"status"`
+	Tier         int                       `json:"tier"`
+	Fingerprints *attribution.Fingerprints `json:"fingerprints"` // nil: keep the stored ones
 }
 
 // promoterOut is a promoter as the API shows it: fingerprints are never
@@ -82,9 +82,27 @@ func (s *Server) putPromoter(ctx *fasthttp.RequestCtx, id string) {
 		s.fail(ctx, err)
 		return
 	}
-	p.Fingerprints = s.cfg.Hasher.Hash(in.Fingerprints)
 	c, cancel := s.storeCtx()
 	defer cancel()
+	if in.Fingerprints != nil {
+		fp, err := s.cfg.Hasher.Hash(*in.Fingerprints)
+		if err != nil {
+			s.fail(ctx, err)
+			return
+		}
+		p.Fingerprints = fp
+	} else {
+		// A PUT without fingerprints (a monthly tier update, say) must not
+		// erase the self-referral data.
+		old, err := s.cfg.Store.Promoter(c, id)
+		switch {
+		case err == nil:
+			p.Fingerprints = old.Fingerprints
+		case !errors.Is(err, store.ErrNotFound):
+			s.fail(ctx, err)
+			return
+		}
+	}
 	if err := s.cfg.Store.PutPromoter(c, &p); err != nil {
 		s.fail(ctx, err)
 		return

@@ -206,7 +206,9 @@ func runModel(rt *rapid.T, t *testing.T, st store.Store, check int) int {
 		if pr.email != "" {
 			fp.Emails = []string{pr.email}
 		}
-		must(st.PutPromoter(ctx, &attribution.Promoter{ID: pr.id, Status: status, Tier: pr.tier, Fingerprints: hasher.Hash(fp)}))
+		set, err := hasher.Hash(fp)
+		must(err)
+		must(st.PutPromoter(ctx, &attribution.Promoter{ID: pr.id, Status: status, Tier: pr.tier, Fingerprints: set}))
 	}
 	prefix := fmt.Sprintf("k%d-", check)
 	for i := 0; i < 4; i++ {
@@ -309,7 +311,9 @@ func runModel(rt *rapid.T, t *testing.T, st store.Store, check int) int {
 			case 1:
 				info.AgentServed, c.agent = true, true
 			case 2:
-				info.Fingerprints, c.email = hasher.Hash(attribution.Fingerprints{Emails: []string{"p0@example.com"}}), "p0@example.com"
+				set, err := hasher.Hash(attribution.Fingerprints{Emails: []string{"p0@example.com"}})
+				must(err)
+				info.Fingerprints, c.email = set, "p0@example.com"
 			}
 			_, err := sv.PutCustomer(ctx, c.id, info)
 			must(err)

@@ -21,15 +21,31 @@ type customerInfoIn struct {
 	Fingerprints *attribution.Fingerprints `json:"fingerprints"`
 }
 
-func (s *Server) info(in *customerInfoIn) attribution.CustomerInfo {
+// info hashes in's fingerprints. An invalid one is an *attribution.Error
+// (EInvalid) naming it.
+func (s *Server) info(in *customerInfoIn) (attribution.CustomerInfo, error) {
 	if in == nil {
-		return attribution.CustomerInfo{}
+		return attribution.CustomerInfo{}, nil
 	}
 	out := attribution.CustomerInfo{Paid: in.Paid, AgentServed: in.AgentServed}
 	if in.Fingerprints != nil {
-		out.Fingerprints = s.cfg.Hasher.Hash(*in.Fingerprints)
+		fp, err := s.cfg.Hasher.Hash(*in.Fingerprints)
+		if err != nil {
+			return out, err
+		}
+		out.Fingerprints = fp
 	}
-	return out
+	return out, nil
+}
+
+// inField prefixes the message of a domain error with the object that holds
+// the field it names: "fingerprints.ips[0]: ..." becomes
+// "customer_info.fingerprints.ips[0]: ...".
+func inField(obj string, err error) error {
+	if e, ok := err.(*attribution.Error); ok {
+		return &attribution.Error{Code: e.Code, Message: obj + "." + e.Message}
+	}
+	return err
 }
 
 func checkIDs(program, customer string) error {
@@ -56,10 +72,15 @@ func (s *Server) bind(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, errorf(EInvalid, `event must be "register" or "login"`))
 		return
 	}
+	info, err := s.info(in.CustomerInfo)
+	if err != nil {
+		s.fail(ctx, inField("customer_info", err))
+		return
+	}
 	c, cancel := s.storeCtx()
 	defer cancel()
 	a, err := s.svc.Bind(c, BindInput{Program: in.Program, Customer: in.Customer, Event: in.Event,
-		Token: in.Token, Visitor: in.Visitor, Info: s.info(in.CustomerInfo)})
+		Token: in.Token, Visitor: in.Visitor, Info: info})
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -77,9 +98,14 @@ func (s *Server) putCustomer(ctx *fasthttp.RequestCtx, id string) {
 		s.fail(ctx, errorf(EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
 		return
 	}
+	info, err := s.info(&in)
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
 	c, cancel := s.storeCtx()
 	defer cancel()
-	a, err := s.svc.PutCustomer(c, id, s.info(&in))
+	a, err := s.svc.PutCustomer(c, id, info)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -170,11 +196,15 @@ func (s *Server) convert(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, errorf(EInvalid, "currency or product too long"))
 		return
 	}
+	info, err := s.info(&customerInfoIn{Fingerprints: in.Fingerprints})
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
 	c, cancel := s.storeCtx()
 	defer cancel()
 	a, err := s.svc.Convert(c, ConversionInput{Program: in.Program, Order: in.Order, Customer: in.Customer,
-		Amount: *in.Amount, Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid,
-		Info: s.info(&customerInfoIn{Fingerprints: in.Fingerprints})})
+		Amount: *in.Amount, Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid, Info: info})
 	if err != nil {
 		s.fail(ctx, err)
 		return

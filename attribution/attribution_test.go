@@ -218,29 +218,183 @@ func FuzzParseRate(f *testing.F) {
 
 func TestFingerprints(t *testing.T) {
 	h := NewFingerprintHasher([]byte("0123456789abcdef"))
-	a := h.Hash(Fingerprints{Emails: []string{" Bob@Example.com "}, Phones: []string{"+86 138-0000-0000"},
+	a := hashed(Fingerprints{Emails: []string{" Bob@Example.com "}, Phones: []string{"+86 138-0000-0000"},
 		IPs: []string{"::ffff:203.0.113.9"}, IDNumbers: []string{"11010519491231002x"}, Devices: []string{" dev-1 "}})
-	b := h.Hash(Fingerprints{Emails: []string{"bob@example.com"}, Phones: []string{"8613800000000"},
+	b := hashed(Fingerprints{Emails: []string{"bob@example.com"}, Phones: []string{"13800000000"},
 		IPs: []string{"203.0.113.9"}, IDNumbers: []string{"11010519491231002X"}, Devices: []string{"dev-1"}})
 	if len(a) != 5 || strings.Join(a, ",") != strings.Join(b, ",") {
 		t.Errorf("normalised fingerprints differ:\n%v\n%v", a, b)
 	}
 	for _, kind := range []Fingerprints{{Emails: []string{"BOB@example.com"}}, {Phones: []string{"86 138 0000 0000"}},
-		{IPs: []string{"203.0.113.9"}}, {IDNumbers: []string{"110105 19491231 002X"}}, {Devices: []string{"dev-1"}}} {
-		if !h.Hash(kind).Shares(a) {
+		{Phones: []string{"008613800000000"}}, {IPs: []string{"203.0.113.9"}}, {IDNumbers: []string{"110105 19491231 002X"}},
+		{Devices: []string{"dev-1"}}} {
+		if !hashed(kind).Shares(a) {
 			t.Errorf("%+v not found in %v", kind, a)
 		}
 	}
-	if h.Hash(Fingerprints{Emails: []string{"other@example.com"}, Phones: []string{"  "}, IPs: []string{"nope"}}).Shares(a) {
+	if hashed(Fingerprints{Emails: []string{"other@example.com"}, Phones: []string{"13800000001"}, IPs: []string{"203.0.113.10"}}).Shares(a) {
 		t.Error("unrelated fingerprints share")
 	}
 	other := NewFingerprintHasher([]byte("another-key-0123"))
-	if other.Hash(Fingerprints{Emails: []string{"bob@example.com"}}).Shares(a) {
+	if o, _ := other.Hash(Fingerprints{Emails: []string{"bob@example.com"}}); o.Shares(a) {
 		t.Error("hashes must depend on the key")
 	}
 	if !a.Has(h.IP("203.0.113.9")) || h.IP("not an ip") != "" {
 		t.Error("IP helper")
 	}
+}
+
+func TestNormalize(t *testing.T) {
+	f := func(norm func(string) string, in, want string) {
+		t.Helper()
+		if got := norm(in); got != want {
+			t.Errorf("%q → %q, want %q", in, got, want)
+		}
+		if want != "" && norm(want) != want {
+			t.Errorf("%q is not a fixed point: %q", want, norm(want))
+		}
+	}
+	cn := func(s string) string { return NormalizePhone(s, "CN") }
+	us := func(s string) string { return NormalizePhone(s, "US") }
+	f(cn, "+86 138-0000-0001", "+8613800000001")
+	f(cn, "008613800000001", "+8613800000001")
+	f(cn, "13800000001", "+8613800000001")
+	f(cn, " (+86) 138 0000 0001 ", "+8613800000001")
+	f(cn, "010 1234 5678", "+861012345678") // a Beijing landline, trunk prefix dropped
+	f(cn, "+1 650-253-0000", "+16502530000")
+	f(us, "(650) 253-0000", "+16502530000")
+	f(us, "0044 20 7946 0000", "+442079460000") // "00" is international in every region
+	f(us, "13800000001", "+13800000001")        // read as +1: only the length is checked, not the prefix
+	f(cn, "", "")
+	f(cn, "  ", "")
+	f(cn, "phone", "")
+	f(cn, "+-", "")
+	f(cn, "1", "")
+	f(cn, "+999 1234 5678", "") // no such country code
+
+	f(NormalizeEmail, " Bob@Example.COM ", "bob@example.com")
+	f(NormalizeEmail, "a+tag@b.c", "a+tag@b.c")
+	f(NormalizeEmail, "bob", "")
+	f(NormalizeEmail, "@example.com", "")
+	f(NormalizeEmail, "bob@", "")
+	f(NormalizeEmail, "a@b@c", "")
+	f(NormalizeEmail, "bob smith@example.com", "")
+	f(NormalizeEmail, "bob@exa\tmple.com", "")
+
+	f(NormalizeIP, " 203.0.113.9 ", "203.0.113.9")
+	f(NormalizeIP, "::ffff:203.0.113.9", "203.0.113.9")
+	f(NormalizeIP, "2001:DB8::0:1", "2001:db8::1")
+	f(NormalizeIP, "fe80::1%eth0", "fe80::1")
+	f(NormalizeIP, "999.1.1.1", "")
+	f(NormalizeIP, "203.0.113.9/24", "")
+	f(NormalizeIP, "", "")
+
+	f(NormalizeIDNumber, " 110105 19491231 002x ", "11010519491231002X")
+	f(NormalizeIDNumber, " \t", "")
+	f(NormalizeDevice, " dev-1 ", "dev-1")
+	f(NormalizeDevice, "  ", "")
+}
+
+func TestPhoneRegion(t *testing.T) {
+	key := []byte("0123456789abcdef")
+	us, err := NewFingerprintHasherWithRegion(key, "us")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, _ := NewFingerprintHasherWithRegion(key, "")
+	n := Fingerprints{Phones: []string{"650 253 0000"}}
+	if a, b := hashed(Fingerprints{Phones: []string{"+1 650 253 0000"}}), must(us.Hash(n)); !a.Shares(b) {
+		t.Error("a national number must be read as the hasher's region's")
+	}
+	if a, b := must(us.Hash(n)), must(cn.Hash(n)); a.Shares(b) {
+		t.Error(`"650 253 0000" in CN is another number`)
+	}
+	for _, r := range []string{"XX", "ZZ", "China", "001"} {
+		if ValidPhoneRegion(r) {
+			t.Errorf("%q is valid", r)
+		}
+		if _, err := NewFingerprintHasherWithRegion(key, r); err == nil {
+			t.Errorf("%q accepted", r)
+		}
+	}
+	for _, r := range []string{"CN", "cn", "US", "GB", "HK"} {
+		if !ValidPhoneRegion(r) {
+			t.Errorf("%q is not valid", r)
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+func TestHashInvalid(t *testing.T) {
+	f := func(fp Fingerprints, want string) {
+		t.Helper()
+		set, err := hasher.Hash(fp)
+		e, _ := err.(*Error)
+		if e == nil || e.Code != EInvalid || e.Message != want || set != nil {
+			t.Errorf("%+v: %v %v, want EInvalid %s", fp, set, err, want)
+		}
+	}
+	f(Fingerprints{IPs: []string{"203.0.113.9", "999.1.1.1"}}, `fingerprints.ips[1]: "999.1.1.1" is not an IP address`)
+	f(Fingerprints{IPs: []string{""}}, `fingerprints.ips[0]: "" is not an IP address`)
+	f(Fingerprints{Phones: []string{"13800000001", "call me"}}, `fingerprints.phones[1]: "call me" is not a phone number`)
+	f(Fingerprints{Phones: []string{"1"}}, `fingerprints.phones[0]: "1" is not a phone number`)
+	f(Fingerprints{Emails: []string{"bob"}}, `fingerprints.emails[0]: "bob" is not an e-mail address`)
+	f(Fingerprints{IDNumbers: []string{" "}}, `fingerprints.id_numbers[0]: " " is empty`)
+	f(Fingerprints{Devices: []string{"d", ""}}, `fingerprints.devices[1]: "" is empty`)
+	if set, err := hasher.Hash(Fingerprints{}); err != nil || set != nil {
+		t.Errorf("no fingerprints: %v %v", set, err)
+	}
+}
+
+// FuzzFingerprints: whatever a normaliser accepts normalises to itself again
+// and hashes without error; nothing panics.
+func FuzzFingerprints(f *testing.F) {
+	for _, s := range []string{"+86 138-0000-0001", "008613800000001", "13800000001", "tel:+1-650-253-0000;ext=12",
+		"1-800-FLOWERS", "+", "00", "+44 (0) 20 7946 0000", "Bob@Example.com", "a@b@c", "::ffff:1.2.3.4", "fe80::1%eth0",
+		" 1101 05x ", "１３８００００００01"} {
+		f.Add(s, "CN")
+	}
+	f.Add("(650) 253-0000", "US")
+	f.Fuzz(func(t *testing.T, s, region string) {
+		if !ValidPhoneRegion(region) {
+			region = DefaultPhoneRegion
+		}
+		h, err := NewFingerprintHasherWithRegion([]byte("0123456789abcdef"), region)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []struct {
+			norm func(string) string
+			fp   func(string) Fingerprints
+		}{
+			{NormalizeIP, func(s string) Fingerprints { return Fingerprints{IPs: []string{s}} }},
+			{func(s string) string { return NormalizePhone(s, region) }, func(s string) Fingerprints { return Fingerprints{Phones: []string{s}} }},
+			{NormalizeEmail, func(s string) Fingerprints { return Fingerprints{Emails: []string{s}} }},
+			{NormalizeIDNumber, func(s string) Fingerprints { return Fingerprints{IDNumbers: []string{s}} }},
+			{NormalizeDevice, func(s string) Fingerprints { return Fingerprints{Devices: []string{s}} }},
+		} {
+			n := k.norm(s)
+			set, err := h.Hash(k.fp(s))
+			if (n == "") != (err != nil) {
+				t.Fatalf("%q normalises to %q but Hash says %v", s, n, err)
+			}
+			if n == "" {
+				continue
+			}
+			if again := k.norm(n); again != n {
+				t.Fatalf("%q → %q → %q", s, n, again)
+			}
+			if same, err := h.Hash(k.fp(n)); err != nil || len(set) != 1 || !same.Shares(set) {
+				t.Fatalf("%q and its normal form %q hash apart: %v %v %v", s, n, set, same, err)
+			}
+		}
+	})
 }
 
 func TestClickReplaces(t *testing.T) {

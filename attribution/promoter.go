@@ -4,12 +4,16 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"hash"
 	"net/netip"
 	"slices"
 	"strings"
 	"sync"
+	"unicode"
 	"unsafe"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // Promoter statuses.
@@ -69,7 +73,9 @@ func (p *Promoter) Validate() error {
 
 // Normalize functions bring each kind of fingerprint to one form, so that
 // " Bob@Example.com" and "bob@example.com", or "+86 138-0000-0000" and
-// "8613800000000", hash alike. They return "" for a value that holds nothing.
+// "13800000000", hash alike. They return "" for a value that is not one of
+// its kind (Hash reports it as invalid); a value they return normalises to
+// itself again.
 func NormalizeIP(s string) string {
 	ip, err := netip.ParseAddr(strings.TrimSpace(s))
 	if err != nil {
@@ -78,20 +84,59 @@ func NormalizeIP(s string) string {
 	return ip.Unmap().WithZone("").String()
 }
 
-func NormalizePhone(s string) string {
-	var b strings.Builder
-	for _, c := range s {
-		if c >= '0' && c <= '9' {
-			b.WriteRune(c)
-		}
-	}
-	return b.String()
+// DefaultPhoneRegion is the region whose national numbers a phone written
+// without "+" or "00" is read as, unless the hasher is given another.
+const DefaultPhoneRegion = "CN"
+
+// ValidPhoneRegion reports whether region (a two-letter region code such as
+// "CN" or "us") is one that phonenumbers has metadata for.
+func ValidPhoneRegion(region string) bool {
+	return phonenumbers.GetSupportedRegions()[strings.ToUpper(region)]
 }
 
-func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// NormalizePhone returns s in E.164 ("+8613800000000"). A number that starts
+// with "+" or "00" is international; any other is a national number of
+// region (any case), so with region "CN" "+86 138-0000-0000", "008613800000000" and
+// "138 0000 0000" are one phone. It returns "" for anything phonenumbers
+// cannot parse or that cannot be a number of its length.
+func NormalizePhone(s, region string) string {
+	s = strings.TrimSpace(s)
+	if !strings.ContainsFunc(s, unicode.IsDigit) {
+		return "" // phonenumbers reads letters as keypad digits: a phone needs a digit of its own
+	}
+	if rest, ok := strings.CutPrefix(s, "00"); ok {
+		s = "+" + rest // "00" is the international prefix whatever the region's own is
+	}
+	n, err := phonenumbers.Parse(s, strings.ToUpper(region))
+	if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		return ""
+	}
+	e164 := phonenumbers.Format(n, phonenumbers.E164)
+	// Some nonsense (a run of zeros, say) formats to a string that parses
+	// as another number; a phone that is not its own normal form is none.
+	if back, err := phonenumbers.Parse(e164, "ZZ"); err != nil || phonenumbers.Format(back, phonenumbers.E164) != e164 {
+		return ""
+	}
+	return e164
+}
+
+// NormalizeEmail trims and lower-cases s. It returns "" unless s is a
+// plausible address: one "@" between a non-empty local part and domain, no
+// spaces or control characters.
+func NormalizeEmail(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	local, domain, ok := strings.Cut(s, "@")
+	if !ok || local == "" || domain == "" || strings.Contains(domain, "@") ||
+		strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return ""
+	}
+	return s
+}
 
 func NormalizeIDNumber(s string) string {
-	return strings.ToUpper(strings.Join(strings.Fields(s), ""))
+	// Upper-casing first also replaces invalid UTF-8, whose pieces could
+	// otherwise join into a space once the fields are put together.
+	return strings.Join(strings.Fields(strings.ToUpper(s)), "")
 }
 
 func NormalizeDevice(s string) string { return strings.TrimSpace(s) }
@@ -100,7 +145,8 @@ func NormalizeDevice(s string) string { return strings.TrimSpace(s) }
 // leaked store does not leak phone numbers. The key must be the same on every
 // instance that shares a store. It is safe for concurrent use.
 type FingerprintHasher struct {
-	pool sync.Pool // *hmacState: the edge hashes a client IP per click
+	pool   sync.Pool // *hmacState: the edge hashes a client IP per click
+	region string    // national phone numbers are read as this region's
 }
 
 var zeroByte = []byte{0}
@@ -110,12 +156,27 @@ type hmacState struct {
 	sum [sha256.Size]byte
 }
 
-// NewFingerprintHasher returns a hasher keyed with key (at least 16 bytes).
+// NewFingerprintHasher returns a hasher keyed with key (at least 16 bytes)
+// that reads national phone numbers as DefaultPhoneRegion's.
 func NewFingerprintHasher(key []byte) *FingerprintHasher {
-	key = slices.Clone(key)
-	h := &FingerprintHasher{}
-	h.pool.New = func() any { return &hmacState{h: hmac.New(sha256.New, key)} }
+	h, _ := NewFingerprintHasherWithRegion(key, DefaultPhoneRegion)
 	return h
+}
+
+// NewFingerprintHasherWithRegion is NewFingerprintHasher reading national
+// phone numbers as phoneRegion's ("" = DefaultPhoneRegion). It returns an
+// error if ValidPhoneRegion(phoneRegion) is false.
+func NewFingerprintHasherWithRegion(key []byte, phoneRegion string) (*FingerprintHasher, error) {
+	if phoneRegion == "" {
+		phoneRegion = DefaultPhoneRegion
+	}
+	if !ValidPhoneRegion(phoneRegion) {
+		return nil, fmt.Errorf("unknown phone region %q: want a two-letter region code such as CN or US", phoneRegion)
+	}
+	key = slices.Clone(key)
+	h := &FingerprintHasher{region: strings.ToUpper(phoneRegion)}
+	h.pool.New = func() any { return &hmacState{h: hmac.New(sha256.New, key)} }
+	return h, nil
 }
 
 // AppendSum appends the entry "kind:hash" for an already normalised value to
@@ -149,24 +210,37 @@ func (h *FingerprintHasher) IP(ip string) string {
 }
 
 // Hash normalises and hashes every value of f into a sorted set without
-// duplicates. Values that normalise to nothing are dropped.
-func (h *FingerprintHasher) Hash(f Fingerprints) FingerprintSet {
+// duplicates. A value that does not normalise (see the Normalize functions;
+// an empty string, an ID number or device of only spaces) is an *Error with
+// code EInvalid that names it, such as
+// `fingerprints.ips[1]: "999.1.1.1" is not an IP address`, and no set.
+func (h *FingerprintHasher) Hash(f Fingerprints) (FingerprintSet, error) {
 	var set FingerprintSet
-	add := func(kind string, vals []string, norm func(string) string) {
-		for _, v := range vals {
-			if n := norm(v); n != "" {
-				set = append(set, h.Sum(kind, n))
+	kinds := [...]struct {
+		kind, field, want string
+		vals              []string
+		norm              func(string) string
+	}{
+		{FPIP, "ips", "is not an IP address", f.IPs, NormalizeIP},
+		{FPPhone, "phones", "is not a phone number", f.Phones, h.normalizePhone},
+		{FPEmail, "emails", "is not an e-mail address", f.Emails, NormalizeEmail},
+		{FPIDNumber, "id_numbers", "is empty", f.IDNumbers, NormalizeIDNumber},
+		{FPDevice, "devices", "is empty", f.Devices, NormalizeDevice},
+	}
+	for _, k := range kinds {
+		for i, v := range k.vals {
+			n := k.norm(v)
+			if n == "" {
+				return nil, Errorf(EInvalid, "fingerprints.%s[%d]: %q %s", k.field, i, v, k.want)
 			}
+			set = append(set, h.Sum(k.kind, n))
 		}
 	}
-	add(FPIP, f.IPs, NormalizeIP)
-	add(FPPhone, f.Phones, NormalizePhone)
-	add(FPEmail, f.Emails, NormalizeEmail)
-	add(FPIDNumber, f.IDNumbers, NormalizeIDNumber)
-	add(FPDevice, f.Devices, NormalizeDevice)
 	slices.Sort(set)
-	return slices.Compact(set)
+	return slices.Compact(set), nil
 }
+
+func (h *FingerprintHasher) normalizePhone(s string) string { return NormalizePhone(s, h.region) }
 
 // Has reports whether s holds entry.
 func (s FingerprintSet) Has(entry string) bool {

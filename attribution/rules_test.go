@@ -12,6 +12,15 @@ var (
 	hasher = NewFingerprintHasher([]byte("0123456789abcdef"))
 )
 
+// hashed is hasher.Hash for fingerprints a test knows to be valid.
+func hashed(f Fingerprints) FingerprintSet {
+	set, err := hasher.Hash(f)
+	if err != nil {
+		panic(err)
+	}
+	return set
+}
+
 func prog(mod func(*Program)) *Program {
 	p := &Program{ID: "tencent", CookieDays: 30, AllowedHosts: []string{"a.com"},
 		Rates: Rates{Protected: 300000, Standard: 250000}, TierBonus: []Rate{0, 20000, 40000}}
@@ -148,11 +157,11 @@ func TestBindRejections(t *testing.T) {
 	for _, fp := range []Fingerprints{{IPs: []string{"203.0.113.9"}}, {Phones: []string{"+86 138 0000 0000"}},
 		{Emails: []string{" Bob@Example.com"}}, {IDNumbers: []string{"11010519491231002x"}}, {Devices: []string{"dev-1"}}} {
 		pr := promoter("alice", func(p *Promoter) {
-			p.Fingerprints = hasher.Hash(Fingerprints{IPs: []string{"203.0.113.9"}, Phones: []string{"8613800000000"},
+			p.Fingerprints = hashed(Fingerprints{IPs: []string{"203.0.113.9"}, Phones: []string{"8613800000000"},
 				Emails: []string{"bob@example.com"}, IDNumbers: []string{"11010519491231002X"}, Devices: []string{"dev-1"}})
 		})
 		f("ErrSamePerson", "Same person: shared IP, phone, e-mail, ID number or device (T, A, K)",
-			Customer{Fingerprints: hasher.Hash(fp)}, BindRequest{Click: ok, Promoter: pr}, ReasonSamePerson)
+			Customer{Fingerprints: hashed(fp)}, BindRequest{Click: ok, Promoter: pr}, ReasonSamePerson)
 	}
 	f("ErrAgentBeforeSuspended", "reasons are checked in order", Customer{AgentServed: true},
 		BindRequest{Click: ok, Promoter: promoter("alice", func(p *Promoter) { p.Status = StatusSuspended })}, ReasonAgentServed)
@@ -240,8 +249,8 @@ func TestConversionRules(t *testing.T) {
 		{name: "ErrAgentServed", rule: "agent-served customers never earn (T 2.6)", customer: Customer{AgentServed: true}, kind: Protected,
 			order: order{10000, "cvm", true}, reason: ReasonAgentServed},
 		{name: "ErrSamePerson", rule: "same-person checks run again (A)", kind: Protected,
-			customer: Customer{Fingerprints: hasher.Hash(Fingerprints{Emails: []string{"x@y.z"}})},
-			promoter: func(p *Promoter) { p.Fingerprints = hasher.Hash(Fingerprints{Emails: []string{"X@Y.Z "}}) },
+			customer: Customer{Fingerprints: hashed(Fingerprints{Emails: []string{"x@y.z"}})},
+			promoter: func(p *Promoter) { p.Fingerprints = hashed(Fingerprints{Emails: []string{"X@Y.Z "}}) },
 			order:    order{10000, "cvm", true}, reason: ReasonSamePerson},
 		{name: "ErrPromoterSuspended", rule: "suspended promoter", kind: Protected, promoter: func(p *Promoter) { p.Status = StatusSuspended },
 			order: order{10000, "cvm", true}, reason: ReasonPromoterSuspended},
@@ -317,8 +326,8 @@ func TestRefund(t *testing.T) {
 
 func TestCustomerMerge(t *testing.T) {
 	c := &Customer{ID: "c"}
-	c.Merge(CustomerInfo{Paid: true, Fingerprints: hasher.Hash(Fingerprints{Emails: []string{"a@b.c"}})})
-	c.Merge(CustomerInfo{AgentServed: true, Fingerprints: hasher.Hash(Fingerprints{Emails: []string{"a@b.c"}, Phones: []string{"1"}})})
+	c.Merge(CustomerInfo{Paid: true, Fingerprints: hashed(Fingerprints{Emails: []string{"a@b.c"}})})
+	c.Merge(CustomerInfo{AgentServed: true, Fingerprints: hashed(Fingerprints{Emails: []string{"a@b.c"}, Phones: []string{"13800000001"}})})
 	c.Merge(CustomerInfo{})
 	if !c.Paid || !c.AgentServed || len(c.Fingerprints) != 2 {
 		t.Errorf("paid and agent_served stay true, fingerprints add up: %+v", c)

@@ -89,8 +89,11 @@ func newEdge(t testing.TB, mod func(*Config)) *edge {
 		}
 		st.PutProgram(bg, p)
 	}
-	st.PutPromoter(bg, &attribution.Promoter{ID: "alice", Status: "active",
-		Fingerprints: hasher.Hash(attribution.Fingerprints{IPs: []string{"203.0.113.7"}})})
+	fp, err := hasher.Hash(attribution.Fingerprints{IPs: []string{"203.0.113.7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.PutPromoter(bg, &attribution.Promoter{ID: "alice", Status: "active", Fingerprints: fp})
 	for _, l := range []attribution.Link{
 		{Code: "shop1", Program: "shop", Promoter: "alice", Destination: "https://shop.example.com/landing?utm=x"},
 		{Code: "less1", Program: "lessons", Promoter: "alice", Destination: "https://lessons.example.net/"},

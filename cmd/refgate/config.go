@@ -14,6 +14,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
+	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/geo"
 	"github.com/refgate/refgate/redirect"
@@ -41,6 +42,7 @@ type Config struct {
 	CookieDomain    string
 	CookieSecure    bool
 	FingerprintKey  string
+	PhoneRegion     string
 	GeoIPDB         string
 	TrustedProxies  string
 	TestClock       bool
@@ -87,6 +89,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "Domain attribute of the cookies; empty = host-only")
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", true, "Secure attribute on the cookies")
 	fs.StringVar(&c.FingerprintKey, "fingerprint-key", "", "key for hashing identity fingerprints (16+ bytes); empty = generate and keep one in the data dir")
+	fs.StringVar(&c.PhoneRegion, "phone-region", attribution.DefaultPhoneRegion, "region whose national numbers a fingerprint phone without + or 00 is read as (CN, US, ...)")
 	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "GeoIP2/GeoLite2 City database file, reloaded when it changes; empty = no enrichment")
 	fs.StringVar(&c.GeoIPASNDB, "geoip-asn-db", "", "optional GeoLite2 ASN database file, reloaded when it changes")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
@@ -151,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.FingerprintKey != "" && len(c.FingerprintKey) < 16 {
 		errs = append(errs, errors.New("--fingerprint-key must be at least 16 bytes"))
+	}
+	if !attribution.ValidPhoneRegion(c.PhoneRegion) {
+		errs = append(errs, fmt.Errorf("--phone-region %q is not a region phonenumbers knows: want a two-letter code such as CN or US", c.PhoneRegion))
 	}
 	if c.QueueSize < 1 || c.BatchSize < 1 || c.FlushInterval <= 0 || c.LinkCacheTTL <= 0 {
 		errs = append(errs, errors.New("--queue-size, --batch-size, --flush-interval and --link-cache-ttl must be positive"))

@@ -297,10 +297,46 @@ func TestConfigPrecedence(t *testing.T) {
 		t.Errorf("defaults: %+v", c)
 	}
 	var bad Config
-	for _, args := range [][]string{{"--log-format", "xml"}, {"--no-such-flag"}, {"--redis-url", "redis://a", "--redis-addrs", "b:1"}, {"extra"}} {
+	for _, args := range [][]string{{"--log-format", "xml"}, {"--no-such-flag"}, {"--redis-url", "redis://a", "--redis-addrs", "b:1"}, {"extra"},
+		{"--phone-region", "XX"}, {"--phone-region", ""}} {
 		if err := bad.ParseFlags("serve", args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+func TestPhoneRegionFlag(t *testing.T) {
+	f := func(name, want string, args []string, env, yaml string) {
+		t.Helper()
+		t.Run(name, func(t *testing.T) { phoneRegion(t, want, args, env, yaml) })
+	}
+	f("Default", "CN", nil, "", "")
+	f("Flag", "US", []string{"--phone-region", "US"}, "", "")
+	f("Env", "GB", nil, "GB", "")
+	f("YAML", "HK", nil, "", "HK")
+	f("ErrUnknownFlag", "", []string{"--phone-region", "China"}, "", "")
+	f("ErrUnknownEnv", "", nil, "ZZ", "")
+}
+
+// phoneRegion parses args with env as REFGATE_PHONE_REGION and yaml as the
+// config file's phone-region (each if not empty); want "" wants an error.
+func phoneRegion(t *testing.T, want string, args []string, env, yaml string) {
+	t.Helper()
+	if env != "" {
+		t.Setenv("REFGATE_PHONE_REGION", env)
+	}
+	if yaml != "" {
+		yml := filepath.Join(t.TempDir(), "refgate.yaml")
+		os.WriteFile(yml, []byte("phone-region: "+yaml+"\n"), 0o600)
+		args = append(args, "--config", yml)
+	}
+	var c Config
+	err := c.ParseFlags("serve", args, io.Discard)
+	switch {
+	case want == "" && (err == nil || !strings.Contains(err.Error(), "--phone-region")):
+		t.Errorf("want a --phone-region error, got %v", err)
+	case want != "" && (err != nil || c.PhoneRegion != want):
+		t.Errorf("got %q %v, want %q", c.PhoneRegion, err, want)
 	}
 }
 
@@ -314,6 +350,10 @@ func TestRunCommand(t *testing.T) {
 	}
 	if code := run(context.Background(), []string{"serve", "--log-format", "xml"}, &out, &errb); code != 2 {
 		t.Errorf("bad flag: %d", code)
+	}
+	errb.Reset()
+	if code := run(context.Background(), []string{"serve", "--phone-region", "XX"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--phone-region") {
+		t.Errorf("unknown phone region: %d %q", code, errb.String())
 	}
 }
 

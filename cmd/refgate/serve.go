@@ -122,7 +122,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	hasher := attribution.NewFingerprintHasher([]byte(fpKey))
+	hasher, err := attribution.NewFingerprintHasherWithRegion([]byte(fpKey), c.PhoneRegion)
+	if err != nil {
+		return fmt.Errorf("--phone-region: %w", err)
+	}
 
 	st, err := m.openStore()
 	if err != nil {

@@ -107,8 +107,11 @@ func testPromoters(t *testing.T, s store.Store) {
 		t.Fatalf("ErrNotFound: got %v", err)
 	}
 	h := attribution.NewFingerprintHasher([]byte("0123456789abcdef"))
-	p := &attribution.Promoter{ID: "alice", Status: attribution.StatusActive, Tier: 2,
-		Fingerprints: h.Hash(attribution.Fingerprints{IPs: []string{"203.0.113.9"}, Emails: []string{"A@x.com"}})}
+	fp, err := h.Hash(attribution.Fingerprints{IPs: []string{"203.0.113.9"}, Emails: []string{"A@x.com"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &attribution.Promoter{ID: "alice", Status: attribution.StatusActive, Tier: 2, Fingerprints: fp}
 	if err := s.PutPromoter(c, p); err != nil {
 		t.Fatal(err)
 	}
