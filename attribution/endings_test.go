@@ -13,10 +13,10 @@ import (
 func TestAssociationEnds(t *testing.T) {
 	p := prog(nil)
 	alice := promoter("alice", func(pr *Promoter) {
-		pr.Fingerprints = hasher.Hash(Fingerprints{Emails: []string{"alice@example.com"}})
+		pr.Fingerprints = must(hasher.Hash(Fingerprints{Emails: []string{"alice@example.com"}}))
 	})
 	bob := promoter("bob", nil)
-	shared := CustomerInfo{Fingerprints: hasher.Hash(Fingerprints{Emails: []string{"alice@example.com"}})}
+	shared := CustomerInfo{Fingerprints: must(hasher.Hash(Fingerprints{Emails: []string{"alice@example.com"}}))}
 
 	t.Run("AgentServed", func(t *testing.T) {
 		c := &Customer{ID: "c"}
