@@ -80,6 +80,7 @@ type observation struct {
 	sent, done time.Time
 	event      string // register, login, conversion
 	order      string
+	token      string // a bind's token
 	status     int
 	bind       client.BindAnswer
 	conv       client.ConversionAnswer
@@ -189,7 +190,7 @@ func (f *Funnel) bind(w *Worker, c *customer) Outcome {
 	tok := string(c.token)
 	c.mu.Unlock()
 	b, _ := json.Marshal(&client.BindRequest{Program: f.fx.Program, Customer: c.id, Event: event, Token: tok})
-	o := observation{event: event, sent: time.Now()}
+	o := observation{event: event, token: tok, sent: time.Now()}
 	out := f.post(w, "/v1/bind", b, "bind_"+event)
 	o.done, o.status = time.Now(), out.Status
 	if out.Status == fasthttp.StatusOK {

@@ -36,7 +36,9 @@ type Violations struct {
 	// order sent after the generator had been told the customer is
 	// protected by B was credited to another promoter.
 	Protection int64 `json:"protection"`
-	// LostDecision: fewer decisions in the log than answers received.
+	// LostDecision: fewer decisions in the log than distinct requests
+	// answered (refgate answers the same bind request again from its
+	// first decision, as it does a retried order).
 	LostDecision int64 `json:"lost_decision"`
 	// OrderDecisions: one order id with different answers, or with more
 	// than one decision in the log.
@@ -112,16 +114,17 @@ func (v *Verification) example(format string, args ...any) {
 func (v *Verification) check(id string, obs []observation, a *client.Attribution, decisions []client.Decision) {
 	v.Customers++
 	// What the run was told.
-	binds := 0
+	bindReqs := map[string]bool{}
 	orders := map[string][]client.ConversionAnswer{}
 	for _, o := range obs {
 		switch {
 		case o.event == "conversion" && o.status == 200:
 			orders[o.order] = append(orders[o.order], o.conv)
 		case o.event != "conversion" && o.status == 200:
-			binds++
+			bindReqs[o.event+" "+o.token] = true
 		}
 	}
+	binds := len(bindReqs)
 	v.Binds += binds
 	v.Orders += len(orders)
 	eligible := 0

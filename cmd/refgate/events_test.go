@@ -159,6 +159,12 @@ func TestDecisionEvents(t *testing.T) {
 	ra, cidA := clickFrom(t, m.EdgeAddr(), "evalice1", "81.2.69.142")
 	rb, _ := clickFrom(t, m.EdgeAddr(), "evbob001", "2001:db8:abcd:12::1")
 	tokA, tokB := token(t, ra), token(t, rb)
+	// A click binds one customer (binds_per_click 1): u2 comes by clicks
+	// of their own, and renews with a new click.
+	ra2, _ := clickFrom(t, m.EdgeAddr(), "evalice1", "81.2.69.143")
+	rb2, _ := clickFrom(t, m.EdgeAddr(), "evbob001", "81.2.69.144")
+	rb3, _ := clickFrom(t, m.EdgeAddr(), "evbob001", "81.2.69.145")
+	tokA2, tokB2, tokB3 := token(t, ra2), token(t, rb2), token(t, rb3)
 	do := func(method, path, body string) {
 		t.Helper()
 		if s, b := callAPI(t, m, method, path, body); s != 200 && s != 201 {
@@ -172,9 +178,9 @@ func TestDecisionEvents(t *testing.T) {
 	bind("u1", "register", tokA) // created, protected
 	bind("u1", "login", tokA)    // kept: renewed with outcome kept
 	bind("u1", "login", tokB)    // rejected: protected_by_other, holder alice
-	bind("u2", "login", tokA)    // created, standard
-	bind("u2", "login", tokB)    // overridden, previous alice
-	bind("u2", "login", tokB)    // renewed
+	bind("u2", "login", tokA2)   // created, standard
+	bind("u2", "login", tokB2)   // overridden, previous alice
+	bind("u2", "login", tokB3)   // renewed
 	conv := `{"program":"shop","order":"o1","customer":"u1","amount":10000,"currency":"CNY","product":"cvm"}`
 	do("POST", "/v1/conversions", conv)
 	do("POST", "/v1/conversions", conv) // a replay: the same event again, under the same id
@@ -183,7 +189,7 @@ func TestDecisionEvents(t *testing.T) {
 
 	rdb := srv.Client()
 	evs := waitEvents(t, func() []events.Event { return streamEvents(t, rdb, []string{events.StreamKey}) },
-		func(e []events.Event) bool { return len(e) >= 12 })
+		func(e []events.Event) bool { return len(e) >= 15 })
 	time.Sleep(200 * time.Millisecond) // anything extra would arrive now
 	evs = streamEvents(t, rdb, []string{events.StreamKey})
 
@@ -220,6 +226,9 @@ func TestDecisionEvents(t *testing.T) {
 		{events.TypeAssociationRenewed, "customer/u2", "renewed", ""},
 		{events.TypeConversionRejected, "customer/u3", "rejected", "no_association"},
 		{events.TypeClick, "link/evalice1", "attributed", ""},
+		{events.TypeClick, "link/evalice1", "attributed", ""},
+		{events.TypeClick, "link/evbob001", "attributed", ""},
+		{events.TypeClick, "link/evbob001", "attributed", ""},
 		{events.TypeClick, "link/evbob001", "attributed", ""},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(exp) {
