@@ -12,7 +12,8 @@ import (
 // fixed sets (attribution's events, outcomes and reason codes); every valid
 // combination is created up front so that dashboards see zeros, not gaps.
 type DecisionMetrics struct {
-	vec *prometheus.CounterVec
+	vec     *prometheus.CounterVec
+	replays *prometheus.CounterVec
 }
 
 // NewDecisionMetrics registers the decision counter on reg.
@@ -46,7 +47,20 @@ func NewDecisionMetrics(reg prometheus.Registerer) *DecisionMetrics {
 	for _, ev := range []string{attribution.EventRegister, attribution.EventLogin, attribution.EventConversion} {
 		vec.WithLabelValues(ev, attribution.DecisionEnded, attribution.ReasonSamePerson)
 	}
-	return &DecisionMetrics{vec: vec}
+	replays := promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		Name: "refgate_decision_replays_total",
+		Help: "Requests answered from a decision already stored (a retried order, refund, bind or customer update), by event; their events are emitted again under the same ids.",
+	}, []string{"event"})
+	for _, ev := range []string{attribution.EventRegister, attribution.EventLogin, attribution.EventConversion, attribution.EventRefund, attribution.EventCustomer} {
+		replays.WithLabelValues(ev)
+	}
+	return &DecisionMetrics{vec: vec, replays: replays}
+}
+
+func (m *DecisionMetrics) replayed(event string) {
+	if m != nil {
+		m.replays.WithLabelValues(event).Inc()
+	}
 }
 
 func (m *DecisionMetrics) count(d *attribution.Decision) {

@@ -280,6 +280,9 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 // decision whose first answer was lost is never missing downstream. ev
 // builds the event of a decision that is not an association ending.
 func (sv *Service) decided(fresh bool, customer string, ds []attribution.Decision, ev func(d *attribution.Decision) *events.Event) {
+	if !fresh && len(ds) > 0 {
+		sv.Decisions.replayed(ds[len(ds)-1].Event)
+	}
 	for i := range ds {
 		d := &ds[i]
 		if fresh {

@@ -299,16 +299,23 @@ func FuzzStorefrontBodies(f *testing.F) {
 	f.Add(1, []byte(`{"program":"shop","order":"o1","customer":"c1","amount":100,"currency":"CNY","product":"cvm","prepaid":true}`))
 	f.Add(2, []byte(`{"paid":true,"fingerprints":{"ips":["::1"],"phones":["+1 (555) 010-0000"]}}`))
 	f.Add(1, []byte(`{"program":"shop","order":"o1","customer":"c1","amount":1e3}`))
+	f.Add(3, []byte(`{"refund":"r1","amount":100}`))
+	f.Add(3, []byte(`{"refund":"r1","amount":99}`))
+	f.Add(3, []byte(`{"refund":"","amount":9223372036854775807}`))
 	e := newEnv(f, false) // one server for the whole run
 	e.seedStorefront()
+	e.bind("c1", "register", tok(e.token("shop", "bob", 30)))
+	e.convert("o1", "c1", 10000, "")
 	f.Fuzz(func(t *testing.T, route int, body []byte) {
 		e.t = t
 		method, path := "POST", "/v1/bind"
-		switch route % 3 {
+		switch route % 4 {
 		case 1:
 			path = "/v1/conversions"
 		case 2:
 			method, path = "PUT", "/v1/customers/c1"
+		case 3:
+			path = "/v1/conversions/o1/refunds"
 		}
 		r := e.call(method, path, sfTok, string(body))
 		switch r.status {
