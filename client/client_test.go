@@ -2,11 +2,17 @@ package client_test
 
 import (
 	"context"
+	"errors"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/client"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/apitest"
@@ -19,7 +25,8 @@ func TestClient(t *testing.T) {
 	ctx := context.Background()
 
 	now := time.Now()
-	tok, _ := signer.AppendToken(nil, &cookie.Token{Program: "shop", Promoter: "alice", Link: "l1", Click: "c1",
+	createLink(t, srv, "link-1")
+	tok, _ := signer.AppendToken(nil, &cookie.Token{Program: "shop", Promoter: "alice", Link: "link-1", Click: "c1",
 		Visitor: "v1", Issued: now, Expires: now.Add(time.Hour)})
 	// The storefront reads the cookie from the visitor's request.
 	r := httptest.NewRequest("POST", "/register", nil)
@@ -28,8 +35,17 @@ func TestClient(t *testing.T) {
 	if client.TokenFromRequest(r, "shop") != string(tok) || client.VisitorFromRequest(r) != "v1" {
 		t.Fatal("cookie helpers")
 	}
-	if got := client.TokenFromRequest(httptest.NewRequest("GET", "/?rg_token=abc", nil), "shop"); got != "abc" {
-		t.Errorf("rg_token parameter: %q", got)
+	// The rg_token parameter is for append_token programs' landing pages,
+	// read only by TokenFromQuery.
+	landing := httptest.NewRequest("GET", "/?rg_token=abc", nil)
+	if got := client.TokenFromRequest(landing, "shop"); got != "" {
+		t.Errorf("TokenFromRequest must read only the rg_shop cookie, got %q from the query", got)
+	}
+	if got := client.TokenFromQuery(landing); got != "abc" {
+		t.Errorf("TokenFromQuery: %q", got)
+	}
+	if got := client.TokenFromQuery(r); got != "" {
+		t.Errorf("TokenFromQuery must not read cookies, got %q", got)
 	}
 
 	b, err := rg.Bind(ctx, client.BindRequest{Program: "shop", Customer: "c1", Event: client.Register,
@@ -50,16 +66,16 @@ func TestClient(t *testing.T) {
 	if err != nil || !conv.Eligible || conv.Commission != 3000 || conv.Rate.String() != "0.3" {
 		t.Fatalf("convert: %+v %v", conv, err)
 	}
-	if ref, err := rg.Refund(ctx, "o1", 5000); err != nil || ref.Commission != 1500 || ref.Refunded != 5000 {
-		t.Errorf("refund: %+v %v", ref, err)
+	if again, err := rg.Convert(ctx, client.Conversion{Program: "shop", Order: "o1", Customer: "c1", Amount: 10000, Currency: "CNY", Product: "cvm", Prepaid: true}); err != nil || *again != *conv {
+		t.Errorf("the same order again must get the same decision: %+v %v", again, err)
 	}
-	if ds, err := rg.Explain(ctx, "shop", "c1"); err != nil || len(ds) != 3 || ds[0].Event != "refund" {
+	if ds, err := rg.Explain(ctx, "shop", "c1"); err != nil || len(ds) != 2 || ds[0].Event != "conversion" || ds[0].Order != "o1" {
 		t.Errorf("explain: %+v %v", ds, err)
 	}
 
-	_, err = rg.Refund(ctx, "o1", 999999)
+	_, err = rg.Convert(ctx, client.Conversion{Program: "shop", Order: "o2", Customer: "c1", Amount: -1})
 	var e *client.Error
-	if !asError(err, &e) || e.Status != 422 || e.Code != "invalid" || e.Temporary() {
+	if !asError(err, &e) || e.Status != 422 || e.Code != "invalid" || e.Temporary() || client.IsUnavailable(err) {
 		t.Errorf("a 422 comes back as *Error: %v", err)
 	}
 	if _, err := client.New(base, "wrong").Attribution(ctx, "shop", "c1"); !asError(err, &e) || e.Status != 401 {
@@ -68,6 +84,164 @@ func TestClient(t *testing.T) {
 	st.Close()
 	if _, err := rg.Attribution(ctx, "shop", "c1"); !client.IsUnavailable(err) {
 		t.Errorf("store down must be unavailable, not unattributed: %v", err)
+	}
+}
+
+// TestClientRefund: refunds are idempotent on the refund id. Needs the
+// server's refund ids.
+func TestClientRefund(t *testing.T) {
+	srv := apitest.Serve(t)
+	rg := client.New(srv.URL, apitest.StorefrontToken)
+	ctx := context.Background()
+	bindAlice(t, srv, rg, "c1")
+	conv, err := rg.Convert(ctx, client.Conversion{Program: "shop", Order: "o1", Customer: "c1", Amount: 10000, Currency: "CNY", Product: "cvm", Prepaid: true})
+	if err != nil || conv.Commission != 3000 {
+		t.Fatalf("convert: %+v %v", conv, err)
+	}
+
+	want := client.RefundAnswer{Order: "o1", Refund: "rf-1", Refunded: 5000, Commission: 1500}
+	for i := range 2 { // the second is a retry: the same answer, nothing more refunded
+		if ref, err := rg.Refund(ctx, "o1", "rf-1", 5000); err != nil || *ref != want {
+			t.Fatalf("refund, attempt %d: %+v %v, want %+v", i+1, ref, err, want)
+		}
+	}
+	var e *client.Error
+	if _, err := rg.Refund(ctx, "o1", "rf-1", 4000); !asError(err, &e) || e.Status != 409 || e.Code != "conflict" || client.IsUnavailable(err) {
+		t.Errorf("the same refund id with another amount must be a 409: %v", err)
+	}
+	if _, err := rg.Refund(ctx, "o1", "rf-2", 5001); !asError(err, &e) || e.Status != 422 || e.Code != "invalid" {
+		t.Errorf("a refund larger than what is left must be a 422: %v", err)
+	}
+	if _, err := rg.Refund(ctx, "o1", "bad id!", 1); !asError(err, &e) || e.Status != 422 {
+		t.Errorf("a malformed refund id must be a 422: %v", err)
+	}
+	if _, err := rg.Refund(ctx, "o-unknown", "rf-1", 1); !asError(err, &e) || e.Status != 404 {
+		t.Errorf("an unknown order must be a 404: %v", err)
+	}
+	if ref, err := rg.Refund(ctx, "o1", "rf-2", 5000); err != nil || ref.Refunded != 10000 || ref.Commission != 0 || ref.Refund != "rf-2" {
+		t.Errorf("second refund: %+v %v", ref, err)
+	}
+
+	ds, err := rg.Explain(ctx, "shop", "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refunds []string
+	for _, d := range ds {
+		if d.ID == "" {
+			t.Errorf("decision without an id: %+v", d)
+		}
+		if d.Event == "refund" {
+			refunds = append(refunds, d.Refund)
+		}
+	}
+	if strings.Join(refunds, ",") != "rf-2,rf-1" {
+		t.Errorf("refund decisions, newest first: %q, want each refund once: %+v", refunds, ds)
+	}
+}
+
+// TestClientConversionConflict: the same order id with other values is a
+// 409, never the old answer. Needs the server's order checks.
+func TestClientConversionConflict(t *testing.T) {
+	srv := apitest.Serve(t)
+	rg := client.New(srv.URL, apitest.StorefrontToken)
+	ctx := context.Background()
+	bindAlice(t, srv, rg, "c1")
+	o := client.Conversion{Program: "shop", Order: "o1", Customer: "c1", Amount: 10000, Currency: "CNY", Product: "cvm", Prepaid: true}
+	if _, err := rg.Convert(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	f := func(name string, change func(*client.Conversion)) {
+		t.Helper()
+		c := o
+		change(&c)
+		var e *client.Error
+		if ans, err := rg.Convert(ctx, c); !asError(err, &e) || e.Status != 409 || e.Code != "conflict" {
+			t.Errorf("%s: want a 409 conflict, got %+v %v", name, ans, err)
+		}
+	}
+	f("Amount", func(c *client.Conversion) { c.Amount = 12000 })
+	f("Currency", func(c *client.Conversion) { c.Currency = "USD" })
+	f("Product", func(c *client.Conversion) { c.Product = "lighthouse" })
+	f("Prepaid", func(c *client.Conversion) { c.Prepaid = false })
+	f("Customer", func(c *client.Conversion) { c.Customer = "c2" })
+
+	var e *client.Error
+	if _, err := rg.Convert(ctx, client.Conversion{Program: "shop", Order: "o2", Customer: "c1", Amount: 1_000_000_000_000_001}); !asError(err, &e) || e.Status != 422 {
+		t.Errorf("an amount over 10^15 must be a 422: %v", err)
+	}
+	if ans, err := rg.Convert(ctx, client.Conversion{Program: "shop", Order: "o3", Customer: "c1", Amount: 1_000_000_000_000_000, Prepaid: true}); err != nil {
+		t.Errorf("an amount of 10^15 is allowed: %+v %v", ans, err)
+	}
+}
+
+// TestClientNoAnswer: refgate not listening, or not answering in time, is
+// an error that names the request and says to retry.
+func TestClientNoAnswer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String()
+	ln.Close()
+	_, err = client.New(closed, apitest.StorefrontToken).Convert(context.Background(), client.Conversion{Program: "shop", Order: "o1", Customer: "c1", Amount: 1})
+	if err == nil || !client.IsUnavailable(err) || !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Errorf("a closed port must be unavailable (retry), with the refusal wrapped: %v", err)
+	}
+	if err != nil && (!strings.Contains(err.Error(), "POST /v1/conversions") || !strings.Contains(err.Error(), closed)) {
+		t.Errorf("the error must name the request and refgate's address: %v", err)
+	}
+
+	// A server that never answers: the caller's deadline ends the call.
+	release := make(chan struct{})
+	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // so the server notices the client going away
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer stuck.Close()
+	defer close(release) // before Close, which waits for the handler
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = client.New(stuck.URL, apitest.StorefrontToken).Refund(ctx, "o1", "rf-1", 1)
+	if !client.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a timeout must be unavailable (retry with the same refund id): %v", err)
+	}
+
+	// A proxy in front of refgate that cannot reach it.
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "upstream timed out", http.StatusGatewayTimeout)
+	}))
+	defer proxy.Close()
+	_, err = client.New(proxy.URL, apitest.StorefrontToken).Attribution(context.Background(), "shop", "c1")
+	var e *client.Error
+	if !asError(err, &e) || e.Status != 504 || !client.IsUnavailable(err) {
+		t.Errorf("a 504 from a proxy must be unavailable: %v", err)
+	}
+}
+
+// createLink stores a link of alice's in program shop: a token binds only
+// while its link exists.
+func createLink(t *testing.T, srv *apitest.Server, code string) {
+	t.Helper()
+	l := &attribution.Link{Code: code, Program: "shop", Promoter: "alice", Destination: "https://shop.example.com/", CreatedAt: time.Now()}
+	if err := srv.Store.CreateLink(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// bindAlice binds customer to alice through a fresh click on a link of its
+// own.
+func bindAlice(t *testing.T, srv *apitest.Server, rg *client.Client, customer string) {
+	t.Helper()
+	now := time.Now()
+	createLink(t, srv, "link-"+customer)
+	tok, _ := srv.Signer.AppendToken(nil, &cookie.Token{Program: "shop", Promoter: "alice", Link: "link-" + customer, Click: "c-" + customer,
+		Visitor: "v-" + customer, Issued: now, Expires: now.Add(time.Hour)})
+	if b, err := rg.Bind(context.Background(), client.BindRequest{Program: "shop", Customer: customer, Event: client.Register, Token: string(tok)}); err != nil || !b.Associated {
+		t.Fatalf("bind: %+v %v", b, err)
 	}
 }
 
