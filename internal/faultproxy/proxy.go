@@ -130,13 +130,14 @@ func Start(c Config) (*Proxy, error) {
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Delay arms a fault: the reply to the next command m matches is forwarded
-// d after it arrives. Replies after it on the same connection wait behind
-// it, as they would behind a slow network.
+// d after it arrives (or never, if the client leaves first). Replies after
+// it on the same connection wait behind it, as they would behind a slow
+// network.
 func (p *Proxy) Delay(m Match, d time.Duration) *Fault { return p.arm(m, delay, d) }
 
 // Drop arms a fault: the reply to the next command m matches is never
 // forwarded, nor is anything after it on that connection, which is closed
-// after (at once for 0).
+// after (at once for 0), or as soon as the client leaves.
 func (p *Proxy) Drop(m Match, after time.Duration) *Fault { return p.arm(m, drop, after) }
 
 func (p *Proxy) arm(m Match, a action, d time.Duration) *Fault {
@@ -200,7 +201,7 @@ func (p *Proxy) accept() {
 			time.Sleep(5 * time.Millisecond) // out of file descriptors, say: do not spin
 			continue
 		}
-		c := &conn{p: p, client: nc, closed: make(chan struct{}), pending: make(chan *Fault, 1024)}
+		c := &conn{p: p, client: nc, closed: make(chan struct{}), noMore: make(chan struct{}), pending: make(chan *Fault, 1024)}
 		p.mu.Lock()
 		if p.closed || len(p.conns) >= p.cfg.MaxConns {
 			p.mu.Unlock()
@@ -219,6 +220,7 @@ type conn struct {
 	p      *Proxy
 	client net.Conn
 	closed chan struct{}
+	noMore chan struct{} // closed when the client sends no more commands
 	// pending holds, per command forwarded and not yet answered, its
 	// fault or nil; bounded, so a client pipelining without reading is
 	// throttled rather than buffered without end.
@@ -281,9 +283,25 @@ func (c *conn) serve() {
 		c.replies(server)
 	}()
 	c.commands(server)
+	// The client is gone (a client that timed out closes its connection),
+	// but Redis still runs what it sent: read the replies still owed, up
+	// to drainGrace, so that a fault armed for one of them takes it.
+	close(c.noMore)
+	if len(c.pending) > 0 {
+		t := time.NewTimer(drainGrace)
+		select {
+		case <-done:
+		case <-t.C:
+		case <-c.p.ctx.Done():
+		}
+		t.Stop()
+	}
 	c.close()
 	<-done
 }
+
+// drainGrace bounds how long replies are read after the client left.
+const drainGrace = 5 * time.Second
 
 // unparsed reports whether after the command name the connection stops
 // being request and reply: subscriptions and replication streams.
@@ -359,10 +377,24 @@ func (c *conn) expect(f *Fault, bw *bufio.Writer) bool {
 }
 
 // replies forwards Redis's replies to the client, pairing each with the
-// command it answers, in order; pushes (RESP3 >) answer no command.
+// command it answers, in order; pushes (RESP3 >) answer no command. Once the
+// client has left, replies are still read (and discarded once writing
+// fails) until none is owed.
 func (c *conn) replies(server net.Conn) {
 	br := bufio.NewReaderSize(server, 32<<10)
 	bw := bufio.NewWriterSize(c.client, 32<<10)
+	gone := false
+	write := func(b []byte) {
+		if !gone {
+			_, err := bw.Write(b)
+			gone = err != nil
+		}
+	}
+	flush := func() {
+		if !gone {
+			gone = bw.Flush() != nil
+		}
+	}
 	var buf []byte
 	for {
 		var push bool
@@ -379,30 +411,43 @@ func (c *conn) replies(server net.Conn) {
 		}
 		switch {
 		case f == rawMode:
-			if _, err := bw.Write(buf); err == nil && bw.Flush() == nil {
+			write(buf)
+			flush()
+			if !gone {
 				io.Copy(c.client, br)
 			}
 			return
 		case f != nil:
-			// The replies before this one go out now; this one waits.
-			if bw.Flush() != nil {
-				return
-			}
+			flush() // the replies before this one go out now; this one waits
 			f.reply = bytes.Clone(buf)
 			close(f.hit)
-			if !c.wait(f.d) || f.act == drop {
+			if f.act == drop {
+				c.wait(f.d)
 				return
 			}
+			if !c.wait(f.d) {
+				gone = true // the client left: no one to hold it for
+			}
 		}
-		if _, err := bw.Write(buf); err != nil {
-			return
+		write(buf)
+		if br.Buffered() == 0 {
+			flush()
 		}
-		if br.Buffered() == 0 && bw.Flush() != nil {
-			return
+		if len(c.pending) == 0 && isClosed(c.noMore) {
+			return // nothing more is owed, nor will be
 		}
 		if cap(buf) > 1<<20 {
 			buf = nil
 		}
+	}
+}
+
+func isClosed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -415,6 +460,8 @@ func (c *conn) wait(d time.Duration) bool {
 	case <-t.C:
 		return true
 	case <-c.closed:
+		return false
+	case <-c.noMore:
 		return false
 	case <-c.p.ctx.Done():
 		return false

@@ -217,3 +217,25 @@ func TestFaultCloseStopsHeldReplies(t *testing.T) {
 		t.Fatal("the client did not see the connection close")
 	}
 }
+
+// A client that times out leaves before Redis answers; the fault still
+// takes the reply, which Redis still sends.
+func TestFaultClientGoneBeforeReply(t *testing.T) {
+	ctx := context.Background()
+	p, c, _ := setup(t, redis.Options{ReadTimeout: 50 * time.Millisecond, MaxRetries: -1})
+	// Busy for 300ms inside Redis: the reply comes after the client left.
+	const slow = `-- fault:slow
+local t = redis.call('TIME')
+local stop = t[1] * 1000000 + t[2] + 300000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] >= stop
+return redis.call('INCR', KEYS[1])`
+	f := p.Drop(Command("EVAL", "fault:slow"), 0)
+	var ne net.Error
+	if err := c.Eval(ctx, slow, []string{"fault:n"}).Err(); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("a slow EVAL: %v; want a timeout", err)
+	}
+	hit(t, f)
+	if got := string(f.Reply()); got != ":1\r\n" {
+		t.Errorf("reply %q", got)
+	}
+}
