@@ -96,16 +96,6 @@ func (e *faultEnv) refund(ctx context.Context) (*RefundAnswer, error) {
 	return e.sv.Refund(ctx, "o1", "r1", 1000)
 }
 
-// must runs a setup step, which no fault is armed for.
-func must[T any](t *testing.T, call func(context.Context) (T, error)) T {
-	t.Helper()
-	a, err := call(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // retried is the storefront: it sends the same request until it succeeds.
 // Only a "store unavailable" (503) is worth retrying; any other error is an
 // answer, and a wrong one for a request that was fine.
@@ -212,7 +202,7 @@ func TestFaultLostReplyAppliedOnce(t *testing.T) {
 		{
 			name:   "Conversion",
 			places: []place{{"CAS", cas}, {"ClaimOrder", claimOrder}},
-			setup:  func(t *testing.T, e *faultEnv) { must(t, e.bind) },
+			setup:  func(t *testing.T, e *faultEnv) { retried(t, e.bind) },
 			call:   func(e *faultEnv) func(context.Context) (any, error) { return anyOf(e.convert) },
 			check: func(t *testing.T, e *faultEnv, answer any) {
 				if a := answer.(*ConversionAnswer); !a.Eligible || a.Commission != 3000 || a.Promoter != "bob" {
@@ -245,8 +235,8 @@ func TestFaultLostReplyAppliedOnce(t *testing.T) {
 			name:   "Refund",
 			places: []place{{"CAS", cas}},
 			setup: func(t *testing.T, e *faultEnv) {
-				must(t, e.bind)
-				if a := must(t, e.convert); a.Commission != 3000 {
+				retried(t, e.bind)
+				if a := retried(t, e.convert); a.Commission != 3000 {
 					t.Fatalf("conversion %+v", a)
 				}
 			},
@@ -288,7 +278,7 @@ func TestFaultLostReplyAppliedOnce(t *testing.T) {
 			setup: func(t *testing.T, e *faultEnv) {
 				// Another customer's bind loads both scripts, so that the
 				// fault hits a script that runs, not a NOSCRIPT.
-				must(t, func(ctx context.Context) (*BindAnswer, error) {
+				retried(t, func(ctx context.Context) (*BindAnswer, error) {
 					return e.sv.Bind(ctx, BindInput{Program: "shop", Customer: "warm", Event: "register", Token: e.sv.tokenFor(t, "amy")})
 				})
 			},
