@@ -914,3 +914,76 @@ func (d *driver) doAdvance() {
 	d.m.now = d.m.now.Add(adv)
 	d.tracef("time +%v", adv)
 }
+
+// TestReplayEmitsSameEventIDs: a conversion or a refund sent again emits
+// the events of its decision again under the same ids, and nothing new, so
+// that consumers deduplicating on the id see each decision exactly once.
+func TestReplayEmitsSameEventIDs(t *testing.T) {
+	for name, newStore := range backends(t) {
+		if name == "Cluster" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			st := newStore(t)
+			sv := newService(t, st)
+			now := time.Date(2027, 3, 1, 12, 0, 0, 0, time.UTC)
+			sv.Now = func() time.Time { return now } // the retries come at once
+			rec := &recorder{}
+			sv.Events = rec
+			ctx := context.Background()
+			if err := st.PutPromoter(ctx, &attribution.Promoter{ID: "bob", Status: "active"}); err != nil {
+				t.Fatal(err)
+			}
+			bind := BindInput{Program: "shop", Customer: "c1", Event: "register", Token: sv.tokenFor(t, "bob")}
+			twice := func(what string, call func() error) {
+				t.Helper()
+				if err := call(); err != nil {
+					t.Fatal(err)
+				}
+				first := rec.take()
+				if len(first) == 0 {
+					t.Fatalf("%s emitted no event", what)
+				}
+				if err := call(); err != nil {
+					t.Fatal(err)
+				}
+				if again := rec.take(); !slices.Equal(again, first) {
+					t.Errorf("%s again emitted %v; the first time %v", what, again, first)
+				}
+			}
+			twice("bind", func() error { _, err := sv.Bind(ctx, bind); return err })
+			conv := ConversionInput{Program: "shop", Order: "o1", Customer: "c1", Amount: 10000, Currency: "CNY", Product: "cvm"}
+			twice("conversion", func() error { _, err := sv.Convert(ctx, conv); return err })
+			twice("refund", func() error { _, err := sv.Refund(ctx, "o1", "r1", 2500); return err })
+			twice("second refund", func() error { _, err := sv.Refund(ctx, "o1", "r2", 2500); return err })
+			// The first refund again, after the second: still its own event.
+			var first string
+			ds, err := st.Decisions(ctx, "shop", "c1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, dd := range ds {
+				if dd.Refund == "r1" {
+					first = dd.ID
+				}
+			}
+			if _, err := sv.Refund(ctx, "o1", "r1", 2500); err != nil {
+				t.Fatal(err)
+			}
+			if again := rec.take(); len(again) != 1 || again[0] != first {
+				t.Errorf("refund r1 after r2 emitted %v, want [%s]", again, first)
+			}
+			// Conflicts emit nothing.
+			conv.Amount++
+			if _, err := sv.Convert(ctx, conv); errCode(err) != "conflict" {
+				t.Errorf("changed order: %v, want a conflict", err)
+			}
+			if _, err := sv.Refund(ctx, "o1", "r1", 2600); errCode(err) != "conflict" {
+				t.Errorf("changed refund: %v, want a conflict", err)
+			}
+			if evs := rec.take(); len(evs) != 0 {
+				t.Errorf("conflicts emitted %v", evs)
+			}
+		})
+	}
+}
