@@ -987,3 +987,51 @@ func TestReplayEmitsSameEventIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestModelClickUseSurvivesRebind is the smallest case the model found of a
+// click binding more customers than binds_per_click: a customer bound by a
+// click logs in again with the same cookie later (the same request, past
+// the replay window) and is rejected; that must not give the click's use
+// back, since the click did bind them (DESIGN: "a click binds at most
+// binds_per_click distinct customers (... the same customer again is not a
+// new use; a rejected bind uses nothing)").
+func TestModelClickUseSurvivesRebind(t *testing.T) {
+	for name, newStore := range backends(t) {
+		if name == "Cluster" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			st := newStore(t)
+			sv := newService(t, st) // program shop: binds_per_click 1
+			now := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)
+			sv.Now = func() time.Time { return now }
+			ctx := context.Background()
+			if err := st.PutPromoter(ctx, &attribution.Promoter{ID: "alice", Status: "active"}); err != nil {
+				t.Fatal(err)
+			}
+			tok := sv.tokenFor(t, "alice")
+			login := func(customer string) *BindAnswer {
+				t.Helper()
+				a, err := sv.Bind(ctx, BindInput{Program: "shop", Customer: customer, Event: "login", Token: tok})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return a
+			}
+			if a := login("c1"); !a.Associated {
+				t.Fatalf("c1 login: %+v", *a)
+			}
+			if _, err := sv.Convert(ctx, ConversionInput{Program: "shop", Order: "o1", Customer: "c1", Amount: 100,
+				Currency: "CNY", Product: "cvm"}); err != nil {
+				t.Fatal(err)
+			}
+			now = now.Add(time.Hour)
+			if a := login("c1"); a.Reason != "old_customer" {
+				t.Fatalf("c1 login again after paying: %+v, want old_customer", *a)
+			}
+			if a := login("c2"); a.Associated || a.Reason != "click_used" {
+				t.Errorf("c2 login with the click that bound c1: %+v, want click_used (binds_per_click 1)", *a)
+			}
+		})
+	}
+}
