@@ -39,6 +39,19 @@ func (r *recorder) reset() {
 	r.evs = nil
 }
 
+// take returns the ids of the events emitted since the last take, in
+// order, and forgets them.
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, len(r.evs))
+	for i := range r.evs {
+		ids[i] = r.evs[i].ID
+	}
+	r.evs = nil
+	return ids
+}
+
 func (r *recorder) all() []events.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
