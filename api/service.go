@@ -210,9 +210,14 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 		}
 	}
 	op := opID("bind", p.ID, in.Customer, in.Event, clickID, reason, infoKey(in.Info))
+	// The click's use is claimed under an id of this attempt, not of the
+	// request: the same request sent again later (a second login with the
+	// same cookie) must not take for its own, and release, the use an
+	// earlier bind of the customer made.
+	claimID := op + "/" + events.NewID()
 	claim := store.ClickHeld
 	if ref != nil {
-		if claim, err = sv.Store.ClaimClick(ctx, ref.Click, in.Customer, op, p.BindsPerClick, ref.ExpiresAt); err != nil {
+		if claim, err = sv.Store.ClaimClick(ctx, ref.Click, in.Customer, claimID, p.BindsPerClick, ref.ExpiresAt.Sub(now)); err != nil {
 			return nil, err
 		}
 	}
@@ -254,12 +259,15 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 		return &store.CustomerUpdate{Customer: c, Decisions: rec.Decisions}, nil
 	})
 	if err != nil {
-		// The claim stays: the write may have landed, and a retry of the
-		// same request finds it its own.
+		// The claim stays: the write may have landed. A retry of the same
+		// request finds the customer holding the click's use, which is no
+		// new use; had the write not landed, the use is the customer's
+		// all the same (never more than the limit, at worst one a
+		// rejected bind should have given back).
 		return nil, err
 	}
 	if !rec.Associated && claim == store.ClickClaimed {
-		if err := sv.Store.ReleaseClick(ctx, ref.Click, in.Customer, op); err != nil {
+		if err := sv.Store.ReleaseClick(ctx, ref.Click, in.Customer, claimID); err != nil {
 			// The click keeps one use it should not; binding this customer
 			// again still works (the use is theirs).
 			return nil, err

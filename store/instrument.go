@@ -128,14 +128,14 @@ func (i *instrumented) OrderOwner(ctx context.Context, order string) (customer s
 	return i.s.OrderOwner(ctx, order)
 }
 
-func (i *instrumented) ClaimClick(ctx context.Context, click, customer, op string, limit int, expires time.Time) (c ClickClaim, err error) {
+func (i *instrumented) ClaimClick(ctx context.Context, click, customer, claim string, limit int, keep time.Duration) (c ClickClaim, err error) {
 	defer func(t time.Time) { i.observe("claim_click", t, err) }(time.Now())
-	return i.s.ClaimClick(ctx, click, customer, op, limit, expires)
+	return i.s.ClaimClick(ctx, click, customer, claim, limit, keep)
 }
 
-func (i *instrumented) ReleaseClick(ctx context.Context, click, customer, op string) (err error) {
+func (i *instrumented) ReleaseClick(ctx context.Context, click, customer, claim string) (err error) {
 	defer func(t time.Time) { i.observe("release_click", t, err) }(time.Now())
-	return i.s.ReleaseClick(ctx, click, customer, op)
+	return i.s.ReleaseClick(ctx, click, customer, claim)
 }
 
 func (i *instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

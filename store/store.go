@@ -80,15 +80,16 @@ type Store interface {
 	// OrderOwner returns the customer an order belongs to, or ErrNotFound.
 	OrderOwner(ctx context.Context, order string) (customer string, err error)
 
-	// ClaimClick records that click binds customer, on behalf of request
-	// op, unless the click already binds limit other customers. The claim
-	// is kept until at least expires. It is idempotent: a retry by the same
-	// op gets the same answer, and a customer the click already binds is
-	// not counted again.
-	ClaimClick(ctx context.Context, click, customer, op string, limit int, expires time.Time) (ClickClaim, error)
-	// ReleaseClick undoes op's claim of click for customer, if op made it:
-	// a rejected bind uses nothing.
-	ReleaseClick(ctx context.Context, click, customer, op string) error
+	// ClaimClick records that click binds customer, on behalf of claim (an
+	// id unique to one attempt at a bind), unless the click already binds
+	// limit other customers. The claim is kept at least keep. It is
+	// idempotent: the same claim again (a store client's retry) gets the
+	// same answer, and a customer the click already binds is not counted
+	// again.
+	ClaimClick(ctx context.Context, click, customer, claim string, limit int, keep time.Duration) (ClickClaim, error)
+	// ReleaseClick undoes a claim of click for customer, if that claim made
+	// it: a rejected bind uses nothing.
+	ReleaseClick(ctx context.Context, click, customer, claim string) error
 
 	// WatchInvalidations calls fn for every change to a link, program or
 	// promoter, made by this or any other instance sharing the store, and
@@ -110,8 +111,8 @@ type ClickClaim int
 
 const (
 	ClickUsed    ClickClaim = iota // the click binds limit other customers already
-	ClickHeld                      // the click already binds the customer, by an earlier request
-	ClickClaimed                   // this request's claim: ReleaseClick undoes it
+	ClickHeld                      // the click already binds the customer, by an earlier claim
+	ClickClaimed                   // this claim's: ReleaseClick undoes it
 )
 
 // CustomerUpdate is what UpdateCustomer writes.

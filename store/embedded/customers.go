@@ -18,7 +18,7 @@ var (
 	bOrders    = []byte("orders")    // customer 0x00 order → Order JSON
 	bDecisions = []byte("decisions") // program 0x00 customer → []Decision JSON, newest first
 	bOrderIdx  = []byte("orderidx")  // order → customer
-	bClickUse  = []byte("clickuse")  // click 0x00 customer → id of the request that bound it
+	bClickUse  = []byte("clickuse")  // click 0x00 customer → id of the claim that bound it
 )
 
 func (s *Store) Customer(_ context.Context, id string) (*attribution.Customer, error) {
@@ -128,16 +128,16 @@ func (s *Store) OrderOwner(_ context.Context, order string) (string, error) {
 // ClaimClick counts the click's customers under its key prefix: there are at
 // most limit of them, so the scan is short. Expired claims are kept; they
 // are a few bytes per attributed bind.
-func (s *Store) ClaimClick(_ context.Context, click, customer, op string, limit int, _ time.Time) (store.ClickClaim, error) {
-	claim := store.ClickUsed
+func (s *Store) ClaimClick(_ context.Context, click, customer, claim string, limit int, _ time.Duration) (store.ClickClaim, error) {
+	got := store.ClickUsed
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bClickUse)
 		prefix := []byte(click + "\x00")
 		key := append(prefix[:len(prefix):len(prefix)], customer...)
 		if v := b.Get(key); v != nil {
-			claim = store.ClickHeld
-			if string(v) == op {
-				claim = store.ClickClaimed
+			got = store.ClickHeld
+			if string(v) == claim {
+				got = store.ClickClaimed
 			}
 			return nil
 		}
@@ -149,17 +149,17 @@ func (s *Store) ClaimClick(_ context.Context, click, customer, op string, limit 
 		if n >= limit {
 			return nil
 		}
-		claim = store.ClickClaimed
-		return b.Put(key, []byte(op))
+		got = store.ClickClaimed
+		return b.Put(key, []byte(claim))
 	})
-	return claim, translate(err)
+	return got, translate(err)
 }
 
-func (s *Store) ReleaseClick(_ context.Context, click, customer, op string) error {
+func (s *Store) ReleaseClick(_ context.Context, click, customer, claim string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bClickUse)
 		key := []byte(click + "\x00" + customer)
-		if string(b.Get(key)) == op {
+		if string(b.Get(key)) == claim {
 			return b.Delete(key)
 		}
 		return nil

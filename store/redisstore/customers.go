@@ -22,7 +22,7 @@ import (
 //	refgate:orders:{C}              hash order id → Order JSON
 //	refgate:decisions:{C}:PROGRAM   list of Decision JSON, newest first, capped
 //	refgate:order:{ORDER}           the customer an order belongs to
-//	refgate:clickuse:{CLICK}        hash customer → id of the request that bound it
+//	refgate:clickuse:{CLICK}        hash customer → id of the claim that bound it
 func customerKey(id string) string { return "refgate:customer:{" + id + "}" }
 func ordersKey(id string) string   { return "refgate:orders:{" + id + "}" }
 func decisionsKey(id, program string) string {
@@ -215,8 +215,8 @@ func (s *Store) OrderOwner(ctx context.Context, order string) (string, error) {
 	return owner, translate("get", err)
 }
 
-// claimClick: KEYS click use. ARGV customer, op, limit, TTL ms. Returns a
-// store.ClickClaim.
+// claimClick: KEYS click use. ARGV customer, claim, limit, TTL ms. Returns
+// a store.ClickClaim.
 var claimClick = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur then
@@ -232,15 +232,18 @@ var releaseClick = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1`)
 
-func (s *Store) ClaimClick(ctx context.Context, click, customer, op string, limit int, expires time.Time) (store.ClickClaim, error) {
-	ttl := max(time.Until(expires), 0) + gcGrace
-	n, err := claimClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, op, limit, ttl.Milliseconds()).Int()
+// ClaimClick keeps the claim keep plus a day: the TTL is garbage
+// collection, relative to the write, so a server clock ahead of or behind
+// Redis's cannot drop a live claim.
+func (s *Store) ClaimClick(ctx context.Context, click, customer, claim string, limit int, keep time.Duration) (store.ClickClaim, error) {
+	ttl := max(keep, 0) + gcGrace
+	n, err := claimClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, claim, limit, ttl.Milliseconds()).Int()
 	if err != nil {
 		return store.ClickUsed, translate("claim click", err)
 	}
 	return store.ClickClaim(n), nil
 }
 
-func (s *Store) ReleaseClick(ctx context.Context, click, customer, op string) error {
-	return translate("release click", releaseClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, op).Err())
+func (s *Store) ReleaseClick(ctx context.Context, click, customer, claim string) error {
+	return translate("release click", releaseClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, claim).Err())
 }

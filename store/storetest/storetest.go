@@ -479,7 +479,7 @@ func testDecisionsPerProgram(t *testing.T, s store.Store) {
 
 func testClickClaims(t *testing.T, s store.Store) {
 	c := ctx(t)
-	exp := time.Now().Add(time.Hour)
+	exp := time.Hour
 	f := func(customer, op string, limit int, want store.ClickClaim) {
 		t.Helper()
 		if got, err := s.ClaimClick(c, "k1", customer, op, limit, exp); err != nil || got != want {
@@ -487,8 +487,8 @@ func testClickClaims(t *testing.T, s store.Store) {
 		}
 	}
 	f("c1", "op1", 2, store.ClickClaimed)
-	f("c1", "op1", 2, store.ClickClaimed) // the same request again: still its claim
-	f("c1", "op9", 2, store.ClickHeld)    // the same customer by another request: not a new use
+	f("c1", "op1", 2, store.ClickClaimed) // the same claim again: still its own
+	f("c1", "op9", 2, store.ClickHeld)    // the same customer by another claim: not a new use
 	f("c2", "op2", 2, store.ClickClaimed)
 	f("c3", "op3", 2, store.ClickUsed)
 	f("c3", "op3", 3, store.ClickClaimed) // a higher limit lets one more in
@@ -521,7 +521,7 @@ func testConcurrentClickClaims(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := s.ClaimClick(c, "hot", fmt.Sprint("c", i), fmt.Sprint("op", i), limit, time.Now().Add(time.Hour))
+			got, err := s.ClaimClick(c, "hot", fmt.Sprint("c", i), fmt.Sprint("op", i), limit, time.Hour)
 			if err != nil {
 				t.Error(err)
 			}
