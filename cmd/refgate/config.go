@@ -50,6 +50,7 @@ type Config struct {
 	LogFormat       string
 	LogLevel        string
 	ShutdownDelay   time.Duration
+	ShutdownTimeout time.Duration
 	KeepFullIP      bool
 	PublicURL       string
 	LinkCacheTTL    time.Duration
@@ -98,6 +99,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "readiness answers 503 this long before the listeners close")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "longest shutdown takes after the drain delay: in-flight requests, one more delivery of the click and event queues")
 	fs.BoolVar(&c.KeepFullIP, "keep-full-ip", false, "store and emit full IPs instead of anonymised ones (IPv4 /24, IPv6 /48)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the edge's public base URL, for links' url field; empty = http://localhost:<listen port>")
 	fs.DurationVar(&c.LinkCacheTTL, "link-cache-ttl", time.Minute, "longest a cached link is used before it is read again (deletions reach every instance within 1s regardless)")
@@ -151,6 +153,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, errors.New("--shutdown-delay must not be negative"))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
 	if c.FingerprintKey != "" && len(c.FingerprintKey) < 16 {
 		errs = append(errs, errors.New("--fingerprint-key must be at least 16 bytes"))

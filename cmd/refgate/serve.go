@@ -397,8 +397,9 @@ func (m *Main) close() error {
 		time.Sleep(m.Config.ShutdownDelay)
 	}
 	// Not the caller's context: shutdown must finish even if the signal
-	// context is already cancelled.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// context is already cancelled. --shutdown-timeout bounds all of it, so
+	// that a dead store or sink cannot hold a restart for longer.
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
 	for _, s := range []*fasthttp.Server{m.edgeSrv, m.apiSrv} {
 		if s != nil {
@@ -416,7 +417,11 @@ func (m *Main) close() error {
 	}
 	if m.Batcher != nil {
 		n := m.Batcher.Len()
-		if err := m.Batcher.Close(ctx); err != nil {
+		if err := m.Batcher.Close(ctx); err != nil && m.Logger != nil {
+			m.Logger.Error("click records not written to the store before --shutdown-timeout; they are lost",
+				"records", m.Batcher.Len(), "err", err)
+			errs = append(errs, err)
+		} else if err != nil {
 			errs = append(errs, err)
 		}
 		if m.Logger != nil {
