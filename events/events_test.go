@@ -35,11 +35,10 @@ func ids(rs []Record) []string {
 
 func TestSpool(t *testing.T) {
 	dir := t.TempDir()
-	sp, err := OpenSpool(dir, 1<<20)
+	sp, err := openSpool(dir, 1<<20, 200) // several segments
 	if err != nil {
 		t.Fatal(err)
 	}
-	sp.segBytes = 200 // several segments
 	for i := 0; i < 10; i++ {
 		if n, err := sp.Append(recs(i*10, 10)); n != 10 || err != nil {
 			t.Fatal(n, err)
@@ -142,12 +141,20 @@ func TestJSONLinesRotation(t *testing.T) {
 	if last != 49 {
 		t.Fatalf("last id %d", last)
 	}
-	// Reopening appends to the newest file.
+	// Reopening writes a new file after the newest (whose last line a
+	// crash may have torn), and only once there is something to write.
 	s, _ = OpenJSONLines(dir, 400, 3)
-	if s.seq != files[len(files)-1].Seq {
-		t.Fatalf("reopened at %d", s.seq)
+	if again, _ := EventFiles(dir); len(again) != len(files) {
+		t.Fatalf("opening created a file: %v", again)
+	}
+	if _, err := s.Write(context.Background(), recs(50, 1)); err != nil {
+		t.Fatal(err)
 	}
 	s.Close()
+	again, _ := EventFiles(dir)
+	if len(again) != 3 || again[2].Seq != files[2].Seq+1 {
+		t.Fatalf("after reopening: %v, before %v", again, files)
+	}
 }
 
 // testSink is a sink whose failures the test controls. It stands in for a
