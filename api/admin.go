@@ -18,7 +18,7 @@ func (s *Server) putProgram(ctx *fasthttp.RequestCtx, id string) {
 		return
 	}
 	if p.ID != "" && p.ID != id {
-		s.fail(ctx, errorf(EInvalid, "body id "+p.ID+" does not match the path's "+id))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "body id %s does not match the path's %s", p.ID, id))
 		return
 	}
 	p.ID = id
@@ -51,7 +51,7 @@ func (s *Server) getProgram(ctx *fasthttp.RequestCtx, id string) {
 // orNotFound turns store.ErrNotFound into a 404 with msg.
 func orNotFound(err error, msg string) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(ENotFound, msg)
+		return attribution.Errorf(attribution.ENotFound, "%s", msg)
 	}
 	return err
 }
@@ -174,14 +174,14 @@ func (s *Server) createLink(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if in.Code != "" && !attribution.ValidCode(in.Code) {
-		s.fail(ctx, errorf(EInvalid, "code must be 3 to 64 characters of A-Z a-z 0-9 _ -"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "code must be 3 to 64 characters of A-Z a-z 0-9 _ -"))
 		return
 	}
 	c, cancel := s.storeCtx()
 	defer cancel()
 	p, err := s.cfg.Store.Program(c, in.Program)
 	if errors.Is(err, store.ErrNotFound) || in.Program == "" {
-		err = errorf(EInvalid, "unknown program "+in.Program)
+		err = attribution.Errorf(attribution.EInvalid, "unknown program %s", in.Program)
 	}
 	if err != nil {
 		s.fail(ctx, err)
@@ -189,7 +189,7 @@ func (s *Server) createLink(ctx *fasthttp.RequestCtx) {
 	}
 	_, err = s.cfg.Store.Promoter(c, in.Promoter)
 	if errors.Is(err, store.ErrNotFound) || in.Promoter == "" {
-		err = errorf(EInvalid, "unknown promoter "+in.Promoter)
+		err = attribution.Errorf(attribution.EInvalid, "unknown promoter %s", in.Promoter)
 	}
 	if err != nil {
 		s.fail(ctx, err)
@@ -201,7 +201,7 @@ func (s *Server) createLink(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !p.AllowsHost(host) {
-		s.fail(ctx, errorf(EInvalid, "destination host "+host+" is not allowed by program "+p.ID))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "destination host %s is not allowed by program %s", host, p.ID))
 		return
 	}
 	l := attribution.Link{Code: in.Code, Program: p.ID, Promoter: in.Promoter,
@@ -216,7 +216,7 @@ func (s *Server) createLink(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	if errors.Is(err, store.ErrExists) {
-		err = errorf(EConflict, "link code "+l.Code+" is taken")
+		err = attribution.Errorf(attribution.EConflict, "link code %s is taken", l.Code)
 	}
 	if err != nil {
 		s.fail(ctx, err)
@@ -265,19 +265,19 @@ func (s *Server) testClock(ctx *fasthttp.RequestCtx) {
 	var now time.Time
 	switch {
 	case in.Set != "" && in.Advance != "", in.Set == "" && in.Advance == "":
-		s.fail(ctx, errorf(EInvalid, `give exactly one of "set" (RFC 3339) or "advance" (a duration such as "720h")`))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, `give exactly one of "set" (RFC 3339) or "advance" (a duration such as "720h")`))
 		return
 	case in.Set != "":
 		t, err := time.Parse(time.RFC3339, in.Set)
 		if err != nil {
-			s.fail(ctx, errorf(EInvalid, "set: "+err.Error()))
+			s.fail(ctx, attribution.Errorf(attribution.EInvalid, "set: %v", err))
 			return
 		}
 		now = s.cfg.Clock.Set(t)
 	default:
 		d, err := time.ParseDuration(in.Advance)
 		if err != nil {
-			s.fail(ctx, errorf(EInvalid, "advance: "+err.Error()))
+			s.fail(ctx, attribution.Errorf(attribution.EInvalid, "advance: %v", err))
 			return
 		}
 		now = s.cfg.Clock.Advance(d)

@@ -76,7 +76,7 @@ type BindAnswer struct {
 func (sv *Service) program(ctx context.Context, id string) (*attribution.Program, error) {
 	p, err := sv.entities().program(ctx, sv.Store, id)
 	if err == nil && p == nil {
-		return nil, errorf(EInvalid, "unknown program "+id)
+		return nil, attribution.Errorf(attribution.EInvalid, "unknown program %s", id)
 	}
 	return p, err
 }
@@ -434,7 +434,7 @@ func conversionAnswer(o *attribution.Order) *ConversionAnswer {
 func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*ConversionAnswer, error) {
 	now := sv.Now()
 	if in.Amount < 0 || in.Amount > attribution.MaxAmount {
-		return nil, errorf(EInvalid, "amount must be between 0 and "+strconv.FormatInt(attribution.MaxAmount, 10)+" minor units")
+		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and %d minor units", attribution.MaxAmount)
 	}
 	p, err := sv.program(ctx, in.Program)
 	if err != nil {
@@ -445,7 +445,7 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 		return nil, err
 	}
 	if owner != in.Customer {
-		return nil, errorf(EConflict, "order "+in.Order+" was reported for another customer")
+		return nil, attribution.Errorf(attribution.EConflict, "order %s was reported for another customer", in.Order)
 	}
 	var out *attribution.Order
 	fresh := false
@@ -496,11 +496,11 @@ type RefundAnswer struct {
 func (sv *Service) Refund(ctx context.Context, order, refund string, amount int64) (*RefundAnswer, error) {
 	now := sv.Now()
 	if amount < 1 || amount > attribution.MaxAmount {
-		return nil, errorf(EInvalid, "amount must be between 1 and "+strconv.FormatInt(attribution.MaxAmount, 10)+" minor units")
+		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 1 and %d minor units", attribution.MaxAmount)
 	}
 	customer, err := sv.Store.OrderOwner(ctx, order)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(ENotFound, "no order "+order)
+		return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
 	}
 	if err != nil {
 		return nil, err
@@ -510,7 +510,7 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 	fresh := false
 	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o == nil { // claimed, but its decision was never stored
-			return nil, errorf(ENotFound, "no order "+order)
+			return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
 		}
 		r, replay, err := attribution.Refund(c, o, refund, amount, now)
 		if err != nil {

@@ -50,10 +50,10 @@ func inField(obj string, err error) error {
 
 func checkIDs(program, customer string) error {
 	if !attribution.ValidProgramID(program) {
-		return errorf(EInvalid, "program must be a program id")
+		return attribution.Errorf(attribution.EInvalid, "program must be a program id")
 	}
 	if !attribution.ValidID(customer) {
-		return errorf(EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+		return attribution.Errorf(attribution.EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
 	}
 	return nil
 }
@@ -69,7 +69,7 @@ func (s *Server) bind(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if in.Event != attribution.EventRegister && in.Event != attribution.EventLogin {
-		s.fail(ctx, errorf(EInvalid, `event must be "register" or "login"`))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, `event must be "register" or "login"`))
 		return
 	}
 	info, err := s.info(in.CustomerInfo)
@@ -95,7 +95,7 @@ func (s *Server) putCustomer(ctx *fasthttp.RequestCtx, id string) {
 		return
 	}
 	if !attribution.ValidID(id) {
-		s.fail(ctx, errorf(EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
 		return
 	}
 	info, err := s.info(&in)
@@ -128,7 +128,7 @@ func (s *Server) attribution(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if err := checkIDs(program, customer); err != nil {
-		s.fail(ctx, errorf(EMalformed, "give program and customer, or token: "+err.Error()))
+		s.fail(ctx, attribution.Errorf(attribution.EMalformed, "give program and customer, or token: %v", err))
 		return
 	}
 	c, cancel := s.storeCtx()
@@ -145,7 +145,7 @@ func (s *Server) explain(ctx *fasthttp.RequestCtx) {
 	q := ctx.QueryArgs()
 	program, customer := string(q.Peek("program")), string(q.Peek("customer"))
 	if err := checkIDs(program, customer); err != nil {
-		s.fail(ctx, errorf(EMalformed, "give program and customer: "+err.Error()))
+		s.fail(ctx, attribution.Errorf(attribution.EMalformed, "give program and customer: %v", err))
 		return
 	}
 	c, cancel := s.storeCtx()
@@ -184,16 +184,16 @@ func (s *Server) convert(ctx *fasthttp.RequestCtx) {
 	}
 	switch {
 	case !attribution.ValidID(in.Order):
-		s.fail(ctx, errorf(EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
 		return
 	case in.Amount == nil:
-		s.fail(ctx, errorf(EInvalid, "amount (cash paid, in minor units) is required"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount (cash paid, in minor units) is required"))
 		return
 	case *in.Amount < 0 || *in.Amount > attribution.MaxAmount:
-		s.fail(ctx, errorf(EInvalid, "amount must be between 0 and 10^15 minor units"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and 10^15 minor units"))
 		return
 	case len(in.Currency) > 8 || len(in.Product) > 128:
-		s.fail(ctx, errorf(EInvalid, "currency or product too long"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "currency or product too long"))
 		return
 	}
 	info, err := s.info(&customerInfoIn{Fingerprints: in.Fingerprints})
@@ -225,16 +225,16 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, order string) {
 	}
 	switch {
 	case !attribution.ValidID(order):
-		s.fail(ctx, errorf(ENotFound, "no order "+order))
+		s.fail(ctx, attribution.Errorf(attribution.ENotFound, "no order %s", order))
 		return
 	case !attribution.ValidRefundID(in.Refund):
-		s.fail(ctx, errorf(EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required"))
 		return
 	case in.Amount == nil:
-		s.fail(ctx, errorf(EInvalid, "amount is required"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount is required"))
 		return
 	case *in.Amount < 1 || *in.Amount > attribution.MaxAmount:
-		s.fail(ctx, errorf(EInvalid, "amount must be between 1 and 10^15 minor units"))
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount must be between 1 and 10^15 minor units"))
 		return
 	}
 	c, cancel := s.storeCtx()
