@@ -96,7 +96,10 @@ func New(cfg Config) *Server {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
-		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events}}
+		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events, PublicURL: cfg.PublicURL}}
+	if cfg.TestClock {
+		s.svc.Clock = cfg.Clock
+	}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	return s
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/events"
+	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
 )
 
@@ -36,6 +38,11 @@ type Service struct {
 	Decisions *DecisionMetrics
 	// Events takes one event per decision made; nil for none.
 	Events Emitter
+	// PublicURL is the edge's base URL, without a trailing slash, for
+	// links' "url" field.
+	PublicURL string
+	// Clock is the test clock MoveClock moves; nil for none.
+	Clock *clock.Clock
 
 	cacheOnce sync.Once
 	cache     *entityCache
@@ -531,4 +538,268 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 		return refundEvent(&ord, &rec)
 	})
 	return &RefundAnswer{Order: order, Refund: refund, Refunded: rec.Refunded, Commission: rec.Commission}, nil
+}
+
+// orNotFound turns store.ErrNotFound into an ENotFound error saying msg.
+func orNotFound(err error, msg string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return attribution.Errorf(attribution.ENotFound, "%s", msg)
+	}
+	return err
+}
+
+// Explain lists the decisions kept for a customer in a program, newest
+// first; none is an empty list, a store that cannot answer an error.
+func (sv *Service) Explain(ctx context.Context, program, customer string) (*ExplainAnswer, error) {
+	ds, err := sv.Store.Decisions(ctx, program, customer)
+	if err != nil {
+		return nil, err
+	}
+	if ds == nil {
+		ds = []attribution.Decision{}
+	}
+	return &ExplainAnswer{Decisions: ds}, nil
+}
+
+// ExplainAnswer is the explain response body.
+type ExplainAnswer struct {
+	Decisions []attribution.Decision `json:"decisions"`
+}
+
+// PutProgram stores p as program id, normalised, and drops cached copies.
+// A body id other than id, or a bad value, is an EInvalid error.
+func (sv *Service) PutProgram(ctx context.Context, id string, p attribution.Program) (*attribution.Program, error) {
+	if p.ID != "" && p.ID != id {
+		return nil, attribution.Errorf(attribution.EInvalid, "body id %s does not match the path's %s", p.ID, id)
+	}
+	p.ID = id
+	p.Normalize()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := sv.Store.PutProgram(ctx, &p); err != nil {
+		return nil, err
+	}
+	sv.Invalidate(store.Invalidation{Kind: store.Program, ID: p.ID})
+	return &p, nil
+}
+
+// GetProgram reads a program from the store (not the cache); an unknown id
+// is an ENotFound error.
+func (sv *Service) GetProgram(ctx context.Context, id string) (*attribution.Program, error) {
+	p, err := sv.Store.Program(ctx, id)
+	if err != nil {
+		return nil, orNotFound(err, "no program "+id)
+	}
+	return p, nil
+}
+
+// PromoterInput is the promoter PUT body.
+type PromoterInput struct {
+	Status       string                    `json:"status"`
+	Tier         int                       `json:"tier"`
+	Fingerprints *attribution.Fingerprints `json:"fingerprints"` // nil: keep the stored ones
+}
+
+// PromoterAnswer is a promoter as the API shows it: fingerprints are never
+// echoed, only how many are kept.
+type PromoterAnswer struct {
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	Tier         int    `json:"tier"`
+	Fingerprints int    `json:"fingerprints"`
+}
+
+func promoterAnswer(p *attribution.Promoter) *PromoterAnswer {
+	return &PromoterAnswer{p.ID, p.Status, p.Tier, len(p.Fingerprints)}
+}
+
+// PutPromoter stores promoter id and drops cached copies. Without
+// fingerprints it keeps the stored ones (a monthly tier update must not
+// erase the self-referral data); with them it replaces them. A bad value,
+// a fingerprint that does not parse among them, is an EInvalid error.
+func (sv *Service) PutPromoter(ctx context.Context, id string, in PromoterInput) (*PromoterAnswer, error) {
+	p := attribution.Promoter{ID: id, Status: in.Status, Tier: in.Tier}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if in.Fingerprints != nil {
+		fp, err := sv.Hasher.Hash(*in.Fingerprints)
+		if err != nil {
+			return nil, err
+		}
+		p.Fingerprints = fp
+	} else {
+		old, err := sv.Store.Promoter(ctx, id)
+		switch {
+		case err == nil:
+			p.Fingerprints = old.Fingerprints
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	if err := sv.Store.PutPromoter(ctx, &p); err != nil {
+		return nil, err
+	}
+	sv.Invalidate(store.Invalidation{Kind: store.Promoter, ID: p.ID})
+	return promoterAnswer(&p), nil
+}
+
+// GetPromoter reads a promoter from the store; an unknown id is an
+// ENotFound error.
+func (sv *Service) GetPromoter(ctx context.Context, id string) (*PromoterAnswer, error) {
+	p, err := sv.Store.Promoter(ctx, id)
+	if err != nil {
+		return nil, orNotFound(err, "no promoter "+id)
+	}
+	return promoterAnswer(p), nil
+}
+
+// LinkInput is the link POST body; an empty Code asks for a generated one.
+type LinkInput struct {
+	Program     string `json:"program"`
+	Promoter    string `json:"promoter"`
+	Destination string `json:"destination"`
+	Code        string `json:"code"`
+}
+
+// LinkAnswer is a link as the API shows it, with its clicks by outcome when
+// read back.
+type LinkAnswer struct {
+	Code        string                        `json:"code"`
+	URL         string                        `json:"url"`
+	Program     string                        `json:"program"`
+	Promoter    string                        `json:"promoter"`
+	Destination string                        `json:"destination"`
+	CreatedAt   time.Time                     `json:"created_at"`
+	Clicks      map[attribution.Outcome]int64 `json:"clicks,omitempty"`
+}
+
+func (sv *Service) linkAnswer(l *attribution.Link) *LinkAnswer {
+	return &LinkAnswer{Code: l.Code, URL: sv.PublicURL + "/r/" + l.Code, Program: l.Program,
+		Promoter: l.Promoter, Destination: l.Destination, CreatedAt: l.CreatedAt}
+}
+
+// Generated codes: 10 characters of [A-Za-z0-9], about 59.5 random bits,
+// so that codes cannot be enumerated.
+const (
+	codeLen      = 10
+	codeAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+)
+
+// newCode draws a code from crypto/rand, rejecting bytes that would bias the
+// alphabet (256 is not a multiple of 62).
+func newCode() string {
+	b := make([]byte, 0, codeLen)
+	var buf [32]byte
+	for len(b) < codeLen {
+		rand.Read(buf[:])
+		for _, x := range buf {
+			if x < 248 && len(b) < codeLen { // 248 = 4 × 62
+				b = append(b, codeAlphabet[x%62])
+			}
+		}
+	}
+	return string(b)
+}
+
+// CreateLink stores a new link for a known program and promoter, its
+// destination host allowed by the program. Without a code it draws one,
+// drawing again (5 tries in all) if it is taken. An unknown program or
+// promoter, a bad code or destination is an EInvalid error; a code given
+// and taken an EConflict error.
+func (sv *Service) CreateLink(ctx context.Context, in LinkInput) (*LinkAnswer, error) {
+	if in.Code != "" && !attribution.ValidCode(in.Code) {
+		return nil, attribution.Errorf(attribution.EInvalid, "code must be 3 to 64 characters of A-Z a-z 0-9 _ -")
+	}
+	p, err := sv.Store.Program(ctx, in.Program)
+	if errors.Is(err, store.ErrNotFound) || in.Program == "" {
+		err = attribution.Errorf(attribution.EInvalid, "unknown program %s", in.Program)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, err = sv.Store.Promoter(ctx, in.Promoter)
+	if errors.Is(err, store.ErrNotFound) || in.Promoter == "" {
+		err = attribution.Errorf(attribution.EInvalid, "unknown promoter %s", in.Promoter)
+	}
+	if err != nil {
+		return nil, err
+	}
+	u, host, err := attribution.ParseDestination(in.Destination)
+	if err != nil {
+		return nil, err
+	}
+	if !p.AllowsHost(host) {
+		return nil, attribution.Errorf(attribution.EInvalid, "destination host %s is not allowed by program %s", host, p.ID)
+	}
+	l := attribution.Link{Code: in.Code, Program: p.ID, Promoter: in.Promoter,
+		Destination: u.String(), CreatedAt: sv.Now()}
+	for try := 0; ; try++ {
+		if in.Code == "" {
+			l.Code = newCode()
+		}
+		err = sv.Store.CreateLink(ctx, &l)
+		if !errors.Is(err, store.ErrExists) || in.Code != "" || try == 4 {
+			break
+		}
+	}
+	if errors.Is(err, store.ErrExists) {
+		err = attribution.Errorf(attribution.EConflict, "link code %s is taken", l.Code)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sv.linkAnswer(&l), nil
+}
+
+// GetLink reads a link and its clicks by outcome; an unknown or deleted
+// code is an ENotFound error.
+func (sv *Service) GetLink(ctx context.Context, code string) (*LinkAnswer, error) {
+	l, err := sv.Store.Link(ctx, code)
+	if err != nil {
+		return nil, orNotFound(err, "no link "+code)
+	}
+	a := sv.linkAnswer(l)
+	if a.Clicks, err = sv.Store.LinkStats(ctx, code); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// DeleteLink deletes a link; an unknown or deleted code is an ENotFound
+// error.
+func (sv *Service) DeleteLink(ctx context.Context, code string) error {
+	return orNotFound(sv.Store.DeleteLink(ctx, code), "no link "+code)
+}
+
+// ClockInput is the test clock POST body: exactly one of Set (RFC 3339) and
+// Advance (a duration).
+type ClockInput struct {
+	Set     string `json:"set"`
+	Advance string `json:"advance"`
+}
+
+// MoveClock sets or advances the test clock and returns the time it reads
+// now. A request that gives neither or both, or a value that does not
+// parse, is an EInvalid error; a service without a Clock cannot move it
+// (ENotFound).
+func (sv *Service) MoveClock(in ClockInput) (time.Time, error) {
+	switch {
+	case sv.Clock == nil:
+		return time.Time{}, attribution.Errorf(attribution.ENotFound, "no test clock")
+	case in.Set != "" && in.Advance != "", in.Set == "" && in.Advance == "":
+		return time.Time{}, attribution.Errorf(attribution.EInvalid, `give exactly one of "set" (RFC 3339) or "advance" (a duration such as "720h")`)
+	case in.Set != "":
+		t, err := time.Parse(time.RFC3339, in.Set)
+		if err != nil {
+			return time.Time{}, attribution.Errorf(attribution.EInvalid, "set: %v", err)
+		}
+		return sv.Clock.Set(t), nil
+	}
+	d, err := time.ParseDuration(in.Advance)
+	if err != nil {
+		return time.Time{}, attribution.Errorf(attribution.EInvalid, "advance: %v", err)
+	}
+	return sv.Clock.Advance(d), nil
 }

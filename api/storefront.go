@@ -150,15 +150,12 @@ func (s *Server) explain(ctx *fasthttp.RequestCtx) {
 	}
 	c, cancel := s.storeCtx()
 	defer cancel()
-	ds, err := s.cfg.Store.Decisions(c, program, customer)
+	a, err := s.svc.Explain(c, program, customer)
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	if ds == nil {
-		ds = []attribution.Decision{}
-	}
-	s.reply(ctx, 200, map[string][]attribution.Decision{"decisions": ds})
+	s.reply(ctx, 200, a)
 }
 
 type conversionIn struct {
