@@ -61,7 +61,7 @@ func (sv *Service) entities() *entityCache {
 // it to store.Store.WatchInvalidations.
 func (sv *Service) Invalidate(inv store.Invalidation) { sv.entities().invalidate(inv) }
 
-// BindInput is a bind request, validated.
+// BindInput is a bind request; Info's fingerprints are hashed.
 type BindInput struct {
 	Program  string
 	Customer string
@@ -169,6 +169,18 @@ func (sv *Service) update(ctx context.Context, customer, order string, ps promot
 	}
 }
 
+// checkIDs reports a program or customer id that cannot be one as an
+// EInvalid error.
+func checkIDs(program, customer string) error {
+	if !attribution.ValidProgramID(program) {
+		return attribution.Errorf(attribution.EInvalid, "program must be a program id")
+	}
+	if !attribution.ValidID(customer) {
+		return attribution.Errorf(attribution.EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	}
+	return nil
+}
+
 // opID names a request by what it asks, so that the same request sent
 // again (a retry after a lost reply, by refgate or by the storefront) is
 // recognised in the customer's Applied list.
@@ -199,6 +211,12 @@ func withIDs(ds []attribution.Decision) []attribution.Decision {
 // attribution.ReplayWindow gets the same answer and re-emits the same
 // events.
 func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) {
+	if err := checkIDs(in.Program, in.Customer); err != nil {
+		return nil, err
+	}
+	if in.Event != attribution.EventRegister && in.Event != attribution.EventLogin {
+		return nil, attribution.Errorf(attribution.EInvalid, `event must be "register" or "login"`)
+	}
 	now := sv.Now()
 	p, err := sv.program(ctx, in.Program)
 	if err != nil {
@@ -323,6 +341,9 @@ type CustomerAnswer struct {
 // PutCustomer records what the storefront knows of a customer. A customer
 // who becomes agent-served loses every association (RULES T 2.5).
 func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.CustomerInfo) (*CustomerAnswer, error) {
+	if !attribution.ValidID(id) {
+		return nil, attribution.Errorf(attribution.EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	}
 	now := sv.Now()
 	op := opID("customer", id, infoKey(info))
 	var out CustomerAnswer
@@ -403,7 +424,7 @@ func (sv *Service) TokenAttribution(ctx context.Context, program, token string) 
 		Since: &t.Issued, ExpiresAt: &t.Expires}, nil
 }
 
-// ConversionInput is a conversion request, validated.
+// ConversionInput is a conversion request; Info's fingerprints are hashed.
 type ConversionInput struct {
 	Program  string
 	Order    string
@@ -439,10 +460,18 @@ func conversionAnswer(o *attribution.Order) *ConversionAnswer {
 // decision and its events again under the same ids; the same order id with
 // other values is a conflict.
 func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*ConversionAnswer, error) {
-	now := sv.Now()
-	if in.Amount < 0 || in.Amount > attribution.MaxAmount {
-		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and %d minor units", attribution.MaxAmount)
+	if err := checkIDs(in.Program, in.Customer); err != nil {
+		return nil, err
 	}
+	switch {
+	case !attribution.ValidID(in.Order):
+		return nil, attribution.Errorf(attribution.EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	case in.Amount < 0 || in.Amount > attribution.MaxAmount:
+		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and 10^15 minor units")
+	case len(in.Currency) > 8 || len(in.Product) > 128:
+		return nil, attribution.Errorf(attribution.EInvalid, "currency or product too long")
+	}
+	now := sv.Now()
 	p, err := sv.program(ctx, in.Program)
 	if err != nil {
 		return nil, err
@@ -501,10 +530,15 @@ type RefundAnswer struct {
 // (attribution.Refund). The refund id makes it idempotent: the same refund
 // again gets the same answer and its event again under the same id.
 func (sv *Service) Refund(ctx context.Context, order, refund string, amount int64) (*RefundAnswer, error) {
-	now := sv.Now()
-	if amount < 1 || amount > attribution.MaxAmount {
-		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 1 and %d minor units", attribution.MaxAmount)
+	switch {
+	case !attribution.ValidID(order):
+		return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
+	case !attribution.ValidRefundID(refund):
+		return nil, attribution.Errorf(attribution.EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required")
+	case amount < 1 || amount > attribution.MaxAmount:
+		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 1 and 10^15 minor units")
 	}
+	now := sv.Now()
 	customer, err := sv.Store.OrderOwner(ctx, order)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)

@@ -48,28 +48,10 @@ func inField(obj string, err error) error {
 	return err
 }
 
-func checkIDs(program, customer string) error {
-	if !attribution.ValidProgramID(program) {
-		return attribution.Errorf(attribution.EInvalid, "program must be a program id")
-	}
-	if !attribution.ValidID(customer) {
-		return attribution.Errorf(attribution.EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
-	}
-	return nil
-}
-
 func (s *Server) bind(ctx *fasthttp.RequestCtx) {
 	var in bindIn
 	if err := decode(ctx, &in); err != nil {
 		s.fail(ctx, err)
-		return
-	}
-	if err := checkIDs(in.Program, in.Customer); err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	if in.Event != attribution.EventRegister && in.Event != attribution.EventLogin {
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, `event must be "register" or "login"`))
 		return
 	}
 	info, err := s.info(in.CustomerInfo)
@@ -92,10 +74,6 @@ func (s *Server) putCustomer(ctx *fasthttp.RequestCtx, id string) {
 	var in customerInfoIn
 	if err := decode(ctx, &in); err != nil {
 		s.fail(ctx, err)
-		return
-	}
-	if !attribution.ValidID(id) {
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
 		return
 	}
 	info, err := s.info(&in)
@@ -175,22 +153,8 @@ func (s *Server) convert(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
-	if err := checkIDs(in.Program, in.Customer); err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	switch {
-	case !attribution.ValidID(in.Order):
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
-		return
-	case in.Amount == nil:
+	if in.Amount == nil {
 		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount (cash paid, in minor units) is required"))
-		return
-	case *in.Amount < 0 || *in.Amount > attribution.MaxAmount:
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and 10^15 minor units"))
-		return
-	case len(in.Currency) > 8 || len(in.Product) > 128:
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "currency or product too long"))
 		return
 	}
 	info, err := s.info(&customerInfoIn{Fingerprints: in.Fingerprints})
@@ -220,18 +184,8 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, order string) {
 		s.fail(ctx, err)
 		return
 	}
-	switch {
-	case !attribution.ValidID(order):
-		s.fail(ctx, attribution.Errorf(attribution.ENotFound, "no order %s", order))
-		return
-	case !attribution.ValidRefundID(in.Refund):
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required"))
-		return
-	case in.Amount == nil:
+	if in.Amount == nil {
 		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount is required"))
-		return
-	case *in.Amount < 1 || *in.Amount > attribution.MaxAmount:
-		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount must be between 1 and 10^15 minor units"))
 		return
 	}
 	c, cancel := s.storeCtx()
