@@ -96,7 +96,10 @@ func New(cfg Config) *Server {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
-		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events}}
+		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events, PublicURL: cfg.PublicURL}}
+	if cfg.TestClock {
+		s.svc.Clock = cfg.Clock
+	}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	return s
 }
@@ -112,10 +115,10 @@ func (s *Server) SetDraining(v bool) { s.draining.Store(v) }
 // bodies over MaxBodySize among them, with the JSON error body.
 func (s *Server) ErrorHandler(ctx *fasthttp.RequestCtx, err error) {
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) {
-		s.fail(ctx, errorf(ETooLarge, "request body over 64 KiB"))
+		s.fail(ctx, attribution.Errorf(attribution.ETooLarge, "request body over 64 KiB"))
 		return
 	}
-	s.fail(ctx, errorf(EMalformed, "malformed request: "+err.Error()))
+	s.fail(ctx, attribution.Errorf(attribution.EMalformed, "malformed request: %v", err))
 }
 
 type role int
@@ -151,11 +154,11 @@ func (s *Server) require(ctx *fasthttp.RequestCtx, need role) bool {
 	r := s.role(ctx)
 	if r == roleNone {
 		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="refgate"`)
-		s.fail(ctx, errorf(EUnauthorized, "missing or unknown bearer token"))
+		s.fail(ctx, attribution.Errorf(attribution.EUnauthorized, "missing or unknown bearer token"))
 		return false
 	}
 	if r < need || (need == roleMetrics && r == roleStorefront) {
-		s.fail(ctx, errorf(EForbidden, "this token may not use this route"))
+		s.fail(ctx, attribution.Errorf(attribution.EForbidden, "this token may not use this route"))
 		return false
 	}
 	return true
@@ -249,10 +252,10 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 	}
 	if len(allow) > 0 {
 		ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
-		s.fail(ctx, errorf(EMethodNotAllowed, "method "+method+" not allowed on "+path))
+		s.fail(ctx, attribution.Errorf(attribution.EMethodNotAllowed, "method %s not allowed on %s", method, path))
 		return
 	}
-	s.fail(ctx, errorf(ENotFound, "no route "+path))
+	s.fail(ctx, attribution.Errorf(attribution.ENotFound, "no route %s", path))
 }
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {
@@ -300,21 +303,21 @@ func (s *Server) storeCtx() (context.Context, context.CancelFunc) {
 func decode(ctx *fasthttp.RequestCtx, v any) error {
 	body := ctx.PostBody()
 	if len(bytes.TrimSpace(body)) == 0 {
-		return errorf(EMalformed, "empty body; want a JSON object")
+		return attribution.Errorf(attribution.EMalformed, "empty body; want a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if strings.HasPrefix(err.Error(), "json: unknown field") {
-			return errorf(EMalformed, err.Error())
+			return attribution.Errorf(attribution.EMalformed, "%v", err)
 		}
-		if e := toError(err); e.Code != EUnavailable {
+		if e := toError(err); e.Code != attribution.EUnavailable {
 			return e
 		}
-		return errorf(EMalformed, "malformed JSON: "+err.Error())
+		return attribution.Errorf(attribution.EMalformed, "malformed JSON: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errorf(EMalformed, "trailing data after the JSON value")
+		return attribution.Errorf(attribution.EMalformed, "trailing data after the JSON value")
 	}
 	return nil
 }
@@ -349,5 +352,5 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, err error) {
 	}
 	s.cfg.Logger.Log(context.Background(), lvl, "api request failed", "method", string(ctx.Method()),
 		"path", string(ctx.Path()), "status", status, "code", e.Code, "err", e.Message)
-	s.reply(ctx, status, map[string]*Error{"error": e})
+	s.reply(ctx, status, map[string]*attribution.Error{"error": e})
 }

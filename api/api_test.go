@@ -341,7 +341,7 @@ func FuzzDecodeProgram(f *testing.F) {
 		ctx.Request.SetBody(body)
 		var p attribution.Program
 		if err := decode(&ctx, &p); err != nil {
-			if e := toError(err); e.Code != EMalformed && e.Code != EInvalid {
+			if e := toError(err); e.Code != attribution.EMalformed && e.Code != attribution.EInvalid {
 				t.Fatalf("decode error %v mapped to %s", err, e.Code)
 			}
 			return

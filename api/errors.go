@@ -9,68 +9,42 @@ import (
 	"github.com/refgate/refgate/store"
 )
 
-// Error codes of the JSON error body {"error":{"code","message"}}. Each maps
-// to exactly one HTTP status, here and nowhere else.
-const (
-	EMalformed        = "malformed"          // 400
-	EUnauthorized     = "unauthorized"       // 401
-	EForbidden        = "forbidden"          // 403
-	ENotFound         = "not_found"          // 404
-	EMethodNotAllowed = "method_not_allowed" // 405
-	EConflict         = "conflict"           // 409
-	ETooLarge         = "too_large"          // 413
-	EInvalid          = "invalid"            // 422
-	EUnavailable      = "unavailable"        // 503
-	EInternal         = "internal"           // 500
-)
-
+// statusOf maps every error code (attribution.E*) to its HTTP status, here
+// and nowhere else. A code missing from it is a 500.
 var statusOf = map[string]int{
-	EMalformed:        http.StatusBadRequest,
-	EUnauthorized:     http.StatusUnauthorized,
-	EForbidden:        http.StatusForbidden,
-	ENotFound:         http.StatusNotFound,
-	EMethodNotAllowed: http.StatusMethodNotAllowed,
-	EConflict:         http.StatusConflict,
-	ETooLarge:         http.StatusRequestEntityTooLarge,
-	EInvalid:          http.StatusUnprocessableEntity,
-	EUnavailable:      http.StatusServiceUnavailable,
-	EInternal:         http.StatusInternalServerError,
+	attribution.EMalformed:        http.StatusBadRequest,
+	attribution.EUnauthorized:     http.StatusUnauthorized,
+	attribution.EForbidden:        http.StatusForbidden,
+	attribution.ENotFound:         http.StatusNotFound,
+	attribution.EMethodNotAllowed: http.StatusMethodNotAllowed,
+	attribution.EConflict:         http.StatusConflict,
+	attribution.ETooLarge:         http.StatusRequestEntityTooLarge,
+	attribution.EInvalid:          http.StatusUnprocessableEntity,
+	attribution.EUnavailable:      http.StatusServiceUnavailable,
+	attribution.EInternal:         http.StatusInternalServerError,
 }
 
-// Error is an API error: a code from the list above and a message for
-// people.
-type Error struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (e *Error) Error() string { return e.Message }
-
-func errorf(code, msg string) *Error { return &Error{Code: code, Message: msg} }
-
-// toError turns any error into an API error. Domain errors keep their code;
-// store.ErrNotFound is a 404, store.ErrExists a 409; anything else from a
-// store means it could not answer: a 503, never a made-up answer.
-func toError(err error) *Error {
-	var ae *Error
-	if errors.As(err, &ae) {
-		return ae
-	}
+// toError turns any error into an *attribution.Error. One of those keeps
+// its code; store.ErrNotFound is a 404, store.ErrExists a 409; a JSON syntax
+// error is malformed (400), a JSON value of the wrong type invalid (422);
+// anything else from a store means it could not answer: a 503, never a
+// made-up answer.
+func toError(err error) *attribution.Error {
 	var de *attribution.Error
 	if errors.As(err, &de) {
-		return &Error{Code: de.Code, Message: de.Message}
+		return de
 	}
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return errorf(ENotFound, "not found")
+		return attribution.Errorf(attribution.ENotFound, "not found")
 	case errors.Is(err, store.ErrExists):
-		return errorf(EConflict, "already exists")
+		return attribution.Errorf(attribution.EConflict, "already exists")
 	case errors.As(err, &se):
-		return errorf(EMalformed, "malformed JSON: "+se.Error())
+		return attribution.Errorf(attribution.EMalformed, "malformed JSON: %v", se)
 	case errors.As(err, &te):
-		return errorf(EInvalid, "field "+te.Field+": want a JSON "+te.Type.String()+", got "+te.Value)
+		return attribution.Errorf(attribution.EInvalid, "field %s: want a JSON %v, got %s", te.Field, te.Type, te.Value)
 	}
-	return errorf(EUnavailable, "store unavailable: "+err.Error())
+	return attribution.Errorf(attribution.EUnavailable, "store unavailable: %v", err)
 }

@@ -123,7 +123,7 @@ func retried[T any](t *testing.T, call func(context.Context) (T, error)) T {
 			return a
 		}
 		t.Logf("attempt %d: %v", attempt, err)
-		if code := toError(err).Code; code != EUnavailable {
+		if code := toError(err).Code; code != attribution.EUnavailable {
 			t.Fatalf("attempt %d: a %s error for a request whose reply was lost: %v", attempt, code, err)
 		}
 		if time.Now().After(deadline) {

@@ -69,17 +69,14 @@ func (s *modelStats) String() string {
 	return b.String()
 }
 
-// errCode is the code of a domain or API error, "" for none.
+// errCode is the code of an *attribution.Error, "" for none.
 func errCode(err error) string {
 	var de *attribution.Error
-	var ae *Error
 	switch {
 	case err == nil:
 		return ""
 	case errors.As(err, &de):
 		return de.Code
-	case errors.As(err, &ae):
-		return ae.Code
 	}
 	return "other: " + err.Error()
 }
@@ -657,9 +654,8 @@ func (d *driver) convert(c mConv) (code string, ids []string) {
 	}
 	if code == "conflict" {
 		var de *attribution.Error
-		var ae *Error
-		if !errors.As(err, &de) && !errors.As(err, &ae) {
-			d.fatalf("conversion %+v: conflict %T, want an *attribution.Error or *Error", c, err)
+		if !errors.As(err, &de) {
+			d.fatalf("conversion %+v: conflict %T, want an *attribution.Error", c, err)
 		}
 	}
 	if code != "" {

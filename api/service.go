@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/events"
+	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
 )
 
@@ -36,6 +38,11 @@ type Service struct {
 	Decisions *DecisionMetrics
 	// Events takes one event per decision made; nil for none.
 	Events Emitter
+	// PublicURL is the edge's base URL, without a trailing slash, for
+	// links' "url" field.
+	PublicURL string
+	// Clock is the test clock MoveClock moves; nil for none.
+	Clock *clock.Clock
 
 	cacheOnce sync.Once
 	cache     *entityCache
@@ -54,7 +61,7 @@ func (sv *Service) entities() *entityCache {
 // it to store.Store.WatchInvalidations.
 func (sv *Service) Invalidate(inv store.Invalidation) { sv.entities().invalidate(inv) }
 
-// BindInput is a bind request, validated.
+// BindInput is a bind request; Info's fingerprints are hashed.
 type BindInput struct {
 	Program  string
 	Customer string
@@ -76,7 +83,7 @@ type BindAnswer struct {
 func (sv *Service) program(ctx context.Context, id string) (*attribution.Program, error) {
 	p, err := sv.entities().program(ctx, sv.Store, id)
 	if err == nil && p == nil {
-		return nil, errorf(EInvalid, "unknown program "+id)
+		return nil, attribution.Errorf(attribution.EInvalid, "unknown program %s", id)
 	}
 	return p, err
 }
@@ -162,6 +169,18 @@ func (sv *Service) update(ctx context.Context, customer, order string, ps promot
 	}
 }
 
+// checkIDs reports a program or customer id that cannot be one as an
+// EInvalid error.
+func checkIDs(program, customer string) error {
+	if !attribution.ValidProgramID(program) {
+		return attribution.Errorf(attribution.EInvalid, "program must be a program id")
+	}
+	if !attribution.ValidID(customer) {
+		return attribution.Errorf(attribution.EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	}
+	return nil
+}
+
 // opID names a request by what it asks, so that the same request sent
 // again (a retry after a lost reply, by refgate or by the storefront) is
 // recognised in the customer's Applied list.
@@ -192,6 +211,12 @@ func withIDs(ds []attribution.Decision) []attribution.Decision {
 // attribution.ReplayWindow gets the same answer and re-emits the same
 // events.
 func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) {
+	if err := checkIDs(in.Program, in.Customer); err != nil {
+		return nil, err
+	}
+	if in.Event != attribution.EventRegister && in.Event != attribution.EventLogin {
+		return nil, attribution.Errorf(attribution.EInvalid, `event must be "register" or "login"`)
+	}
 	now := sv.Now()
 	p, err := sv.program(ctx, in.Program)
 	if err != nil {
@@ -316,6 +341,9 @@ type CustomerAnswer struct {
 // PutCustomer records what the storefront knows of a customer. A customer
 // who becomes agent-served loses every association (RULES T 2.5).
 func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.CustomerInfo) (*CustomerAnswer, error) {
+	if !attribution.ValidID(id) {
+		return nil, attribution.Errorf(attribution.EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	}
 	now := sv.Now()
 	op := opID("customer", id, infoKey(info))
 	var out CustomerAnswer
@@ -396,7 +424,7 @@ func (sv *Service) TokenAttribution(ctx context.Context, program, token string) 
 		Since: &t.Issued, ExpiresAt: &t.Expires}, nil
 }
 
-// ConversionInput is a conversion request, validated.
+// ConversionInput is a conversion request; Info's fingerprints are hashed.
 type ConversionInput struct {
 	Program  string
 	Order    string
@@ -432,10 +460,18 @@ func conversionAnswer(o *attribution.Order) *ConversionAnswer {
 // decision and its events again under the same ids; the same order id with
 // other values is a conflict.
 func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*ConversionAnswer, error) {
-	now := sv.Now()
-	if in.Amount < 0 || in.Amount > attribution.MaxAmount {
-		return nil, errorf(EInvalid, "amount must be between 0 and "+strconv.FormatInt(attribution.MaxAmount, 10)+" minor units")
+	if err := checkIDs(in.Program, in.Customer); err != nil {
+		return nil, err
 	}
+	switch {
+	case !attribution.ValidID(in.Order):
+		return nil, attribution.Errorf(attribution.EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	case in.Amount < 0 || in.Amount > attribution.MaxAmount:
+		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and 10^15 minor units")
+	case len(in.Currency) > 8 || len(in.Product) > 128:
+		return nil, attribution.Errorf(attribution.EInvalid, "currency or product too long")
+	}
+	now := sv.Now()
 	p, err := sv.program(ctx, in.Program)
 	if err != nil {
 		return nil, err
@@ -445,7 +481,7 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 		return nil, err
 	}
 	if owner != in.Customer {
-		return nil, errorf(EConflict, "order "+in.Order+" was reported for another customer")
+		return nil, attribution.Errorf(attribution.EConflict, "order %s was reported for another customer", in.Order)
 	}
 	var out *attribution.Order
 	fresh := false
@@ -494,13 +530,18 @@ type RefundAnswer struct {
 // (attribution.Refund). The refund id makes it idempotent: the same refund
 // again gets the same answer and its event again under the same id.
 func (sv *Service) Refund(ctx context.Context, order, refund string, amount int64) (*RefundAnswer, error) {
-	now := sv.Now()
-	if amount < 1 || amount > attribution.MaxAmount {
-		return nil, errorf(EInvalid, "amount must be between 1 and "+strconv.FormatInt(attribution.MaxAmount, 10)+" minor units")
+	switch {
+	case !attribution.ValidID(order):
+		return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
+	case !attribution.ValidRefundID(refund):
+		return nil, attribution.Errorf(attribution.EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required")
+	case amount < 1 || amount > attribution.MaxAmount:
+		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 1 and 10^15 minor units")
 	}
+	now := sv.Now()
 	customer, err := sv.Store.OrderOwner(ctx, order)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, errorf(ENotFound, "no order "+order)
+		return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
 	}
 	if err != nil {
 		return nil, err
@@ -510,7 +551,7 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 	fresh := false
 	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o == nil { // claimed, but its decision was never stored
-			return nil, errorf(ENotFound, "no order "+order)
+			return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
 		}
 		r, replay, err := attribution.Refund(c, o, refund, amount, now)
 		if err != nil {
@@ -531,4 +572,268 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 		return refundEvent(&ord, &rec)
 	})
 	return &RefundAnswer{Order: order, Refund: refund, Refunded: rec.Refunded, Commission: rec.Commission}, nil
+}
+
+// orNotFound turns store.ErrNotFound into an ENotFound error saying msg.
+func orNotFound(err error, msg string) error {
+	if errors.Is(err, store.ErrNotFound) {
+		return attribution.Errorf(attribution.ENotFound, "%s", msg)
+	}
+	return err
+}
+
+// Explain lists the decisions kept for a customer in a program, newest
+// first; none is an empty list, a store that cannot answer an error.
+func (sv *Service) Explain(ctx context.Context, program, customer string) (*ExplainAnswer, error) {
+	ds, err := sv.Store.Decisions(ctx, program, customer)
+	if err != nil {
+		return nil, err
+	}
+	if ds == nil {
+		ds = []attribution.Decision{}
+	}
+	return &ExplainAnswer{Decisions: ds}, nil
+}
+
+// ExplainAnswer is the explain response body.
+type ExplainAnswer struct {
+	Decisions []attribution.Decision `json:"decisions"`
+}
+
+// PutProgram stores p as program id, normalised, and drops cached copies.
+// A body id other than id, or a bad value, is an EInvalid error.
+func (sv *Service) PutProgram(ctx context.Context, id string, p attribution.Program) (*attribution.Program, error) {
+	if p.ID != "" && p.ID != id {
+		return nil, attribution.Errorf(attribution.EInvalid, "body id %s does not match the path's %s", p.ID, id)
+	}
+	p.ID = id
+	p.Normalize()
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if err := sv.Store.PutProgram(ctx, &p); err != nil {
+		return nil, err
+	}
+	sv.Invalidate(store.Invalidation{Kind: store.Program, ID: p.ID})
+	return &p, nil
+}
+
+// GetProgram reads a program from the store (not the cache); an unknown id
+// is an ENotFound error.
+func (sv *Service) GetProgram(ctx context.Context, id string) (*attribution.Program, error) {
+	p, err := sv.Store.Program(ctx, id)
+	if err != nil {
+		return nil, orNotFound(err, "no program "+id)
+	}
+	return p, nil
+}
+
+// PromoterInput is the promoter PUT body.
+type PromoterInput struct {
+	Status       string                    `json:"status"`
+	Tier         int                       `json:"tier"`
+	Fingerprints *attribution.Fingerprints `json:"fingerprints"` // nil: keep the stored ones
+}
+
+// PromoterAnswer is a promoter as the API shows it: fingerprints are never
+// echoed, only how many are kept.
+type PromoterAnswer struct {
+	ID           string `json:"id"`
+	Status       string `json:"status"`
+	Tier         int    `json:"tier"`
+	Fingerprints int    `json:"fingerprints"`
+}
+
+func promoterAnswer(p *attribution.Promoter) *PromoterAnswer {
+	return &PromoterAnswer{p.ID, p.Status, p.Tier, len(p.Fingerprints)}
+}
+
+// PutPromoter stores promoter id and drops cached copies. Without
+// fingerprints it keeps the stored ones (a monthly tier update must not
+// erase the self-referral data); with them it replaces them. A bad value,
+// a fingerprint that does not parse among them, is an EInvalid error.
+func (sv *Service) PutPromoter(ctx context.Context, id string, in PromoterInput) (*PromoterAnswer, error) {
+	p := attribution.Promoter{ID: id, Status: in.Status, Tier: in.Tier}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	if in.Fingerprints != nil {
+		fp, err := sv.Hasher.Hash(*in.Fingerprints)
+		if err != nil {
+			return nil, err
+		}
+		p.Fingerprints = fp
+	} else {
+		old, err := sv.Store.Promoter(ctx, id)
+		switch {
+		case err == nil:
+			p.Fingerprints = old.Fingerprints
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	if err := sv.Store.PutPromoter(ctx, &p); err != nil {
+		return nil, err
+	}
+	sv.Invalidate(store.Invalidation{Kind: store.Promoter, ID: p.ID})
+	return promoterAnswer(&p), nil
+}
+
+// GetPromoter reads a promoter from the store; an unknown id is an
+// ENotFound error.
+func (sv *Service) GetPromoter(ctx context.Context, id string) (*PromoterAnswer, error) {
+	p, err := sv.Store.Promoter(ctx, id)
+	if err != nil {
+		return nil, orNotFound(err, "no promoter "+id)
+	}
+	return promoterAnswer(p), nil
+}
+
+// LinkInput is the link POST body; an empty Code asks for a generated one.
+type LinkInput struct {
+	Program     string `json:"program"`
+	Promoter    string `json:"promoter"`
+	Destination string `json:"destination"`
+	Code        string `json:"code"`
+}
+
+// LinkAnswer is a link as the API shows it, with its clicks by outcome when
+// read back.
+type LinkAnswer struct {
+	Code        string                        `json:"code"`
+	URL         string                        `json:"url"`
+	Program     string                        `json:"program"`
+	Promoter    string                        `json:"promoter"`
+	Destination string                        `json:"destination"`
+	CreatedAt   time.Time                     `json:"created_at"`
+	Clicks      map[attribution.Outcome]int64 `json:"clicks,omitempty"`
+}
+
+func (sv *Service) linkAnswer(l *attribution.Link) *LinkAnswer {
+	return &LinkAnswer{Code: l.Code, URL: sv.PublicURL + "/r/" + l.Code, Program: l.Program,
+		Promoter: l.Promoter, Destination: l.Destination, CreatedAt: l.CreatedAt}
+}
+
+// Generated codes: 10 characters of [A-Za-z0-9], about 59.5 random bits,
+// so that codes cannot be enumerated.
+const (
+	codeLen      = 10
+	codeAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+)
+
+// newCode draws a code from crypto/rand, rejecting bytes that would bias the
+// alphabet (256 is not a multiple of 62).
+func newCode() string {
+	b := make([]byte, 0, codeLen)
+	var buf [32]byte
+	for len(b) < codeLen {
+		rand.Read(buf[:])
+		for _, x := range buf {
+			if x < 248 && len(b) < codeLen { // 248 = 4 × 62
+				b = append(b, codeAlphabet[x%62])
+			}
+		}
+	}
+	return string(b)
+}
+
+// CreateLink stores a new link for a known program and promoter, its
+// destination host allowed by the program. Without a code it draws one,
+// drawing again (5 tries in all) if it is taken. An unknown program or
+// promoter, a bad code or destination is an EInvalid error; a code given
+// and taken an EConflict error.
+func (sv *Service) CreateLink(ctx context.Context, in LinkInput) (*LinkAnswer, error) {
+	if in.Code != "" && !attribution.ValidCode(in.Code) {
+		return nil, attribution.Errorf(attribution.EInvalid, "code must be 3 to 64 characters of A-Z a-z 0-9 _ -")
+	}
+	p, err := sv.Store.Program(ctx, in.Program)
+	if errors.Is(err, store.ErrNotFound) || in.Program == "" {
+		err = attribution.Errorf(attribution.EInvalid, "unknown program %s", in.Program)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_, err = sv.Store.Promoter(ctx, in.Promoter)
+	if errors.Is(err, store.ErrNotFound) || in.Promoter == "" {
+		err = attribution.Errorf(attribution.EInvalid, "unknown promoter %s", in.Promoter)
+	}
+	if err != nil {
+		return nil, err
+	}
+	u, host, err := attribution.ParseDestination(in.Destination)
+	if err != nil {
+		return nil, err
+	}
+	if !p.AllowsHost(host) {
+		return nil, attribution.Errorf(attribution.EInvalid, "destination host %s is not allowed by program %s", host, p.ID)
+	}
+	l := attribution.Link{Code: in.Code, Program: p.ID, Promoter: in.Promoter,
+		Destination: u.String(), CreatedAt: sv.Now()}
+	for try := 0; ; try++ {
+		if in.Code == "" {
+			l.Code = newCode()
+		}
+		err = sv.Store.CreateLink(ctx, &l)
+		if !errors.Is(err, store.ErrExists) || in.Code != "" || try == 4 {
+			break
+		}
+	}
+	if errors.Is(err, store.ErrExists) {
+		err = attribution.Errorf(attribution.EConflict, "link code %s is taken", l.Code)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return sv.linkAnswer(&l), nil
+}
+
+// GetLink reads a link and its clicks by outcome; an unknown or deleted
+// code is an ENotFound error.
+func (sv *Service) GetLink(ctx context.Context, code string) (*LinkAnswer, error) {
+	l, err := sv.Store.Link(ctx, code)
+	if err != nil {
+		return nil, orNotFound(err, "no link "+code)
+	}
+	a := sv.linkAnswer(l)
+	if a.Clicks, err = sv.Store.LinkStats(ctx, code); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// DeleteLink deletes a link; an unknown or deleted code is an ENotFound
+// error.
+func (sv *Service) DeleteLink(ctx context.Context, code string) error {
+	return orNotFound(sv.Store.DeleteLink(ctx, code), "no link "+code)
+}
+
+// ClockInput is the test clock POST body: exactly one of Set (RFC 3339) and
+// Advance (a duration).
+type ClockInput struct {
+	Set     string `json:"set"`
+	Advance string `json:"advance"`
+}
+
+// MoveClock sets or advances the test clock and returns the time it reads
+// now. A request that gives neither or both, or a value that does not
+// parse, is an EInvalid error; a service without a Clock cannot move it
+// (ENotFound).
+func (sv *Service) MoveClock(in ClockInput) (time.Time, error) {
+	switch {
+	case sv.Clock == nil:
+		return time.Time{}, attribution.Errorf(attribution.ENotFound, "no test clock")
+	case in.Set != "" && in.Advance != "", in.Set == "" && in.Advance == "":
+		return time.Time{}, attribution.Errorf(attribution.EInvalid, `give exactly one of "set" (RFC 3339) or "advance" (a duration such as "720h")`)
+	case in.Set != "":
+		t, err := time.Parse(time.RFC3339, in.Set)
+		if err != nil {
+			return time.Time{}, attribution.Errorf(attribution.EInvalid, "set: %v", err)
+		}
+		return sv.Clock.Set(t), nil
+	}
+	d, err := time.ParseDuration(in.Advance)
+	if err != nil {
+		return time.Time{}, attribution.Errorf(attribution.EInvalid, "advance: %v", err)
+	}
+	return sv.Clock.Advance(d), nil
 }

@@ -48,28 +48,10 @@ func inField(obj string, err error) error {
 	return err
 }
 
-func checkIDs(program, customer string) error {
-	if !attribution.ValidProgramID(program) {
-		return errorf(EInvalid, "program must be a program id")
-	}
-	if !attribution.ValidID(customer) {
-		return errorf(EInvalid, "customer must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
-	}
-	return nil
-}
-
 func (s *Server) bind(ctx *fasthttp.RequestCtx) {
 	var in bindIn
 	if err := decode(ctx, &in); err != nil {
 		s.fail(ctx, err)
-		return
-	}
-	if err := checkIDs(in.Program, in.Customer); err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	if in.Event != attribution.EventRegister && in.Event != attribution.EventLogin {
-		s.fail(ctx, errorf(EInvalid, `event must be "register" or "login"`))
 		return
 	}
 	info, err := s.info(in.CustomerInfo)
@@ -92,10 +74,6 @@ func (s *Server) putCustomer(ctx *fasthttp.RequestCtx, id string) {
 	var in customerInfoIn
 	if err := decode(ctx, &in); err != nil {
 		s.fail(ctx, err)
-		return
-	}
-	if !attribution.ValidID(id) {
-		s.fail(ctx, errorf(EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
 		return
 	}
 	info, err := s.info(&in)
@@ -128,7 +106,7 @@ func (s *Server) attribution(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if err := checkIDs(program, customer); err != nil {
-		s.fail(ctx, errorf(EMalformed, "give program and customer, or token: "+err.Error()))
+		s.fail(ctx, attribution.Errorf(attribution.EMalformed, "give program and customer, or token: %v", err))
 		return
 	}
 	c, cancel := s.storeCtx()
@@ -145,20 +123,17 @@ func (s *Server) explain(ctx *fasthttp.RequestCtx) {
 	q := ctx.QueryArgs()
 	program, customer := string(q.Peek("program")), string(q.Peek("customer"))
 	if err := checkIDs(program, customer); err != nil {
-		s.fail(ctx, errorf(EMalformed, "give program and customer: "+err.Error()))
+		s.fail(ctx, attribution.Errorf(attribution.EMalformed, "give program and customer: %v", err))
 		return
 	}
 	c, cancel := s.storeCtx()
 	defer cancel()
-	ds, err := s.cfg.Store.Decisions(c, program, customer)
+	a, err := s.svc.Explain(c, program, customer)
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	if ds == nil {
-		ds = []attribution.Decision{}
-	}
-	s.reply(ctx, 200, map[string][]attribution.Decision{"decisions": ds})
+	s.reply(ctx, 200, a)
 }
 
 type conversionIn struct {
@@ -178,22 +153,8 @@ func (s *Server) convert(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
-	if err := checkIDs(in.Program, in.Customer); err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	switch {
-	case !attribution.ValidID(in.Order):
-		s.fail(ctx, errorf(EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -"))
-		return
-	case in.Amount == nil:
-		s.fail(ctx, errorf(EInvalid, "amount (cash paid, in minor units) is required"))
-		return
-	case *in.Amount < 0 || *in.Amount > attribution.MaxAmount:
-		s.fail(ctx, errorf(EInvalid, "amount must be between 0 and 10^15 minor units"))
-		return
-	case len(in.Currency) > 8 || len(in.Product) > 128:
-		s.fail(ctx, errorf(EInvalid, "currency or product too long"))
+	if in.Amount == nil {
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount (cash paid, in minor units) is required"))
 		return
 	}
 	info, err := s.info(&customerInfoIn{Fingerprints: in.Fingerprints})
@@ -223,18 +184,8 @@ func (s *Server) refund(ctx *fasthttp.RequestCtx, order string) {
 		s.fail(ctx, err)
 		return
 	}
-	switch {
-	case !attribution.ValidID(order):
-		s.fail(ctx, errorf(ENotFound, "no order "+order))
-		return
-	case !attribution.ValidRefundID(in.Refund):
-		s.fail(ctx, errorf(EInvalid, "refund (the storefront's id of this refund, 1 to 128 characters of A-Z a-z 0-9 . _ : -) is required"))
-		return
-	case in.Amount == nil:
-		s.fail(ctx, errorf(EInvalid, "amount is required"))
-		return
-	case *in.Amount < 1 || *in.Amount > attribution.MaxAmount:
-		s.fail(ctx, errorf(EInvalid, "amount must be between 1 and 10^15 minor units"))
+	if in.Amount == nil {
+		s.fail(ctx, attribution.Errorf(attribution.EInvalid, "amount is required"))
 		return
 	}
 	c, cancel := s.storeCtx()

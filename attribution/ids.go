@@ -1,9 +1,6 @@
 package attribution
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // Identifier limits. Identifiers end up in Redis keys (inside hash tags, so
 // they must not hold braces), in cookie names and in URLs, so they are kept to
@@ -66,24 +63,4 @@ func checkID(what, s string) error {
 		return Errorf(EInvalid, "%s %q must be 1 to %d characters of A-Z a-z 0-9 . _ : @ -", what, s, maxIDLen)
 	}
 	return nil
-}
-
-// Error is a domain error with a code the API maps to an HTTP status.
-type Error struct {
-	Code    string
-	Message string
-}
-
-// Error codes shared by the domain, the stores and the API.
-const (
-	EInvalid  = "invalid"   // valid syntax, bad values: 422
-	ENotFound = "not_found" // 404
-	EConflict = "conflict"  // 409
-)
-
-func (e *Error) Error() string { return e.Message }
-
-// Errorf builds an *Error with a formatted message.
-func Errorf(code, format string, args ...any) *Error {
-	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
