@@ -3,48 +3,54 @@ package api
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/internal/gencache"
 	"github.com/refgate/refgate/store"
 )
 
 // entityCache keeps programs, promoters and links for the storefront
-// routes, which read them on every bind and conversion. Entries live at most ttl; the
-// store's invalidation feed (Server.Invalidate) drops them at once when an
-// admin changes one on any instance, so a suspension takes effect within
-// milliseconds, and within ttl even if a message is lost.
+// routes, which read them on every bind and conversion. It is the same
+// mechanism as the edge's link cache (gencache), except that every change
+// is re-read before use, never served stale: a suspended promoter must not
+// earn another bind. Entries live at most ttl; the store's invalidation
+// feed (Server.Invalidate) marks one in O(1) when an admin changes it on any
+// instance, so a suspension takes effect within milliseconds, and within ttl
+// even if a message is lost.
 type entityCache struct {
-	ttl time.Duration
-
-	mu        sync.RWMutex
-	programs  map[string]cached[*attribution.Program]
-	promoters map[string]cached[*attribution.Promoter]
-	links     map[string]cached[*attribution.Link]
-	gen       uint64
+	ttl       time.Duration
+	programs  *gencache.Cache[*attribution.Program]
+	promoters *gencache.Cache[*attribution.Promoter]
+	links     *gencache.Cache[*attribution.Link]
 }
 
-type cached[T any] struct {
-	v  T // nil: known not to exist
-	at time.Time
-}
+// maxEntities bounds each of the three maps; past it, one entry is evicted
+// at random per new one.
+const maxEntities = 100_000
 
 func newEntityCache(ttl time.Duration) *entityCache {
-	return &entityCache{ttl: ttl, programs: map[string]cached[*attribution.Program]{},
-		promoters: map[string]cached[*attribution.Promoter]{}, links: map[string]cached[*attribution.Link]{}}
+	return &entityCache{ttl: ttl, programs: gencache.New[*attribution.Program](maxEntities),
+		promoters: gencache.New[*attribution.Promoter](maxEntities), links: gencache.New[*attribution.Link](maxEntities)}
+}
+
+// fresh returns the value cached for id if it may be used as it is.
+func fresh[T any](c *entityCache, m *gencache.Cache[*T], id string) (*T, bool) {
+	e, st := m.Get([]byte(id))
+	if e == nil || st != gencache.Fresh || time.Since(e.At) >= c.ttl {
+		return nil, false
+	}
+	return e.V, true
 }
 
 // cachedGet returns m[id] if fresh, else loads it and caches the answer
-// (also "not found") unless an invalidation came in meanwhile.
-func cachedGet[T any](c *entityCache, m map[string]cached[*T], id string, load func() (*T, error)) (*T, error) {
-	c.mu.RLock()
-	e, ok := m[id]
-	gen := c.gen
-	c.mu.RUnlock()
-	if ok && time.Since(e.at) < c.ttl {
-		return e.v, nil
+// (also "not found"); an answer read while an invalidation came in is
+// cached to be read again on next use.
+func cachedGet[T any](c *entityCache, m *gencache.Cache[*T], id string, load func() (*T, error)) (*T, error) {
+	if v, ok := fresh(c, m, id); ok {
+		return v, nil
 	}
+	start := m.Begin()
 	v, err := load()
 	if errors.Is(err, store.ErrNotFound) {
 		v, err = nil, nil
@@ -52,14 +58,7 @@ func cachedGet[T any](c *entityCache, m map[string]cached[*T], id string, load f
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.gen == gen {
-		if len(m) > 100_000 {
-			clear(m) // bounded: programs and promoters are few next to this
-		}
-		m[id] = cached[*T]{v: v, at: time.Now()}
-	}
-	c.mu.Unlock()
+	m.Put(id, v, time.Now(), start)
 	return v, nil
 }
 
@@ -79,29 +78,21 @@ func (c *entityCache) link(ctx context.Context, st store.Store, code string) (*a
 // cachedPromoter returns a fresh cached promoter without calling the store
 // (nil, false if it has none): store.UpdateCustomer callbacks may use it.
 func (c *entityCache) cachedPromoter(id string) (*attribution.Promoter, bool) {
-	c.mu.RLock()
-	e, ok := c.promoters[id]
-	c.mu.RUnlock()
-	if !ok || time.Since(e.at) >= c.ttl {
-		return nil, false
-	}
-	return e.v, true
+	return fresh(c, c.promoters, id)
 }
 
+// invalidate applies inv in O(1): what it names is re-read on next use.
 func (c *entityCache) invalidate(inv store.Invalidation) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.gen++
 	switch inv.Kind {
 	case store.Program:
-		delete(c.programs, inv.ID)
+		c.programs.Invalidate(inv.ID)
 	case store.Promoter:
-		delete(c.promoters, inv.ID)
+		c.promoters.Invalidate(inv.ID)
 	case store.Link:
-		delete(c.links, inv.ID)
+		c.links.Invalidate(inv.ID)
 	default:
-		clear(c.programs)
-		clear(c.promoters)
-		clear(c.links)
+		c.programs.InvalidateAll()
+		c.promoters.InvalidateAll()
+		c.links.InvalidateAll()
 	}
 }

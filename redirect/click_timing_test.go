@@ -4,13 +4,16 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/events"
+	"github.com/refgate/refgate/store"
 )
 
 // discard is a ClickWriter that drops batches: the benchmark measures the
@@ -115,4 +118,98 @@ func BenchmarkSign(b *testing.B) {
 			buf, _ = s.AppendToken(buf[:0], &tok)
 		}
 	})
+}
+
+// fillCache caches n synthetic links besides shop1, spread over the edge's
+// three programs and 10,000 promoters, as if each had been clicked once.
+func fillCache(tb testing.TB, c *LinkCache, n int) {
+	tb.Helper()
+	t, err := c.Lookup([]byte("shop1"))
+	if err != nil || t == nil {
+		tb.Fatal("shop1 does not resolve", err)
+	}
+	c.sawHosts(t.Program)
+	programs := []string{"shop", "lessons", "xdomain"}
+	start := c.cache.Begin()
+	now := time.Now()
+	for i := range n {
+		p := c.cache.Group(store.Invalidation{Kind: store.Program, ID: programs[i%len(programs)]}.String())
+		m := c.cache.Group(store.Invalidation{Kind: store.Promoter, ID: "p" + strconv.Itoa(i%10000)}.String())
+		c.cache.Put("k"+strconv.Itoa(i), t, now, start, p, m)
+	}
+}
+
+// BenchmarkInvalidate is the cost of one invalidation with a million links
+// cached: what each admin change costs every instance, and how long it can
+// hold up the clicks. Program checks its hosts in the background (the
+// program is read once per change, not per link).
+func BenchmarkInvalidate(b *testing.B) {
+	e := newEdge(b, nil)
+	fillCache(b, e.cache, 1<<20-1)
+	f := func(name string, inv func(i int) store.Invalidation) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				e.cache.Invalidate(inv(i))
+				i++
+			}
+			b.StopTimer()
+			e.cache.wait()
+		})
+	}
+	f("Promoter", func(i int) store.Invalidation {
+		return store.Invalidation{Kind: store.Promoter, ID: "p" + strconv.Itoa(i%10000)}
+	})
+	f("Program", func(int) store.Invalidation { return store.Invalidation{Kind: store.Program, ID: "shop"} })
+	f("Link", func(i int) store.Invalidation {
+		return store.Invalidation{Kind: store.Link, ID: "k" + strconv.Itoa(i%(1<<20-1))}
+	})
+	f("All", func(int) store.Invalidation { return store.Invalidation{Kind: store.All} })
+	if e.cache.Len() != 1<<20 {
+		b.Fatalf("%d entries: invalidations evicted", e.cache.Len())
+	}
+}
+
+// BenchmarkClickDuringInvalidations clicks a link with a million links
+// cached, first with no invalidations, then while another goroutine applies
+// a stream of promoter and program changes (about 10,000 a second; one in a
+// hundred of them the clicked link's own promoter and one in a hundred its
+// program, each of which makes it stale and re-read in the background): the
+// two figures should match.
+func BenchmarkClickDuringInvalidations(b *testing.B) {
+	e := newEdge(b, nil)
+	q := NewBatcher(discard{}, BatcherConfig{QueueSize: 1 << 20})
+	defer q.Close(context.Background())
+	e.h.cfg.Queue = q
+	fillCache(b, e.cache, 1<<20-1)
+	b.Run("Quiet", func(b *testing.B) { runHandler(b, e.h.ServeFastHTTP, clickRequest(true)) })
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Microsecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			switch {
+			case i%100 == 0:
+				e.cache.Invalidate(store.Invalidation{Kind: store.Promoter, ID: "alice"})
+			case i%100 == 50:
+				e.cache.Invalidate(store.Invalidation{Kind: store.Program, ID: "shop"})
+			case i%10 == 0:
+				e.cache.Invalidate(store.Invalidation{Kind: store.Program, ID: "lessons"})
+			default:
+				e.cache.Invalidate(store.Invalidation{Kind: store.Promoter, ID: "p" + strconv.Itoa(i%10000)})
+			}
+		}
+	}()
+	b.Run("Invalidations", func(b *testing.B) { runHandler(b, e.h.ServeFastHTTP, clickRequest(true)) })
+	close(stop)
+	<-done
+	e.cache.wait()
 }

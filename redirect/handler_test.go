@@ -514,7 +514,8 @@ func TestClientIP(t *testing.T) {
 // TestInvalidationKeepsServing: an invalidation of any kind (a reconnect's
 // "anything may have changed", or a late one for the link itself, its program
 // or its promoter) while the store is down must not turn a cached link into
-// 503s; once the store is back, the entry is re-read.
+// 503s; once the store is back, the entry is re-read: at once for the link
+// or everything, in the background for its program or promoter.
 func TestInvalidationKeepsServing(t *testing.T) {
 	for _, inv := range []store.Invalidation{
 		{Kind: store.All},
@@ -535,9 +536,17 @@ func TestInvalidationKeepsServing(t *testing.T) {
 			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
 				t.Errorf("after %+v with the store down: %d", inv, resp.StatusCode())
 			}
+			cache.wait()
 			src.fail = false
 			e.st.DeleteLink(context.Background(), "shop1")
 			cache.Invalidate(inv)
+			if inv.Kind == store.Program || inv.Kind == store.Promoter {
+				// Served as cached once more while it is re-read.
+				if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 302 {
+					t.Errorf("a program or promoter change is served stale: %d", resp.StatusCode())
+				}
+				cache.wait()
+			}
 			if resp := e.do(t, req{uri: "/r/shop1"}); resp.StatusCode() != 404 {
 				t.Errorf("with the store back, a stale entry is re-read: %d", resp.StatusCode())
 			}
@@ -582,12 +591,13 @@ func racingEdge(t *testing.T, inv store.Invalidation) (*edge, *racingSource) {
 	return e, src
 }
 
-// TestLoadRacingInvalidation: a link read while an invalidation arrives is
-// answered, kept stale (the next click reads it again), and served if the
-// store is down by then; an unknown code read in that window is not
-// remembered, since the invalidation may be its creation.
+// TestLoadRacingInvalidation: a link read while an invalidation of it, its
+// program or everything arrives is answered, kept stale (the next click reads
+// it again), and served if the store is down by then; an unknown code read
+// while a link or everything is invalidated is not remembered, since the
+// invalidation may be its creation.
 func TestLoadRacingInvalidation(t *testing.T) {
-	for _, inv := range []store.Invalidation{{Kind: store.All}, {Kind: store.Link, ID: "shop1"}, {Kind: store.Program, ID: "other"}} {
+	for _, inv := range []store.Invalidation{{Kind: store.All}, {Kind: store.Link, ID: "shop1"}, {Kind: store.Program, ID: "shop"}} {
 		t.Run(fmt.Sprintf("%c", inv.Kind), func(t *testing.T) {
 			e, src := racingEdge(t, inv)
 			src.race = false
@@ -604,8 +614,13 @@ func TestLoadRacingInvalidation(t *testing.T) {
 			}
 			src.race = false
 			e.do(t, req{uri: "/r/nope99"})
-			if src.reads != 2 {
-				t.Errorf("an unknown code read during an invalidation was remembered (%d reads)", src.reads)
+			src.cache.wait()
+			want := 2
+			if inv.Kind == store.Program {
+				want = 1 // a program change cannot be the code's creation
+			}
+			if src.reads != want {
+				t.Errorf("an unknown code read during %+v: %d reads, want %d", inv, src.reads, want)
 			}
 		})
 	}

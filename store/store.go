@@ -40,6 +40,11 @@ type Store interface {
 	// Link returns ErrNotFound for an unknown or deleted code.
 	Link(ctx context.Context, code string) (*attribution.Link, error)
 	// DeleteLink marks a link deleted; ErrNotFound if unknown or deleted.
+	// Like every write that changes a link, program or promoter, it
+	// returns nil only once the change's invalidation is on its way to
+	// every watcher (WatchInvalidations), who can read the change by the
+	// time it arrives; a write that cannot publish fails and changes
+	// nothing.
 	DeleteLink(ctx context.Context, code string) error
 	// LinkStats returns the number of clicks recorded per outcome.
 	LinkStats(ctx context.Context, code string) (map[attribution.Outcome]int64, error)

@@ -152,22 +152,27 @@ func translate(op string, err error) error {
 	return fmt.Errorf("redis %s: %w", op, err)
 }
 
+// setAndPublish writes a value and publishes its invalidation in one script:
+// when the write returns, every subscribed instance has been told, and if
+// the PUBLISH cannot run (an ACL without it) nothing is written and the
+// write fails. PUBLISH comes first so that a refusal leaves the key as it
+// was; no subscriber can read the key between the two, since a script runs
+// whole and the message reaches subscribers after it. ARGV: value, channel,
+// message.
+var setAndPublish = redis.NewScript(`
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`)
+
 func (s *Store) setJSON(ctx context.Context, key string, v any, inv store.Invalidation) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	if err := s.rdb.Set(ctx, key, b, 0).Err(); err != nil {
+	if err := setAndPublish.Run(ctx, s.rdb, []string{key}, b, Channel, inv.String()).Err(); err != nil {
 		return translate("set", err)
 	}
-	s.publish(ctx, inv)
 	return nil
-}
-
-// publish tells every instance to drop its copy. A lost publish is covered
-// by the subscribers' flush on reconnect and the caches' maximum age.
-func (s *Store) publish(ctx context.Context, inv store.Invalidation) {
-	s.rdb.Publish(ctx, Channel, inv.String())
 }
 
 func getJSON[T any](ctx context.Context, s *Store, key string) (*T, error) {
@@ -198,19 +203,27 @@ func (s *Store) Promoter(ctx context.Context, id string) (*attribution.Promoter,
 	return getJSON[attribution.Promoter](ctx, s, promoterKey(id))
 }
 
+// createLink is SET NX and its invalidation (a cached "unknown code" must
+// go) in one script, as setAndPublish. ARGV: value, channel, message.
+var createLink = redis.NewScript(`
+if redis.call('GET', KEYS[1]) then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`)
+
 func (s *Store) CreateLink(ctx context.Context, l *attribution.Link) error {
 	b, err := json.Marshal(l)
 	if err != nil {
 		return err
 	}
-	ok, err := s.rdb.SetNX(ctx, linkKey(l.Code), b, 0).Result()
+	inv := store.Invalidation{Kind: store.Link, ID: l.Code}
+	n, err := createLink.Run(ctx, s.rdb, []string{linkKey(l.Code)}, b, Channel, inv.String()).Int()
 	if err != nil {
-		return translate("setnx", err)
+		return translate("create link", err)
 	}
-	if !ok {
+	if n == 0 {
 		return store.ErrExists
 	}
-	s.publish(ctx, store.Invalidation{Kind: store.Link, ID: l.Code})
 	return nil
 }
 
@@ -223,25 +236,32 @@ func (s *Store) Link(ctx context.Context, code string) (*attribution.Link, error
 }
 
 // deleteLink marks the link deleted in one step, so two concurrent deletes
-// cannot both report success.
+// cannot both report success, and publishes its invalidation in the same
+// step, as setAndPublish: a delete that succeeds has told every subscribed
+// instance, and one whose PUBLISH is refused deletes nothing and fails (so
+// the caller can try again, rather than be told "not found" next time).
+// ARGV: channel, message.
 var deleteLink = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local l = cjson.decode(v)
 if l.deleted then return 0 end
+redis.call('PUBLISH', ARGV[1], ARGV[2])
 l.deleted = true
 redis.call('SET', KEYS[1], cjson.encode(l))
 return 1`)
 
+// DeleteLink returns nil only once the deletion is written and its
+// invalidation published.
 func (s *Store) DeleteLink(ctx context.Context, code string) error {
-	n, err := deleteLink.Run(ctx, s.rdb, []string{linkKey(code)}).Int()
+	inv := store.Invalidation{Kind: store.Link, ID: code}
+	n, err := deleteLink.Run(ctx, s.rdb, []string{linkKey(code)}, Channel, inv.String()).Int()
 	if err != nil {
 		return translate("delete link", err)
 	}
 	if n == 0 {
 		return store.ErrNotFound
 	}
-	s.publish(ctx, store.Invalidation{Kind: store.Link, ID: code})
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/storetest"
@@ -86,5 +87,53 @@ func TestOptions(t *testing.T) {
 	}
 	if _, err := (Config{}).Options(); err == nil {
 		t.Error("no address accepted")
+	}
+}
+
+// TestWriteFailsWithoutPublish: a write that publishes an invalidation does
+// it in the same script, so when the PUBLISH is refused (an ACL without it)
+// the write fails and changes nothing, instead of succeeding while other
+// instances keep serving what they cached.
+func TestWriteFailsWithoutPublish(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client()
+	if err := admin.Do(ctx, "ACL", "SETUSER", "nopub", "on", ">pw", "~refgate:*", "&refgate:*", "+@all", "-publish").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{URL: srv.URL(), Username: "nopub", Password: "pw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	full := open(t, srv)
+
+	if err := s.PutProgram(ctx, storetest.Program("shop")); err == nil {
+		t.Error("PutProgram succeeded without its PUBLISH")
+	}
+	if _, err := full.Program(ctx, "shop"); err != store.ErrNotFound {
+		t.Errorf("a PutProgram that failed wrote the program: %v", err)
+	}
+	if err := s.PutPromoter(ctx, &attribution.Promoter{ID: "alice", Status: "active"}); err == nil {
+		t.Error("PutPromoter succeeded without its PUBLISH")
+	}
+	l := &attribution.Link{Code: "shop1", Program: "shop", Promoter: "alice", Destination: "https://shop.example.com/"}
+	if err := s.CreateLink(ctx, l); err == nil {
+		t.Error("CreateLink succeeded without its PUBLISH")
+	}
+	if _, err := full.Link(ctx, "shop1"); err != store.ErrNotFound {
+		t.Errorf("a CreateLink that failed wrote the link: %v", err)
+	}
+	if err := full.CreateLink(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteLink(ctx, "shop1"); err == nil || err == store.ErrNotFound {
+		t.Errorf("DeleteLink without its PUBLISH: %v, want a failure", err)
+	}
+	if _, err := full.Link(ctx, "shop1"); err != nil {
+		t.Errorf("a DeleteLink that failed deleted the link: %v", err)
+	}
+	if err := full.DeleteLink(ctx, "shop1"); err != nil {
+		t.Errorf("the delete tried again: %v", err)
 	}
 }

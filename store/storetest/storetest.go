@@ -279,10 +279,20 @@ func testInvalidations(t *testing.T, s store.Store) {
 	c, cancel := context.WithCancel(ctx(t))
 	defer cancel()
 	got := make(chan store.Invalidation, 100)
+	// What a subscriber reads of inv001 when told it changed: the change
+	// must be visible by then, or a cache re-reads the old state and keeps
+	// it.
+	linkAt := make(chan error, 100)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.WatchInvalidations(c, func(i store.Invalidation) { got <- i })
+		s.WatchInvalidations(c, func(i store.Invalidation) {
+			if i == (store.Invalidation{Kind: store.Link, ID: "inv001"}) {
+				_, err := s.Link(c, "inv001")
+				linkAt <- err
+			}
+			got <- i
+		})
 	}()
 	wait := func(want store.Invalidation) {
 		t.Helper()
@@ -304,10 +314,16 @@ func testInvalidations(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	wait(store.Invalidation{Kind: store.Link, ID: "inv001"})
+	if err := <-linkAt; err != nil {
+		t.Errorf("the link's creation was announced before it could be read: %v", err)
+	}
 	if err := s.DeleteLink(c, "inv001"); err != nil {
 		t.Fatal(err)
 	}
 	wait(store.Invalidation{Kind: store.Link, ID: "inv001"})
+	if err := <-linkAt; !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the link's deletion was announced before it was written: %v", err)
+	}
 	if err := s.PutProgram(c, Program("tencent")); err != nil {
 		t.Fatal(err)
 	}
