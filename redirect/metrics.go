@@ -44,7 +44,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	cache := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "refgate_link_cache_requests_total",
-		Help: "Link cache lookups: hit, miss (read from the store), negative_hit (known unknown code), stale (store failed, an expired entry was served).",
+		Help: "Link cache lookups: hit, miss (read from the store), negative_hit (known unknown code), stale (served while it is read again: after a program or promoter change, or when the store failed).",
 	}, []string{"result"})
 	m.cacheHit = cache.WithLabelValues("hit")
 	m.cacheMiss = cache.WithLabelValues("miss")
