@@ -262,20 +262,16 @@ func (s *Store) LinkStats(ctx context.Context, code string) (map[attribution.Out
 // with a single SET ... PX per click: the expiry up front lets the
 // first-click script compare without decoding JSON, and one command per
 // click instead of HSET + PEXPIRE halves the record's cost on both sides.
-// Records written by earlier versions as a hash (fields exp and c) are still
-// read, and replaced by the next click.
 
 // keepFirst writes a first-click record unless an unexpired one is there. It
 // mirrors attribution.Click.Replaces for the "first" model; "last" needs no
 // script (it always writes). ARGV: click time ms, expiry ms, JSON, TTL ms.
+// A key holding anything but a record string is overwritten, as SET would
+// for a last click: failing instead would fail the whole batch on every
+// retry.
 var keepFirst = redis.NewScript(`
 local v = redis.pcall('GET', KEYS[1])
-local exp
-if type(v) == 'string' then
-  exp = string.match(v, '^(%d+):')
-elseif type(v) == 'table' and v.err then
-  exp = redis.call('HGET', KEYS[1], 'exp')
-end
+local exp = type(v) == 'string' and string.match(v, '^(%d+):')
 if exp and tonumber(exp) > tonumber(ARGV[1]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[2] .. ':' .. ARGV[3], 'PX', ARGV[4])
 return 1`)
@@ -329,23 +325,15 @@ func (s *Store) RecordClicks(ctx context.Context, clicks []attribution.Click) er
 func (s *Store) VisitorClick(ctx context.Context, program, visitor string) (*attribution.Click, error) {
 	k := visitorKey(visitor, program)
 	b, err := s.rdb.Get(ctx, k).Bytes()
-	switch {
-	case redis.HasErrorPrefix(err, "WRONGTYPE"):
-		// A hash written by an earlier version.
-		if b, err = s.rdb.HGet(ctx, k, "c").Bytes(); err != nil {
-			return nil, translate("hget", err)
-		}
-	case err != nil:
+	if err != nil {
 		return nil, translate("get", err)
-	default:
-		_, js, ok := bytes.Cut(b, []byte{':'})
-		if !ok {
-			return nil, fmt.Errorf("corrupt visitor record %q", b)
-		}
-		b = js
+	}
+	_, js, ok := bytes.Cut(b, []byte{':'})
+	if !ok {
+		return nil, fmt.Errorf("corrupt visitor record %q", b)
 	}
 	var c attribution.Click
-	if err := json.Unmarshal(b, &c); err != nil {
+	if err := json.Unmarshal(js, &c); err != nil {
 		return nil, fmt.Errorf("corrupt visitor record: %w", err)
 	}
 	return &c, nil
