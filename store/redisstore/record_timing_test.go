@@ -69,7 +69,7 @@ func BenchmarkRecordClicks(b *testing.B) {
 	cpu0 := redisCPU(b, srv)
 	n := 0
 	for b.Loop() {
-		if err := s.RecordClicks(ctx, batch); err != nil {
+		if err := s.RecordClicks(ctx, "bench-"+strconv.Itoa(n), batch); err != nil {
 			b.Fatal(err)
 		}
 		n++

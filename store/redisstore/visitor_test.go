@@ -32,7 +32,7 @@ func TestVisitorRecord(t *testing.T) {
 	}
 	k := visitorKey("v1", "shop")
 
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c1", attribution.LastClick, at)}); err != nil {
+	if err := s.RecordClicks(ctx, "b-c1", []attribution.Click{click("c1", attribution.LastClick, at)}); err != nil {
 		t.Fatal(err)
 	}
 	if typ := rdb.Type(ctx, k).Val(); typ != "string" || read() != "c1" {
@@ -43,14 +43,14 @@ func TestVisitorRecord(t *testing.T) {
 	}
 
 	// A first click while an unexpired record is there keeps it ...
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c2", attribution.FirstClick, at.Add(time.Hour))}); err != nil {
+	if err := s.RecordClicks(ctx, "b-c2", []attribution.Click{click("c2", attribution.FirstClick, at.Add(time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
 	if read() != "c1" {
 		t.Fatal("first click replaced an unexpired record")
 	}
 	// ... and one after its expiry replaces it.
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c3", attribution.FirstClick, at.Add(8*24*time.Hour))}); err != nil {
+	if err := s.RecordClicks(ctx, "b-c3", []attribution.Click{click("c3", attribution.FirstClick, at.Add(8*24*time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
 	if read() != "c3" {
@@ -60,7 +60,7 @@ func TestVisitorRecord(t *testing.T) {
 	for _, m := range []attribution.ClickModel{attribution.FirstClick, attribution.LastClick} {
 		rdb.Del(ctx, k)
 		rdb.LPush(ctx, k, "x")
-		if err := s.RecordClicks(ctx, []attribution.Click{click("c4", m, at)}); err != nil {
+		if err := s.RecordClicks(ctx, "b-c4-"+string(m), []attribution.Click{click("c4", m, at)}); err != nil {
 			t.Fatalf("%s click over a list: %v", m, err)
 		}
 		if typ := rdb.Type(ctx, k).Val(); typ != "string" || read() != "c4" {
