@@ -70,3 +70,31 @@ func TestRetryAfterFreezeCountsOnce(t *testing.T) {
 		t.Errorf("marker TTL %s, want about %s", ttl, store.BatchKeep)
 	}
 }
+
+// TestScriptsReloaded: the batch's scripts go by EVALSHA; a server that
+// lost them (a restart, a failover, SCRIPT FLUSH) gets them again, and the
+// batch is counted once, its first clicks kept by the script.
+func TestScriptsReloaded(t *testing.T) {
+	srv := redistest.Start(t)
+	s := open(t, srv)
+	ctx := context.Background()
+	batch := benchBatch()
+	for i, id := range []string{"b1", "b1", "b2"} {
+		if err := srv.Client().ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordClicks(ctx, id, batch); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	got, err := s.LinkStats(ctx, "link0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[attribution.OutcomeAttributed] != 2*6 || got[attribution.OutcomeBot] != 2*2 {
+		t.Errorf("two batches of 6 attributed and 2 bot clicks on link0: got %v", got)
+	}
+	if c, err := s.VisitorClick(ctx, "shop", "v0"); err != nil || c.Model != attribution.FirstClick {
+		t.Errorf("first-click record: %v, %v", c, err)
+	}
+}
