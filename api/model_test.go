@@ -469,7 +469,7 @@ func (d *driver) doClick() (pi, v int) {
 	if p.firstClick {
 		model = attribution.FirstClick
 	}
-	d.must(d.st.RecordClicks(d.ctx, []attribution.Click{{ID: k.click, Program: p.id, Promoter: d.m.promoters[pr].id, Link: k.link,
+	d.must(d.st.RecordClicks(d.ctx, "b-"+k.click, []attribution.Click{{ID: k.click, Program: p.id, Promoter: d.m.promoters[pr].id, Link: k.link,
 		Visitor: d.visitor(v), At: k.issued, ExpiresAt: k.expires, Model: model, Outcome: attribution.OutcomeAttributed}}))
 	d.m.click(pi, v, k)
 	d.tracef("click by %s on %s of %s in %s: click %s expires %s", d.visitor(v), k.link, d.m.promoters[pr].id, p.id, k.click,

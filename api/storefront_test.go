@@ -107,7 +107,7 @@ func TestBindByVisitorRecord(t *testing.T) {
 	e.seedStorefront()
 	now := e.clock.Now()
 	storetest.Link(t, e.st, "shop", "bob", "lnk")
-	e.st.RecordClicks(context.Background(), []attribution.Click{{ID: "clk1", Program: "shop", Promoter: "bob", Link: "lnk",
+	e.st.RecordClicks(context.Background(), "b-clk1", []attribution.Click{{ID: "clk1", Program: "shop", Promoter: "bob", Link: "lnk",
 		Visitor: "vis1", At: now, ExpiresAt: now.Add(time.Hour), Outcome: attribution.OutcomeAttributed}})
 	r := e.bind("c1", "register", `"visitor":"vis1"`)
 	if r.body["associated"] != true || r.body["promoter"] != "bob" {

@@ -2,6 +2,8 @@ package redirect
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"sync"
@@ -14,9 +16,9 @@ import (
 )
 
 // ClickWriter is where batches of click records go. store.Store satisfies
-// it.
+// it: it counts a batch written again under the same id once.
 type ClickWriter interface {
-	RecordClicks(ctx context.Context, clicks []attribution.Click) error
+	RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) error
 }
 
 var _ ClickQueue = (*Batcher)(nil)
@@ -36,6 +38,8 @@ type BatcherConfig struct {
 // anyone, except once per full batch; one goroutine takes the whole buffer on
 // a tick or when a batch is full and writes it in batches. A failed batch is
 // retried with backoff until it is written; Close writes everything pending.
+// Each batch gets an id when it is formed and keeps it on every retry, so the
+// store counts a batch whose first write did land (a lost reply) only once.
 //
 // Why not a channel: a channel of ~200-byte records wakes the receiver on
 // nearly every send and copies each record into a large ring that falls out
@@ -153,21 +157,22 @@ func (b *Batcher) writeAll(recs []attribution.Click) []attribution.Click {
 	return recs[:0]
 }
 
-// flush writes batch, retrying with backoff until it succeeds or, once
-// closing, until Close's deadline.
+// flush writes batch under a new id, retrying with the same id and backoff
+// until it succeeds or, once closing, until Close's deadline.
 func (b *Batcher) flush(batch []attribution.Click) {
 	b.cfg.Metrics.batchSize.Observe(float64(len(batch)))
+	id := newBatchID()
 	backoff := 50 * time.Millisecond
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
-		err := b.w.RecordClicks(ctx, batch)
+		err := b.w.RecordClicks(ctx, id, batch)
 		cancel()
 		if err == nil {
 			b.pending.Add(-int64(len(batch)))
 			return
 		}
 		b.cfg.Metrics.flushErrors.Inc()
-		b.cfg.Logger.Warn("cannot write click records; will retry", "records", len(batch), "err", err)
+		b.cfg.Logger.Warn("cannot write click records; will retry", "batch", id, "records", len(batch), "err", err)
 		var deadline <-chan struct{}
 		if p := b.closeCtx.Load(); p != nil {
 			deadline = (*p).Done()
@@ -177,11 +182,20 @@ func (b *Batcher) flush(batch []attribution.Click) {
 		case <-deadline:
 			b.cfg.Metrics.dropped.Add(float64(len(batch)))
 			b.pending.Add(-int64(len(batch)))
-			b.cfg.Logger.Error("shutdown deadline passed; click records lost", "records", len(batch), "err", err)
+			b.cfg.Logger.Error("shutdown deadline passed; click records lost", "batch", id, "records", len(batch), "err", err)
 			return
 		}
 		backoff = min(2*backoff, 2*time.Second)
 	}
+}
+
+// newBatchID returns 96 random bits, URL-safe base64: unique across every
+// instance sharing a store without coordination, and short, since a Redis
+// store keeps it in one key per link of the batch.
+func newBatchID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
 // Close stops accepting records and waits until everything pending has been

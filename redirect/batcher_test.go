@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,16 +15,19 @@ import (
 	"github.com/refgate/refgate/attribution"
 )
 
-// flakyWriter records batches and fails while failing is set.
+// flakyWriter records batches and fails while failing is set, or on the
+// first attempt at each batch with failFirst.
 type flakyWriter struct {
-	mu      sync.Mutex
-	failing bool
-	calls   int
-	got     []attribution.Click
-	block   chan struct{}
+	mu        sync.Mutex
+	failing   bool
+	failFirst bool
+	calls     int
+	ids       []string // batch id of every call
+	got       []attribution.Click
+	block     chan struct{}
 }
 
-func (w *flakyWriter) RecordClicks(ctx context.Context, clicks []attribution.Click) error {
+func (w *flakyWriter) RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) error {
 	if w.block != nil {
 		select {
 		case <-w.block:
@@ -34,7 +38,9 @@ func (w *flakyWriter) RecordClicks(ctx context.Context, clicks []attribution.Cli
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.calls++
-	if w.failing {
+	first := !slices.Contains(w.ids, batch)
+	w.ids = append(w.ids, batch)
+	if w.failing || w.failFirst && first {
 		return errors.New("store down")
 	}
 	w.got = append(w.got, clicks...)
@@ -112,6 +118,41 @@ func TestBatcherRetriesUntilWritten(t *testing.T) {
 	}
 	if w.count() != 10 || testutil.ToFloat64(m.dropped) != 0 || testutil.ToFloat64(m.flushErrors) < 1 {
 		t.Errorf("wrote %d, dropped %v, errors %v", w.count(), testutil.ToFloat64(m.dropped), testutil.ToFloat64(m.flushErrors))
+	}
+}
+
+// TestBatcherBatchIDs: every batch has its own id, and every retry of a
+// batch the same one, which is what lets the store count it once.
+func TestBatcherBatchIDs(t *testing.T) {
+	w := &flakyWriter{failFirst: true}
+	b := NewBatcher(w, BatcherConfig{BatchSize: 100, FlushInterval: time.Hour})
+	for _, c := range clicks(250) {
+		b.Enqueue(c)
+	}
+	// A bounded Close: a batcher that took a new id per attempt would
+	// fail every attempt here and never drain.
+	c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Close(c); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.ids) < 6 {
+		t.Fatalf("got %d calls for 250 records in batches of 100, each failing once", len(w.ids))
+	}
+	// Batches are written one after another: each id must come exactly
+	// twice in a row (the failed attempt and its retry), and never again.
+	seen := map[string]bool{}
+	for i := 0; i < len(w.ids); i += 2 {
+		id := w.ids[i]
+		if id == "" || i+1 == len(w.ids) || w.ids[i+1] != id || seen[id] {
+			t.Fatalf("want each batch id twice in a row and only there, got %q", w.ids)
+		}
+		seen[id] = true
+	}
+	if len(w.got) != 250 {
+		t.Errorf("wrote %d of 250", len(w.got))
 	}
 }
 

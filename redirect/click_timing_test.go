@@ -20,7 +20,7 @@ import (
 // click path, not the store.
 type discard struct{}
 
-func (discard) RecordClicks(context.Context, []attribution.Click) error { return nil }
+func (discard) RecordClicks(context.Context, string, []attribution.Click) error { return nil }
 
 // benchEdge is a handler with a warm link cache over the embedded store, a
 // real signer and a real Batcher over an in-memory writer.

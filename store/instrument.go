@@ -93,9 +93,9 @@ func (i *instrumented) LinkStats(ctx context.Context, code string) (m map[attrib
 	return i.s.LinkStats(ctx, code)
 }
 
-func (i *instrumented) RecordClicks(ctx context.Context, clicks []attribution.Click) (err error) {
+func (i *instrumented) RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) (err error) {
 	defer func(t time.Time) { i.observe("record_clicks", t, err) }(time.Now())
-	return i.s.RecordClicks(ctx, clicks)
+	return i.s.RecordClicks(ctx, batch, clicks)
 }
 
 func (i *instrumented) VisitorClick(ctx context.Context, program, visitor string) (c *attribution.Click, err error) {

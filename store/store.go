@@ -8,6 +8,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/refgate/refgate/attribution"
@@ -20,6 +21,28 @@ var (
 	ErrClosed   = errors.New("store closed")
 	ErrConflict = errors.New("too much contention on one customer; try again")
 )
+
+// BatchKeep is how long a store remembers a RecordClicks batch id. It
+// bounds the memory the ids take (one id per link per batch on Redis, per
+// batch on bbolt) and must outlast every retry of a batch: the driver's
+// within one call (seconds), and the caller's while the store is
+// unreachable. A retry later than this may count its batch again; a caller
+// that writes one batch at a time, as redirect.Batcher does, over-counts by
+// at most that one batch, and only if the store went away for longer right
+// after applying it. Five minutes outlasts a Redis Cluster failover or a
+// frozen server many times over; see redisstore for what it costs.
+const BatchKeep = 5 * time.Minute
+
+// MaxBatchID is the longest RecordClicks batch id.
+const MaxBatchID = 64
+
+// CheckBatchID returns an error for an id RecordClicks must refuse.
+func CheckBatchID(id string) error {
+	if id == "" || len(id) > MaxBatchID {
+		return fmt.Errorf("bad click batch id %q: want 1 to %d bytes", id, MaxBatchID)
+	}
+	return nil
+}
 
 // Store keeps programs, promoters, links and click records. Every method is
 // safe for concurrent use. Returned values are the caller's to keep.
@@ -52,9 +75,18 @@ type Store interface {
 	// RecordClicks stores a batch of clicks: it counts each against its
 	// link by outcome and, for attributed clicks with a visitor, keeps it
 	// as that visitor's record for the program unless Click.Replaces says
-	// the existing one stands. A batch retried after an error may count
-	// some clicks twice; the visitor records are idempotent.
-	RecordClicks(ctx context.Context, clicks []attribution.Click) error
+	// the existing one stands.
+	//
+	// batch names the batch: the caller gives each batch a new id (unique
+	// across instances, at most MaxBatchID bytes) and the same id to every
+	// retry of it, and must not reuse an id for other clicks. The store
+	// applies a batch's counts at most once per link, so a batch written
+	// again with the same id (the caller's retry after an error, which
+	// does not prove nothing was written, or the driver's retry of a
+	// timed-out write) counts once, as long as the retry comes within
+	// BatchKeep of the write that applied it. The visitor records are
+	// idempotent anyway. An empty or too long id is an error.
+	RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) error
 	// VisitorClick returns the visitor's click record for a program,
 	// expired or not (the caller compares ExpiresAt with its clock), or
 	// ErrNotFound.

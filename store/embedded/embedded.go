@@ -4,6 +4,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -28,6 +29,8 @@ var (
 	bLinks     = []byte("links")
 	bLinkStats = []byte("linkstats") // code 0x00 outcome → uint64
 	bVisitors  = []byte("visitors")  // program 0x00 visitor → Click JSON
+	bBatches   = []byte("batches")   // click batch id → unix ms it was written
+	bBatchAge  = []byte("batchage")  // unix ms (8 bytes) batch id → empty, oldest first
 )
 
 // FileName is the database file's name inside the data dir.
@@ -35,7 +38,8 @@ const FileName = "refgate.db"
 
 // Store is the bbolt-backed store.
 type Store struct {
-	db *bolt.DB
+	db  *bolt.DB
+	now func() time.Time // when click batch ids are written, to forget them
 
 	mu       sync.Mutex
 	watchers map[int]func(store.Invalidation)
@@ -55,7 +59,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -66,7 +70,7 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cannot initialise %s: %w", path, err)
 	}
-	return &Store{db: db, watchers: map[int]func(store.Invalidation){}}, nil
+	return &Store{db: db, now: time.Now, watchers: map[int]func(store.Invalidation){}}, nil
 }
 
 func (s *Store) put(bucket []byte, key string, v any, inv store.Invalidation) error {
@@ -202,9 +206,20 @@ func visitorKey(program, visitor string) []byte {
 }
 
 // RecordClicks writes the whole batch in one transaction, so one fsync covers
-// many clicks.
-func (s *Store) RecordClicks(_ context.Context, clicks []attribution.Click) error {
+// many clicks, and with it the batch id: a batch whose id is there was
+// written whole and is skipped whole (its visitor records too, which a later
+// batch may have replaced since). Ids older than store.BatchKeep are
+// forgotten on the way.
+func (s *Store) RecordClicks(_ context.Context, batch string, clicks []attribution.Click) error {
+	if err := store.CheckBatchID(batch); err != nil {
+		return err
+	}
+	now := s.now()
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		written, err := rememberBatch(tx, batch, now)
+		if err != nil || written {
+			return err
+		}
 		stats, visitors := tx.Bucket(bLinkStats), tx.Bucket(bVisitors)
 		for i := range clicks {
 			c := &clicks[i]
@@ -239,6 +254,31 @@ func (s *Store) RecordClicks(_ context.Context, clicks []attribution.Click) erro
 		return nil
 	})
 	return translate(err)
+}
+
+// rememberBatch forgets the batch ids written before now - store.BatchKeep,
+// then reports whether batch was written already and, if not, records it
+// as written now.
+func rememberBatch(tx *bolt.Tx, batch string, now time.Time) (written bool, err error) {
+	ids, age := tx.Bucket(bBatches), tx.Bucket(bBatchAge)
+	cutoff := binary.BigEndian.AppendUint64(nil, uint64(now.Add(-store.BatchKeep).UnixMilli()))
+	c := age.Cursor()
+	for k, _ := c.First(); k != nil && bytes.Compare(k[:8], cutoff) < 0; k, _ = c.First() {
+		if err := ids.Delete(k[8:]); err != nil {
+			return false, err
+		}
+		if err := c.Delete(); err != nil {
+			return false, err
+		}
+	}
+	if ids.Get([]byte(batch)) != nil {
+		return true, nil
+	}
+	at := binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))
+	if err := ids.Put([]byte(batch), at); err != nil {
+		return false, err
+	}
+	return false, age.Put(append(at[:8:8], batch...), []byte{})
 }
 
 func (s *Store) VisitorClick(_ context.Context, program, visitor string) (*attribution.Click, error) {

@@ -2,7 +2,6 @@ package redisstore
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -10,10 +9,10 @@ import (
 	"github.com/refgate/refgate/internal/redistest"
 )
 
-// TestVisitorRecordFormats: a record is one "EXPIRY_MS:JSON" string with a
-// TTL; a hash written by an earlier version (exp, c) is still read, still
-// protects a first click, and is replaced by the next last click.
-func TestVisitorRecordFormats(t *testing.T) {
+// TestVisitorRecord: a record is one "EXPIRY_MS:JSON" string with a TTL past
+// its expiry; the first-click script compares that expiry; anything else at
+// the key is overwritten by a click and is an error to read.
+func TestVisitorRecord(t *testing.T) {
 	srv := redistest.Start(t)
 	s := open(t, srv)
 	ctx := context.Background()
@@ -33,7 +32,7 @@ func TestVisitorRecordFormats(t *testing.T) {
 	}
 	k := visitorKey("v1", "shop")
 
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c1", attribution.LastClick, at)}); err != nil {
+	if err := s.RecordClicks(ctx, "b-c1", []attribution.Click{click("c1", attribution.LastClick, at)}); err != nil {
 		t.Fatal(err)
 	}
 	if typ := rdb.Type(ctx, k).Val(); typ != "string" || read() != "c1" {
@@ -43,36 +42,30 @@ func TestVisitorRecordFormats(t *testing.T) {
 		t.Errorf("TTL %s, want past the 7-day expiry", ttl)
 	}
 
-	// An earlier version's hash.
-	old := click("c0", attribution.FirstClick, at)
-	js, _ := json.Marshal(&old)
-	rdb.Del(ctx, k)
-	rdb.HSet(ctx, k, "exp", old.ExpiresAt.UnixMilli(), "c", js)
-	if read() != "c0" {
-		t.Fatal("hash record not read")
-	}
-	// A first click while the old record is unexpired keeps it ...
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c2", attribution.FirstClick, at.Add(time.Hour))}); err != nil {
+	// A first click while an unexpired record is there keeps it ...
+	if err := s.RecordClicks(ctx, "b-c2", []attribution.Click{click("c2", attribution.FirstClick, at.Add(time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
-	if read() != "c0" {
-		t.Fatal("first click replaced an unexpired hash record")
+	if read() != "c1" {
+		t.Fatal("first click replaced an unexpired record")
 	}
-	// ... and one after its expiry replaces it, as a string.
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c3", attribution.FirstClick, at.Add(8*24*time.Hour))}); err != nil {
+	// ... and one after its expiry replaces it.
+	if err := s.RecordClicks(ctx, "b-c3", []attribution.Click{click("c3", attribution.FirstClick, at.Add(8*24*time.Hour))}); err != nil {
 		t.Fatal(err)
 	}
-	if typ := rdb.Type(ctx, k).Val(); typ != "string" || read() != "c3" {
-		t.Fatalf("type %s, click %s", typ, read())
+	if read() != "c3" {
+		t.Fatal("an expired record was kept")
 	}
-	// A last click replaces a hash too.
-	rdb.Del(ctx, k)
-	rdb.HSet(ctx, k, "exp", old.ExpiresAt.UnixMilli(), "c", js)
-	if err := s.RecordClicks(ctx, []attribution.Click{click("c4", attribution.LastClick, at)}); err != nil {
-		t.Fatal(err)
-	}
-	if read() != "c4" {
-		t.Fatal("last click did not replace the hash record")
+	// A key of another type fails neither click model's write.
+	for _, m := range []attribution.ClickModel{attribution.FirstClick, attribution.LastClick} {
+		rdb.Del(ctx, k)
+		rdb.LPush(ctx, k, "x")
+		if err := s.RecordClicks(ctx, "b-c4-"+string(m), []attribution.Click{click("c4", m, at)}); err != nil {
+			t.Fatalf("%s click over a list: %v", m, err)
+		}
+		if typ := rdb.Type(ctx, k).Val(); typ != "string" || read() != "c4" {
+			t.Fatalf("%s click over a list: type %s, click %s", m, typ, read())
+		}
 	}
 	// Garbage is an error, not a click.
 	rdb.Set(ctx, k, "no separator", 0)

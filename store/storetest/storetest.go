@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"FirstClickKept", testFirstClick},
 		{"LinkStats", testLinkStats},
 		{"ConcurrentClicks", testConcurrentClicks},
+		{"BatchCountedOnce", testBatchCountedOnce},
+		{"ConcurrentBatchRetries", testConcurrentBatchRetries},
 		{"Invalidations", testInvalidations},
 		{"CustomerUpdates", testCustomerUpdates},
 		{"CustomerLinearizable", testCustomerLinearizable},
@@ -185,13 +188,13 @@ func testLastClick(t *testing.T, s store.Store) {
 	}
 	first := click("c1", "v1", t0, attribution.LastClick)
 	second := click("c2", "v1", t0.Add(time.Hour), attribution.LastClick)
-	if err := s.RecordClicks(c, []attribution.Click{first}); err != nil {
+	if err := s.RecordClicks(c, "b1", []attribution.Click{first}); err != nil {
 		t.Fatal(err)
 	}
 	if d := cmp.Diff(&first, mustVisitor(t, s, "v1")); d != "" {
 		t.Errorf("visitor record (-want +got):\n%s", d)
 	}
-	if err := s.RecordClicks(c, []attribution.Click{second}); err != nil {
+	if err := s.RecordClicks(c, "b2", []attribution.Click{second}); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustVisitor(t, s, "v1"); got.ID != "c2" {
@@ -207,13 +210,13 @@ func testFirstClick(t *testing.T, s store.Store) {
 	first := click("c1", "v1", t0, attribution.FirstClick)
 	within := click("c2", "v1", t0.Add(6*24*time.Hour), attribution.FirstClick)
 	after := click("c3", "v1", t0.Add(7*24*time.Hour), attribution.FirstClick)
-	if err := s.RecordClicks(c, []attribution.Click{first, within}); err != nil {
+	if err := s.RecordClicks(c, "b1", []attribution.Click{first, within}); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustVisitor(t, s, "v1"); got.ID != "c1" {
 		t.Errorf("first click must be kept while unexpired: got %s", got.ID)
 	}
-	if err := s.RecordClicks(c, []attribution.Click{after}); err != nil {
+	if err := s.RecordClicks(c, "b2", []attribution.Click{after}); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustVisitor(t, s, "v1"); got.ID != "c3" {
@@ -231,7 +234,7 @@ func testLinkStats(t *testing.T, s store.Store) {
 		batch = append(batch, cl)
 		want[o]++
 	}
-	if err := s.RecordClicks(c, batch); err != nil {
+	if err := s.RecordClicks(c, "b1", batch); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.LinkStats(c, "abc123")
@@ -259,7 +262,7 @@ func testConcurrentClicks(t *testing.T, s store.Store) {
 			for i := 0; i < per; i++ {
 				batch = append(batch, click(fmt.Sprint(w, "-", i), fmt.Sprint("v", w, "-", i), t0, attribution.LastClick))
 			}
-			if err := s.RecordClicks(c, batch); err != nil {
+			if err := s.RecordClicks(c, fmt.Sprint("b", w), batch); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -273,6 +276,89 @@ func testConcurrentClicks(t *testing.T, s store.Store) {
 		t.Errorf("got %d attributed clicks, want %d", got[attribution.OutcomeAttributed], workers*per)
 	}
 	mustVisitor(t, s, "v3-7")
+}
+
+// multiLinkBatch is a batch over several links (on a cluster, several
+// slots) with several outcomes, and what it adds to each link's stats.
+func multiLinkBatch(prefix string) ([]attribution.Click, map[string]map[attribution.Outcome]int64) {
+	var batch []attribution.Click
+	want := map[string]map[attribution.Outcome]int64{}
+	for i := range 40 {
+		link := fmt.Sprint("link", i%8)
+		cl := click(fmt.Sprint(prefix, i), fmt.Sprint("v", i), t0, attribution.LastClick)
+		cl.Link = link
+		if i%3 == 0 {
+			cl.Outcome, cl.Visitor = attribution.OutcomeBot, ""
+		}
+		batch = append(batch, cl)
+		if want[link] == nil {
+			want[link] = map[attribution.Outcome]int64{}
+		}
+		want[link][cl.Outcome]++
+	}
+	return batch, want
+}
+
+func wantStats(t *testing.T, s store.Store, want map[string]map[attribution.Outcome]int64, times int64) {
+	t.Helper()
+	for link, w := range want {
+		got, err := s.LinkStats(ctx(t), link)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scaled := map[attribution.Outcome]int64{}
+		for o, n := range w {
+			scaled[o] = n * times
+		}
+		if d := cmp.Diff(scaled, got); d != "" {
+			t.Errorf("stats of %s (-want +got):\n%s", link, d)
+		}
+	}
+}
+
+// testBatchCountedOnce: a batch written again with the same id (a retry)
+// counts once; the same clicks under another id are another batch; an id
+// is required.
+func testBatchCountedOnce(t *testing.T, s store.Store) {
+	c := ctx(t)
+	batch, want := multiLinkBatch("c")
+	for range 3 {
+		if err := s.RecordClicks(c, "batch-1", batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantStats(t, s, want, 1)
+	if got := mustVisitor(t, s, "v1"); got.ID != "c1" {
+		t.Errorf("visitor record: got click %s, want c1", got.ID)
+	}
+	if err := s.RecordClicks(c, "batch-2", batch); err != nil {
+		t.Fatal(err)
+	}
+	wantStats(t, s, want, 2)
+	if err := s.RecordClicks(c, "", batch); err == nil {
+		t.Error("a batch without an id was accepted")
+	}
+	if err := s.RecordClicks(c, strings.Repeat("x", store.MaxBatchID+1), batch); err == nil {
+		t.Error("a batch id over MaxBatchID was accepted")
+	}
+	wantStats(t, s, want, 2)
+}
+
+// testConcurrentBatchRetries: retries of one batch racing each other (a
+// driver's retry still in flight when the caller retries) count once.
+func testConcurrentBatchRetries(t *testing.T, s store.Store) {
+	c := ctx(t)
+	batch, want := multiLinkBatch("c")
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if err := s.RecordClicks(c, "batch-1", batch); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	wantStats(t, s, want, 1)
 }
 
 func testInvalidations(t *testing.T, s store.Store) {

@@ -1,0 +1,79 @@
+package redisstore
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/internal/redistest"
+)
+
+// benchBatch is a batcher-sized batch: 512 clicks over 64 links, four in
+// five attributed to a visitor (a quarter of those first-click), the rest
+// bots.
+func benchBatch() []attribution.Click {
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	clicks := make([]attribution.Click, 512)
+	for i := range clicks {
+		c := attribution.Click{ID: "clk" + strconv.Itoa(i), Program: "shop", Promoter: "alice",
+			Link: "link" + strconv.Itoa(i%64), At: at, ExpiresAt: at.Add(30 * 24 * time.Hour),
+			Model: attribution.LastClick, Outcome: attribution.OutcomeAttributed}
+		switch {
+		case i%5 == 4:
+			c.Outcome = attribution.OutcomeBot
+		default:
+			c.Visitor = "v" + strconv.Itoa(i)
+			if i%4 == 0 {
+				c.Model = attribution.FirstClick
+			}
+		}
+		clicks[i] = c
+	}
+	return clicks
+}
+
+// redisCPU returns the server's CPU time so far (INFO cpu).
+func redisCPU(tb testing.TB, srv *redistest.Server) time.Duration {
+	tb.Helper()
+	info, err := srv.Client().Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for line := range strings.SplitSeq(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, _ := strconv.ParseFloat(v, 64)
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// BenchmarkRecordClicks writes one 512-click batch per op to a real
+// redis-server and reports, besides the wall time, the server's CPU time
+// per click: the cost every refgate instance sharing that Redis adds.
+func BenchmarkRecordClicks(b *testing.B) {
+	srv := redistest.Start(b)
+	s, err := New(Config{URL: srv.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	batch := benchBatch()
+	b.ReportAllocs()
+	cpu0 := redisCPU(b, srv)
+	n := 0
+	for b.Loop() {
+		if err := s.RecordClicks(ctx, "bench-"+strconv.Itoa(n), batch); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(redisCPU(b, srv)-cpu0)/float64(n*len(batch)), "redis-ns/click")
+}
