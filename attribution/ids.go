@@ -36,7 +36,7 @@ func ValidID(s string) bool {
 // ValidRefundID reports whether s can name a refund: 1 to 128 bytes of
 // [A-Za-z0-9._:-].
 func ValidRefundID(s string) bool {
-	return len(s) >= 1 && len(s) <= maxIDLen && !strings.Contains(s, "@") && ValidID(s)
+	return ValidID(s) && !strings.Contains(s, "@")
 }
 
 // ValidCode reports whether s can be a link code: 3 to 64 bytes of
