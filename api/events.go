@@ -86,8 +86,8 @@ func conversionEvent(o *attribution.Order, d *attribution.Decision) *events.Even
 	return e
 }
 
-func refundEvent(o *attribution.Order, r *attribution.RefundRecord) *events.Event {
-	e := decisionEvent(events.TypeConversionRefunded, o.Customer, &r.Decision)
+func refundEvent(o *attribution.Order, r *attribution.RefundRecord, d *attribution.Decision) *events.Event {
+	e := decisionEvent(events.TypeConversionRefunded, o.Customer, d)
 	e.Data.Kind, e.Data.Currency, e.Data.Product = string(o.Kind), o.Currency, o.Product
 	e.Data.Amount = events.Int64(o.Amount)
 	e.Data.RefundID = r.ID

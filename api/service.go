@@ -561,15 +561,15 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 			rec, ord, fresh = *r, *o, false
 			return nil, nil
 		}
-		r.Decision.ID = events.NewID()
+		r.Decision = events.NewID()
 		rec, ord, fresh = *r, *o, true
-		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{r.Decision}}, nil
+		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{o.RefundDecision(r)}}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sv.decided(fresh, customer, []attribution.Decision{rec.Decision}, func(*attribution.Decision) *events.Event {
-		return refundEvent(&ord, &rec)
+	sv.decided(fresh, customer, []attribution.Decision{ord.RefundDecision(&rec)}, func(d *attribution.Decision) *events.Event {
+		return refundEvent(&ord, &rec, d)
 	})
 	return &RefundAnswer{Order: order, Refund: refund, Refunded: rec.Refunded, Commission: rec.Commission}, nil
 }

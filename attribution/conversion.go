@@ -41,7 +41,17 @@ type RefundRecord struct {
 	Commission int64     `json:"commission"` // the order's commission after it
 	Delta      int64     `json:"delta"`      // the change to the commission, ≤ 0
 	At         time.Time `json:"at"`
-	Decision   Decision  `json:"decision"`
+	// Decision is the id of the refund's decision (Order.RefundDecision);
+	// the rest of it is the order's, so it is not kept twice: an order
+	// rewritten whole on each refund stays small.
+	Decision string `json:"decision,omitempty"`
+}
+
+// RefundDecision is the explain-log entry, and the event's content, of
+// refund r of o.
+func (o *Order) RefundDecision(r *RefundRecord) Decision {
+	return Decision{ID: r.Decision, Program: o.Program, At: r.At, Event: EventRefund, Promoter: o.Promoter,
+		Click: o.Click, Outcome: DecisionRefunded, Order: o.ID, Refund: r.ID}
 }
 
 // MaxRefunds is how many refunds one order takes.
@@ -220,9 +230,7 @@ func Refund(c *Customer, o *Order, id string, amount int64, now time.Time) (rec 
 	st.CapUsed = max(st.CapUsed+delta, 0)
 	o.Commission = commission
 	o.Refunds = append(o.Refunds, RefundRecord{ID: id, Amount: amount, Refunded: o.Refunded,
-		Commission: commission, Delta: delta, At: now,
-		Decision: Decision{Program: o.Program, At: now, Event: EventRefund, Promoter: o.Promoter, Click: o.Click,
-			Outcome: DecisionRefunded, Order: o.ID, Refund: id}})
+		Commission: commission, Delta: delta, At: now})
 	return &o.Refunds[len(o.Refunds)-1], false, nil
 }
 

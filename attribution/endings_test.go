@@ -124,7 +124,7 @@ func TestRefundIDs(t *testing.T) {
 	assoc(c, p, "alice", Protected)
 	o := Convert(c, ConversionRequest{Program: p, Order: "o1", Amount: 10000, Product: "cvm", Promoter: promoter("alice", nil), Now: t0})
 	r1, replay, err := Refund(c, &o, "r1", 1000, t0.Add(time.Hour))
-	if err != nil || replay || r1.Refunded != 1000 || r1.Commission != 2700 || r1.Delta != -300 || r1.Decision.Refund != "r1" {
+	if err != nil || replay || r1.Refunded != 1000 || r1.Commission != 2700 || r1.Delta != -300 || o.RefundDecision(r1).Refund != "r1" {
 		t.Fatalf("first refund: %+v %v %v", r1, replay, err)
 	}
 	again, replay, err := Refund(c, &o, "r1", 1000, t0.Add(2*time.Hour))
