@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,7 @@ type Batcher struct {
 	kick chan struct{}       // cap 1: a batch is full
 
 	pending  atomic.Int64 // accepted and not yet written or dropped
+	lost     atomic.Int64 // given up at Close's deadline
 	stopping atomic.Bool
 	stop     chan struct{}
 	done     chan struct{}
@@ -164,28 +166,37 @@ func (b *Batcher) flush(batch []attribution.Click) {
 	id := newBatchID()
 	backoff := 50 * time.Millisecond
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.WriteTimeout)
-		err := b.w.RecordClicks(ctx, id, batch)
-		cancel()
-		if err == nil {
-			b.pending.Add(-int64(len(batch)))
-			return
-		}
-		b.cfg.Metrics.flushErrors.Inc()
-		b.cfg.Logger.Warn("cannot write click records; will retry", "batch", id, "records", len(batch), "err", err)
-		var deadline <-chan struct{}
+		// Once closing, no attempt outlives Close's deadline: Close waits
+		// for this goroutine, and the process for Close.
+		base, deadline := context.Background(), (<-chan struct{})(nil)
 		if p := b.closeCtx.Load(); p != nil {
-			deadline = (*p).Done()
+			base, deadline = *p, (*p).Done()
 		}
-		select {
-		case <-time.After(backoff):
-		case <-deadline:
-			b.cfg.Metrics.dropped.Add(float64(len(batch)))
-			b.pending.Add(-int64(len(batch)))
-			b.cfg.Logger.Error("shutdown deadline passed; click records lost", "batch", id, "records", len(batch), "err", err)
-			return
+		err := base.Err()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(base, b.cfg.WriteTimeout)
+			err = b.w.RecordClicks(ctx, id, batch)
+			cancel()
+			if err == nil {
+				b.pending.Add(-int64(len(batch)))
+				return
+			}
+			b.cfg.Metrics.flushErrors.Inc()
+			b.cfg.Logger.Warn("cannot write click records; will retry", "batch", id, "records", len(batch), "err", err)
 		}
-		backoff = min(2*backoff, 2*time.Second)
+		if base.Err() == nil {
+			select {
+			case <-time.After(backoff):
+				backoff = min(2*backoff, 2*time.Second)
+				continue
+			case <-deadline:
+			}
+		}
+		b.cfg.Metrics.dropped.Add(float64(len(batch)))
+		b.pending.Add(-int64(len(batch)))
+		b.lost.Add(int64(len(batch)))
+		b.cfg.Logger.Error("shutdown deadline passed; click records lost", "batch", id, "records", len(batch), "err", err)
+		return
 	}
 }
 
@@ -200,17 +211,19 @@ func newBatchID() string {
 
 // Close stops accepting records and waits until everything pending has been
 // written, or until ctx is done (then what is left is counted as dropped and
-// logged). It is safe to call twice.
+// logged, and the error says how many). Either way it returns only once the
+// writer goroutine has stopped. It is safe to call twice.
 func (b *Batcher) Close(ctx context.Context) error {
 	b.once.Do(func() {
 		b.closeCtx.Store(&ctx)
 		b.stopping.Store(true)
 		close(b.stop)
 	})
-	select {
-	case <-b.done:
-		return nil
-	case <-ctx.Done():
-		return errors.Join(errors.New("click queue not drained"), ctx.Err())
+	// The writer stops trying once ctx is done, so this wait is bounded by
+	// ctx too; Close returns only once the goroutine it started is gone.
+	<-b.done
+	if n := b.lost.Load(); n > 0 {
+		return errors.Join(fmt.Errorf("click queue not drained: %d records lost", n), ctx.Err())
 	}
+	return nil
 }

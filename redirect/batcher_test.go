@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -190,12 +191,48 @@ func TestBatcherCloseDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	b.Close(ctx)
+	err := b.Close(ctx)
 	if time.Since(start) > 2*time.Second {
 		t.Errorf("Close ignored its deadline: %v", time.Since(start))
 	}
-	time.Sleep(50 * time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "5 records lost") {
+		t.Errorf("Close says what it lost: %v", err)
+	}
 	if testutil.ToFloat64(m.dropped) != 5 {
 		t.Errorf("records lost at the deadline must be counted: %v", testutil.ToFloat64(m.dropped))
+	}
+}
+
+// hangingWriter answers only when its context ends, as a frozen Redis.
+type hangingWriter struct{}
+
+func (hangingWriter) RecordClicks(ctx context.Context, _ string, _ []attribution.Click) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestBatcherCloseWaitsForItsGoroutine: with the store hanging and many
+// batches pending, Close still returns by its deadline (no write attempt
+// outlives it, each of them would take WriteTimeout), and only once the
+// writer goroutine has stopped.
+func TestBatcherCloseWaitsForItsGoroutine(t *testing.T) {
+	b := NewBatcher(hangingWriter{}, BatcherConfig{BatchSize: 10, FlushInterval: time.Millisecond, WriteTimeout: 10 * time.Second})
+	for _, c := range clicks(200) {
+		b.Enqueue(c)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := b.Close(ctx)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("Close took %v with a 200ms deadline", took)
+	}
+	select {
+	case <-b.done:
+	default:
+		t.Error("Close returned before the writer goroutine stopped")
+	}
+	if err == nil || !strings.Contains(err.Error(), "200 records lost") || b.Len() != 0 {
+		t.Errorf("all 200 are accounted for as lost: %v, %d pending", err, b.Len())
 	}
 }

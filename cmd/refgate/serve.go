@@ -418,8 +418,7 @@ func (m *Main) close() error {
 	if m.Batcher != nil {
 		n := m.Batcher.Len()
 		if err := m.Batcher.Close(ctx); err != nil && m.Logger != nil {
-			m.Logger.Error("click records not written to the store before --shutdown-timeout; they are lost",
-				"records", m.Batcher.Len(), "err", err)
+			m.Logger.Error("click records not written to the store before --shutdown-timeout", "err", err)
 			errs = append(errs, err)
 		} else if err != nil {
 			errs = append(errs, err)
