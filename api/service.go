@@ -98,17 +98,16 @@ func (sv *Service) promoter(ctx context.Context, id string) (*attribution.Promot
 // is no valid click; an error only when the store cannot answer. A click
 // whose link was deleted, or whose lifetime no program gives, is no click.
 func (sv *Service) click(ctx context.Context, program, token, visitor string, now time.Time) (*attribution.ClickRef, string, error) {
-	var ref *attribution.ClickRef
 	switch {
 	case token != "":
-		var t cookie.Token
-		switch err := sv.Signer.Verify([]byte(token), now, &t); {
-		case errors.Is(err, cookie.ErrExpired):
-			return nil, attribution.ReasonTokenExpired, nil
-		case err != nil || t.Program != program:
-			return nil, attribution.ReasonTokenInvalid, nil
+		ref, tokenProgram, reason := sv.tokenClick(token, now)
+		if reason == "" && tokenProgram != program {
+			reason = attribution.ReasonTokenInvalid
 		}
-		ref = &attribution.ClickRef{Promoter: t.Promoter, Link: t.Link, Click: t.Click, IssuedAt: t.Issued, ExpiresAt: t.Expires}
+		if reason != "" {
+			return nil, reason, nil
+		}
+		return sv.checkClick(ctx, program, ref)
 	case visitor != "":
 		c, err := sv.Store.VisitorClick(ctx, program, visitor)
 		if errors.Is(err, store.ErrNotFound) {
@@ -117,10 +116,29 @@ func (sv *Service) click(ctx context.Context, program, token, visitor string, no
 		if err != nil {
 			return nil, "", err
 		}
-		ref = &attribution.ClickRef{Promoter: c.Promoter, Link: c.Link, Click: c.ID, IssuedAt: c.At, ExpiresAt: c.ExpiresAt}
-	default:
-		return nil, attribution.ReasonNoClick, nil
+		return sv.checkClick(ctx, program, &attribution.ClickRef{Promoter: c.Promoter, Link: c.Link, Click: c.ID,
+			IssuedAt: c.At, ExpiresAt: c.ExpiresAt})
 	}
+	return nil, attribution.ReasonNoClick, nil
+}
+
+// tokenClick reads a signed attribution token: the click it names and its
+// program, or the reason it names none (token_expired, token_invalid).
+func (sv *Service) tokenClick(token string, now time.Time) (*attribution.ClickRef, string, string) {
+	var t cookie.Token
+	switch err := sv.Signer.Verify([]byte(token), now, &t); {
+	case errors.Is(err, cookie.ErrExpired):
+		return nil, "", attribution.ReasonTokenExpired
+	case err != nil:
+		return nil, "", attribution.ReasonTokenInvalid
+	}
+	return &attribution.ClickRef{Promoter: t.Promoter, Link: t.Link, Click: t.Click, IssuedAt: t.Issued, ExpiresAt: t.Expires},
+		t.Program, ""
+}
+
+// checkClick answers no_click for a click no program could have made or
+// whose link no longer leads to its promoter on program.
+func (sv *Service) checkClick(ctx context.Context, program string, ref *attribution.ClickRef) (*attribution.ClickRef, string, error) {
 	if !ref.Plausible() {
 		return nil, attribution.ReasonNoClick, nil
 	}
@@ -167,6 +185,21 @@ func (sv *Service) update(ctx context.Context, customer, order string, ps promot
 			return err
 		}
 	}
+}
+
+// takeInfo merges what the storefront tells of c, ends c's associations if
+// it is agent-served now, and returns those endings and the promoter holding
+// c in program p afterwards (nil if none), from ps or the cache's memory
+// (*needPromoter if neither has it).
+func (sv *Service) takeInfo(c *attribution.Customer, info attribution.CustomerInfo, p *attribution.Program, event string,
+	now time.Time, ps promoterSet) ([]attribution.Decision, *attribution.Promoter, error) {
+	c.Merge(info)
+	ended := attribution.EndAgentServed(c, event, now)
+	if a := c.State(p.ID).Assoc; a.Active(now) {
+		holder, err := sv.holder(ps, a.Promoter)
+		return ended, holder, err
+	}
+	return ended, nil, nil
 }
 
 // checkIDs reports a program or customer id that cannot be one as an
@@ -253,14 +286,9 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 			rec, fresh = *r, false
 			return nil, nil
 		}
-		c.Merge(in.Info)
-		ds := attribution.EndAgentServed(c, in.Event, now)
-		var holder *attribution.Promoter
-		if a := c.State(p.ID).Assoc; a.Active(now) {
-			var err error
-			if holder, err = sv.holder(ps, a.Promoter); err != nil {
-				return nil, err
-			}
+		ds, holder, err := sv.takeInfo(c, in.Info, p, in.Event, now, ps)
+		if err != nil {
+			return nil, err
 		}
 		var pr *attribution.Promoter
 		if ref != nil {
@@ -350,17 +378,19 @@ func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.
 	var ended []attribution.Decision
 	fresh := false
 	err := sv.Store.UpdateCustomer(ctx, id, "", func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+		r := c.Recall(op, now)
+		if fresh = r == nil; fresh {
+			c.Merge(info)
+			if ended = withIDs(attribution.EndAgentServed(c, attribution.EventCustomer, now)); len(ended) > 0 {
+				c.Remember(attribution.Applied{Op: op, At: now, Decisions: ended})
+			}
+		} else {
+			ended = r.Decisions
+		}
 		out = CustomerAnswer{ID: c.ID, Paid: c.Paid, AgentServed: c.AgentServed, Fingerprints: len(c.Fingerprints)}
-		if r := c.Recall(op, now); r != nil {
-			ended, fresh = r.Decisions, false
+		if !fresh {
 			return nil, nil
 		}
-		c.Merge(info)
-		ended, fresh = withIDs(attribution.EndAgentServed(c, attribution.EventCustomer, now)), true
-		if len(ended) > 0 {
-			c.Remember(attribution.Applied{Op: op, At: now, Decisions: ended})
-		}
-		out = CustomerAnswer{ID: c.ID, Paid: c.Paid, AgentServed: c.AgentServed, Fingerprints: len(c.Fingerprints)}
 		return &store.CustomerUpdate{Customer: c, Decisions: ended}, nil
 	})
 	if err != nil {
@@ -410,18 +440,21 @@ func (sv *Service) Attribution(ctx context.Context, program, customer string) (*
 // TokenAttribution answers what an attribution token says, if it is valid
 // and would bind: its link not deleted, its lifetime one a program gives.
 func (sv *Service) TokenAttribution(ctx context.Context, program, token string) (*AttributionAnswer, error) {
-	var t cookie.Token
-	switch err := sv.Signer.Verify([]byte(token), sv.Now(), &t); {
-	case errors.Is(err, cookie.ErrExpired):
-		return &AttributionAnswer{Reason: attribution.ReasonTokenExpired}, nil
-	case err != nil || (program != "" && t.Program != program):
-		return &AttributionAnswer{Reason: attribution.ReasonTokenInvalid}, nil
+	ref, tokenProgram, reason := sv.tokenClick(token, sv.Now())
+	if reason == "" && program != "" && tokenProgram != program {
+		reason = attribution.ReasonTokenInvalid
 	}
-	if _, reason, err := sv.click(ctx, t.Program, token, "", sv.Now()); err != nil || reason != "" {
-		return &AttributionAnswer{Reason: reason}, err
+	if reason == "" {
+		var err error
+		if ref, reason, err = sv.checkClick(ctx, tokenProgram, ref); err != nil {
+			return nil, err
+		}
 	}
-	return &AttributionAnswer{Attributed: true, Promoter: t.Promoter, Link: t.Link, Click: t.Click,
-		Since: &t.Issued, ExpiresAt: &t.Expires}, nil
+	if reason != "" {
+		return &AttributionAnswer{Reason: reason}, nil
+	}
+	return &AttributionAnswer{Attributed: true, Promoter: ref.Promoter, Link: ref.Link, Click: ref.Click,
+		Since: &ref.IssuedAt, ExpiresAt: &ref.ExpiresAt}, nil
 }
 
 // ConversionInput is a conversion request; Info's fingerprints are hashed.
@@ -494,14 +527,9 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 			out, fresh = o, false
 			return nil, nil
 		}
-		c.Merge(in.Info)
-		ended := attribution.EndAgentServed(c, attribution.EventConversion, now)
-		var pr *attribution.Promoter
-		if a := c.State(p.ID).Assoc; a.Active(now) {
-			var err error
-			if pr, err = sv.holder(ps, a.Promoter); err != nil {
-				return nil, err
-			}
+		ended, pr, err := sv.takeInfo(c, in.Info, p, attribution.EventConversion, now, ps)
+		if err != nil {
+			return nil, err
 		}
 		ord := attribution.Convert(c, attribution.ConversionRequest{Program: p, Order: in.Order, Amount: in.Amount,
 			Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid, Promoter: pr, Now: now})
@@ -548,6 +576,7 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 	}
 	var ord attribution.Order
 	var rec attribution.RefundRecord
+	var d attribution.Decision
 	fresh := false
 	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
 		if o == nil { // claimed, but its decision was never stored
@@ -557,18 +586,19 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 		if err != nil {
 			return nil, err
 		}
-		if replay {
-			rec, ord, fresh = *r, *o, false
+		if fresh = !replay; fresh {
+			r.Decision = events.NewID()
+		}
+		rec, ord, d = *r, *o, o.RefundDecision(r)
+		if !fresh {
 			return nil, nil
 		}
-		r.Decision = events.NewID()
-		rec, ord, fresh = *r, *o, true
-		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{o.RefundDecision(r)}}, nil
+		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{d}}, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	sv.decided(fresh, customer, []attribution.Decision{ord.RefundDecision(&rec)}, func(d *attribution.Decision) *events.Event {
+	sv.decided(fresh, customer, []attribution.Decision{d}, func(d *attribution.Decision) *events.Event {
 		return refundEvent(&ord, &rec, d)
 	})
 	return &RefundAnswer{Order: order, Refund: refund, Refunded: rec.Refunded, Commission: rec.Commission}, nil
