@@ -59,7 +59,10 @@ type Batcher struct {
 	stop     chan struct{}
 	done     chan struct{}
 	once     sync.Once
-	closeCtx atomic.Pointer[context.Context]
+	// abort ends every write, also one in flight, once Close's context is
+	// done: no attempt outlives Close's deadline.
+	abort       context.Context
+	abortCancel context.CancelFunc
 }
 
 // NewBatcher starts a batcher writing to w. Close stops it.
@@ -84,6 +87,7 @@ func NewBatcher(w ClickWriter, cfg BatcherConfig) *Batcher {
 	}
 	b := &Batcher{w: w, cfg: cfg, kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	b.abort, b.abortCancel = context.WithCancel(context.Background())
 	cfg.Metrics.queueDepthFn = func() float64 { return float64(b.Len()) }
 	go b.run()
 	return b
@@ -166,15 +170,9 @@ func (b *Batcher) flush(batch []attribution.Click) {
 	id := newBatchID()
 	backoff := 50 * time.Millisecond
 	for {
-		// Once closing, no attempt outlives Close's deadline: Close waits
-		// for this goroutine, and the process for Close.
-		base, deadline := context.Background(), (<-chan struct{})(nil)
-		if p := b.closeCtx.Load(); p != nil {
-			base, deadline = *p, (*p).Done()
-		}
-		err := base.Err()
+		err := b.abort.Err()
 		if err == nil {
-			ctx, cancel := context.WithTimeout(base, b.cfg.WriteTimeout)
+			ctx, cancel := context.WithTimeout(b.abort, b.cfg.WriteTimeout)
 			err = b.w.RecordClicks(ctx, id, batch)
 			cancel()
 			if err == nil {
@@ -184,12 +182,12 @@ func (b *Batcher) flush(batch []attribution.Click) {
 			b.cfg.Metrics.flushErrors.Inc()
 			b.cfg.Logger.Warn("cannot write click records; will retry", "batch", id, "records", len(batch), "err", err)
 		}
-		if base.Err() == nil {
+		if b.abort.Err() == nil {
 			select {
 			case <-time.After(backoff):
 				backoff = min(2*backoff, 2*time.Second)
 				continue
-			case <-deadline:
+			case <-b.abort.Done():
 			}
 		}
 		b.cfg.Metrics.dropped.Add(float64(len(batch)))
@@ -215,13 +213,14 @@ func newBatchID() string {
 // writer goroutine has stopped. It is safe to call twice.
 func (b *Batcher) Close(ctx context.Context) error {
 	b.once.Do(func() {
-		b.closeCtx.Store(&ctx)
+		context.AfterFunc(ctx, b.abortCancel)
 		b.stopping.Store(true)
 		close(b.stop)
 	})
 	// The writer stops trying once ctx is done, so this wait is bounded by
 	// ctx too; Close returns only once the goroutine it started is gone.
 	<-b.done
+	b.abortCancel()
 	if n := b.lost.Load(); n > 0 {
 		return errors.Join(fmt.Errorf("click queue not drained: %d records lost", n), ctx.Err())
 	}
