@@ -118,11 +118,15 @@ func (k *killable) stop() {
 
 // send posts body until refgate answers with a status other than 503,
 // through kills and restarts, and returns the answer.
+// storefront is the storefronts' own client: its idle connections are
+// closed before the final SIGTERM, which is not what this test is about.
+var storefront = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+
 func send(t *testing.T, api, token, path, body string) (int, map[string]any) {
 	for attempt := 0; ; attempt++ {
 		req, _ := http.NewRequest("POST", "http://"+api+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := storefront.Do(req)
 		if err == nil {
 			raw, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -228,6 +232,7 @@ func kill9(t *testing.T, args []string, open func() store.Store) {
 	}
 	enough.Store(true)
 	<-done
+	storefront.CloseIdleConnections()
 	k.stop()
 	if k.kills < 3 {
 		t.Errorf("the work was done after %d kills; the test needs more work to kill it under", k.kills)
