@@ -26,6 +26,7 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
@@ -56,17 +57,19 @@ type Config struct {
 	Logger     *slog.Logger
 	// StoreTimeout bounds one request's store calls [2s].
 	StoreTimeout time.Duration
-	// Events takes decision events and reports the sink's state in
-	// /readyz; nil for none.
-	Events Events
+	// Events takes decision events; nil for none.
+	Events Emitter
+	// Log reports the pipeline's state in /readyz; nil for none.
+	Log Log
 }
 
-// Events is the event pipeline as the API sees it; events.Pipeline is one.
-type Events interface {
-	Emitter
-	Status() string // ok, replaying or degraded
-	SinkName() string
-	SpoolBytes() int64
+// Log is the pipeline of clicks and events as /readyz sees it;
+// events.Pipeline is one.
+type Log interface {
+	LogBytes() int64
+	MaxBytes() int64
+	SinkName() string // "" with events off
+	Deliveries() []events.Delivery
 }
 
 // Server is the API handler.
@@ -266,8 +269,16 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 	c, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	r := readiness{Status: "ok", Store: "ok"}
-	if ev := s.cfg.Events; ev != nil {
-		r.Events = &eventsReadiness{Sink: ev.SinkName(), Status: ev.Status(), SpoolBytes: ev.SpoolBytes()}
+	if l := s.cfg.Log; l != nil {
+		r.Log = &logReadiness{Bytes: l.LogBytes(), MaxBytes: l.MaxBytes(), Deliveries: l.Deliveries()}
+		if name := l.SinkName(); name != "" {
+			r.Events = &eventsReadiness{Sink: name, Status: "ok"}
+			for _, d := range r.Log.Deliveries {
+				if d.To == events.ToSink {
+					r.Events.Status, r.Events.SpoolBytes = d.Status, d.LagBytes
+				}
+			}
+		}
 	}
 	if err := s.cfg.Store.Ping(c); err != nil {
 		s.cfg.Logger.Warn("not ready: store does not answer", "err", err)
@@ -276,7 +287,7 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	// A failing event sink does not make the instance unready: clicks are
-	// answered and events spooled. It is reported, and alerted on.
+	// answered and events wait in the log. It is reported, and alerted on.
 	s.reply(ctx, 200, r)
 }
 
@@ -284,13 +295,23 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 type readiness struct {
 	Status string           `json:"status"`
 	Store  string           `json:"store"`
+	Log    *logReadiness    `json:"log,omitempty"`
 	Events *eventsReadiness `json:"events,omitempty"`
 }
 
+// logReadiness is the state of the local log of clicks and events and of
+// its consumers.
+type logReadiness struct {
+	Bytes      int64             `json:"bytes"` // not yet taken by the store or the sink
+	MaxBytes   int64             `json:"max_bytes"`
+	Deliveries []events.Delivery `json:"deliveries"`
+}
+
+// eventsReadiness is the event sink's delivery, as before the log.
 type eventsReadiness struct {
 	Sink       string `json:"sink"`
-	Status     string `json:"status"` // ok, replaying or degraded
-	SpoolBytes int64  `json:"spool_bytes"`
+	Status     string `json:"status"`      // ok, replaying or degraded
+	SpoolBytes int64  `json:"spool_bytes"` // of the log, not yet taken by the sink
 }
 
 // storeCtx bounds the store calls of one request.

@@ -2,31 +2,60 @@ package events
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"log/slog"
+	"math"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/internal/seglog"
 )
 
 // GeoFunc fills g with what is known of ip and reports whether anything is.
 type GeoFunc func(ip netip.Addr, g *Geo) bool
 
+// ClickWriter is where click records go; store.Store is one. It must count
+// a batch written again under the same id once.
+type ClickWriter interface {
+	RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) error
+}
+
 // Config tunes a Pipeline. Zero values take the defaults in brackets.
 type Config struct {
-	Sink          Sink          // required
-	SpoolDir      string        // required
-	SpoolMaxBytes int64         // [1 GiB]
-	QueueSize     int           // events held in memory [65536]
-	BatchSize     int           // events per sink write [512]
-	FlushInterval time.Duration // longest an event waits for a full batch [50ms]
-	WriteTimeout  time.Duration // one sink write's budget [1s]
-	RetryMin      time.Duration // first wait before trying a failed sink again [250ms]
+	Dir   string      // the log's directory; required
+	Store ClickWriter // where click records go; required
+	// Sink takes every event. Nil when the log is itself the event output
+	// (Files) or events are off.
+	Sink Sink
+	// Files makes the log the JSON Lines event files (events-NNNNNN.jsonl,
+	// the embedded store's sink): its segments are kept once the store has
+	// taken them, the oldest deleted beyond FileKeep (0: none).
+	Files    bool
+	FileKeep int
+	// SegmentBytes is the size at which a segment is closed and the next
+	// begun [MaxBytes/8, at most 16 MiB; Files: 64 MiB].
+	SegmentBytes int64
+	// MaxBytes bounds what the log holds that the store or the sink has
+	// not taken; past it new records are dropped, counted and logged
+	// [1 GiB].
+	MaxBytes      int64
+	QueueSize     int           // records held in memory before they are written to the log [65536]
+	Window        int           // records kept in memory for delivery; further behind, a consumer reads the log [16384]
+	BatchSize     int           // records per store or sink write [512]
+	WriteInterval time.Duration // longest a record waits to be written to the log [1ms]
+	SyncInterval  time.Duration // longest a written record waits for its fsync [1s]
+	FlushInterval time.Duration // longest a record waits for a full delivery batch [50ms]
+	WriteTimeout  time.Duration // one delivery attempt's budget [1s]
+	RetryMin      time.Duration // first wait before a failed delivery is tried again [50ms]
 	RetryMax      time.Duration // longest wait between tries [5s]
 	Source        string        // the CloudEvents source ["refgate"]
 	Geo           GeoFunc       // nil: no geo fields
@@ -35,38 +64,45 @@ type Config struct {
 	Registerer    prometheus.Registerer // nil: a private registry
 }
 
-// Pipeline carries events from the click path and the API to the sink:
-// Click and Emit append to an in-memory buffer and never block; one
-// goroutine takes the buffer every FlushInterval (or when a batch is full),
-// encodes it and writes it to the sink. A batch the sink does not take goes
-// to the spool, and while the spool holds anything new batches join it
-// there, so replay keeps the order events were made in. The spool is
-// replayed when the sink answers again.
+// Pipeline is the one path of everything behind a click and a decision: the
+// click record for the store and the event for the sink travel together.
+//
+// Click and Emit append to an in-memory buffer under a mutex and never
+// block. One goroutine takes the buffer every WriteInterval, encodes each
+// entry as its event (a CloudEvent, JSON) and appends them to a local
+// segment log in one write: a record is in the operating system about a
+// millisecond after it was queued, and fsynced within SyncInterval. From
+// there each consumer (the store, for click records; the sink, for every
+// event) delivers in batches, retried with backoff under the same batch id
+// until taken, and then moves its position in the log. A consumer keeps up
+// from memory; one that fell behind (an outage) reads the log back. A
+// segment is deleted once every consumer took it. On start, what a previous
+// run left is delivered first: the batch that was in flight at a crash goes
+// again under its id (the store counts it once; events keep their ids).
 type Pipeline struct {
-	cfg   Config
-	spool *Spool
-	m     *metrics
+	cfg       Config
+	log       *seglog.Log
+	m         *metrics
+	consumers []*consumer
 
-	mu   sync.Mutex
-	buf  *buffer // being filled by Click and Emit
-	kick chan struct{}
+	mu     sync.Mutex
+	buf    *buffer // being filled by Click and Emit
+	closed atomic.Bool
+	depth  atomic.Int64
 
-	closed  atomic.Bool
-	stop    chan struct{}
-	done    chan struct{}
-	stopCtx atomic.Pointer[context.Context]
-
-	// Owned by the worker goroutine.
+	// Owned by the writer goroutine.
 	spare   *buffer
-	recs    []Record
 	es      encodeState
-	healthy atomic.Bool
-	retryAt time.Time
-	backoff time.Duration
-	logged  time.Time
+	spans   []span // of each record's JSON in es.js and subject in subj
+	subj    []byte
+	ends    []seglog.Pos
+	dropLog sampler
+
+	stop  chan struct{}
+	wdone chan struct{}
 }
 
-// buffer is one generation of queued events. Clicks are kept as values,
+// buffer is one generation of queued entries. Clicks are kept as values,
 // their user agent and referer copied into arena, so enqueueing a click
 // allocates nothing once the buffer has grown.
 type buffer struct {
@@ -90,29 +126,43 @@ const (
 	maxReferer   = 1024
 )
 
-// New opens the spool (replaying what a previous run left) and starts the
-// pipeline. Close stops it.
+// Consumer names, also the "to" label of the delivery metrics.
+const (
+	ToStore = "store"
+	ToSink  = "sink"
+)
+
+// New opens the log, starts delivering what a previous run left and starts
+// the pipeline. Close stops it.
 func New(cfg Config) (*Pipeline, error) {
-	if cfg.SpoolMaxBytes == 0 {
-		cfg.SpoolMaxBytes = 1 << 30
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 1 << 30
 	}
+	if cfg.SegmentBytes == 0 {
+		cfg.SegmentBytes = min(cfg.MaxBytes/8+1, 16<<20)
+		if cfg.Files {
+			cfg.SegmentBytes = 64 << 20
+		}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.WriteInterval, time.Millisecond)
+	def(&cfg.SyncInterval, time.Second)
+	def(&cfg.FlushInterval, 50*time.Millisecond)
+	def(&cfg.WriteTimeout, time.Second)
+	def(&cfg.RetryMin, 50*time.Millisecond)
+	def(&cfg.RetryMax, 5*time.Second)
 	if cfg.QueueSize == 0 {
 		cfg.QueueSize = 65536
 	}
+	if cfg.Window == 0 {
+		cfg.Window = 16384
+	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 512
-	}
-	if cfg.FlushInterval == 0 {
-		cfg.FlushInterval = 50 * time.Millisecond
-	}
-	if cfg.WriteTimeout == 0 {
-		cfg.WriteTimeout = time.Second
-	}
-	if cfg.RetryMin == 0 {
-		cfg.RetryMin = 250 * time.Millisecond
-	}
-	if cfg.RetryMax == 0 {
-		cfg.RetryMax = 5 * time.Second
 	}
 	if cfg.Source == "" {
 		cfg.Source = "refgate"
@@ -123,25 +173,45 @@ func New(cfg Config) (*Pipeline, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	sp, err := OpenSpool(cfg.SpoolDir, cfg.SpoolMaxBytes)
+	lc := seglog.Config{Dir: cfg.Dir, Prefix: "spool-", Suffix: ".jsonl", SegmentBytes: cfg.SegmentBytes,
+		MaxBytes: cfg.MaxBytes, Readers: []seglog.Reader{{Name: ToStore, Tail: true}}}
+	if cfg.Files {
+		lc.Prefix, lc.Digits, lc.Retain, lc.Keep = "events-", 6, true, cfg.FileKeep
+	}
+	if cfg.Sink != nil {
+		lc.Readers = append(lc.Readers, seglog.Reader{Name: ToSink})
+	}
+	l, err := seglog.Open(lc)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, spool: sp, buf: new(buffer), spare: new(buffer),
-		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Pipeline{cfg: cfg, log: l, buf: new(buffer), spare: new(buffer),
+		stop: make(chan struct{}), wdone: make(chan struct{})}
 	p.m = newMetrics(cfg.Registerer, p)
-	p.healthy.Store(true)
-	if b := sp.Bytes(); b > 0 {
-		cfg.Logger.Info("replaying the event spool a previous run left", "bytes", b)
+	store := &consumer{name: ToStore, clicks: true, deliver: func(ctx context.Context, id string, b *batch) error {
+		return cfg.Store.RecordClicks(ctx, id, b.clicks)
+	}}
+	p.consumers = []*consumer{store}
+	if cfg.Sink != nil {
+		p.consumers = append(p.consumers, &consumer{name: ToSink, deliver: func(ctx context.Context, _ string, b *batch) error {
+			_, err := cfg.Sink.Write(ctx, b.recs)
+			return err
+		}})
 	}
-	go p.run()
+	if b := l.Bytes(); b > 0 {
+		cfg.Logger.Info("delivering what a previous run left in the log", "bytes", b, "dir", cfg.Dir)
+	}
+	for _, c := range p.consumers {
+		c.start(p)
+	}
+	go p.write()
 	return p, nil
 }
 
-// Click queues the event of one click. ip is the client IP as seen (it is
-// looked up in GeoIP, then anonymised, off the click path); userAgent and
-// referer are copied. It returns false when the event was dropped because
-// the queue is full.
+// Click queues one click: its record for the store and its event. ip is the
+// client IP as seen (it is looked up in GeoIP, then anonymised, off the
+// click path); userAgent and referer are copied. It returns false when the
+// click was dropped because the queue is full.
 func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool {
 	if len(userAgent) > maxUserAgent {
 		userAgent = userAgent[:maxUserAgent]
@@ -162,11 +232,7 @@ func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer 
 	it.ref = span{uint32(len(b.arena)), uint32(len(referer))}
 	b.arena = append(b.arena, referer...)
 	b.items = append(b.items, it)
-	n := len(b.items)
 	p.mu.Unlock()
-	if n == p.cfg.BatchSize {
-		p.wake()
-	}
 	return true
 }
 
@@ -181,123 +247,196 @@ func (p *Pipeline) Emit(e *Event) bool {
 		return false
 	}
 	p.buf.items = append(p.buf.items, item{ev: e})
-	n := len(p.buf.items)
 	p.mu.Unlock()
-	if n == p.cfg.BatchSize {
-		p.wake()
-	}
 	return true
 }
 
-func (p *Pipeline) wake() {
-	select {
-	case p.kick <- struct{}{}:
-	default:
-	}
-}
-
-// Depth is how many events wait in memory.
+// Depth is how many entries wait in memory to be written to the log.
 func (p *Pipeline) Depth() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.buf.items)
 }
 
-// SpoolBytes is how much the spool holds.
-func (p *Pipeline) SpoolBytes() int64 { return p.spool.Bytes() }
+// LogBytes is what the log holds that the store or the sink has not taken.
+func (p *Pipeline) LogBytes() int64 { return p.log.Bytes() }
 
-// Status is the sink's state for /readyz: "ok"; "replaying" while the sink
-// answers and the spool is being replayed; "degraded" while the sink fails
-// and events are spooled.
-func (p *Pipeline) Status() string {
-	switch {
-	case !p.healthy.Load():
-		return "degraded"
-	case !p.spool.Empty():
-		return "replaying"
-	}
-	return "ok"
+// MaxBytes is the log's bound.
+func (p *Pipeline) MaxBytes() int64 { return p.cfg.MaxBytes }
+
+// Delivery is the state of one consumer of the log, for /readyz.
+type Delivery struct {
+	To string `json:"to"` // store or sink
+	// Status is "ok"; "replaying" while it answers and catches up on what
+	// it missed; "degraded" while its writes fail.
+	Status   string `json:"status"`
+	LagBytes int64  `json:"lag_bytes"`
 }
 
-// SinkName names the sink.
-func (p *Pipeline) SinkName() string { return p.cfg.Sink.Name() }
+// Deliveries returns the state of each consumer.
+func (p *Pipeline) Deliveries() []Delivery {
+	out := make([]Delivery, len(p.consumers))
+	for i, c := range p.consumers {
+		out[i] = Delivery{To: c.name, Status: c.status(p), LagBytes: p.log.Lag(c.name)}
+	}
+	return out
+}
 
-// Close stops accepting events, then delivers what is queued and replays the
-// spool to the sink, for as long as ctx allows and the sink answers. What
-// is not delivered stays in the spool for the next start. The sink is
-// closed.
+// SinkName names the sink: the Sink's name, or "jsonl" when the log is the
+// event files, or "" with no sink.
+func (p *Pipeline) SinkName() string {
+	switch {
+	case p.cfg.Sink != nil:
+		return p.cfg.Sink.Name()
+	case p.cfg.Files:
+		return "jsonl"
+	}
+	return ""
+}
+
+// Close stops accepting entries, writes what is queued to the log, then
+// makes one more delivery attempt of what the log holds, within ctx. What
+// is not delivered stays in the log for the next start. The sink is closed.
 func (p *Pipeline) Close(ctx context.Context) error {
 	if p.closed.Swap(true) {
-		<-p.done
+		<-p.wdone
+		for _, c := range p.consumers {
+			<-c.done
+		}
 		return nil
 	}
-	p.stopCtx.Store(&ctx)
 	close(p.stop)
-	<-p.done
-	err := p.spool.Close()
-	if serr := p.cfg.Sink.Close(); err == nil {
-		err = serr
+	<-p.wdone
+	for _, c := range p.consumers {
+		c.close(ctx)
 	}
-	if b := p.spool.Bytes(); b > 0 {
-		p.cfg.Logger.Warn("events left in the spool for the next start", "bytes", b)
+	var errs []error
+	if err := p.log.Close(); err != nil {
+		errs = append(errs, err)
 	}
-	return err
+	if p.cfg.Sink != nil {
+		if err := p.cfg.Sink.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if b := p.log.Bytes(); b > 0 {
+		p.cfg.Logger.Warn("records left in the log for the next start", "bytes", b, "dir", p.cfg.Dir)
+	}
+	return errors.Join(errs...)
 }
 
-func (p *Pipeline) run() {
-	defer close(p.done)
-	t := time.NewTicker(p.cfg.FlushInterval)
-	defer t.Stop()
+// write is the writer goroutine: it writes the buffer to the log every
+// WriteInterval and fsyncs every SyncInterval.
+func (p *Pipeline) write() {
+	defer close(p.wdone)
+	tick := time.NewTicker(p.cfg.WriteInterval)
+	defer tick.Stop()
+	syncTick := time.NewTicker(p.cfg.SyncInterval)
+	defer syncTick.Stop()
 	for {
 		select {
 		case <-p.stop:
-			ctx := *p.stopCtx.Load()
-			p.flush(ctx)
-			for !p.spool.Empty() && ctx.Err() == nil && p.replay(ctx, true) {
-			}
+			// Click and Emit refuse from now on; one last take catches
+			// an entry that was already past its check.
+			p.writeBuffer()
+			p.sync()
 			return
-		case <-t.C:
-		case <-p.kick:
-		}
-		p.flush(context.Background())
-		if !p.spool.Empty() {
-			p.replay(context.Background(), false)
+		case <-syncTick.C:
+			p.sync()
+		case <-tick.C:
+			p.writeBuffer()
 		}
 	}
 }
 
-// flush takes the buffer, encodes it and delivers it.
-func (p *Pipeline) flush(ctx context.Context) {
+func (p *Pipeline) sync() {
+	start := time.Now()
+	if err := p.log.Sync(); err != nil {
+		p.m.logErrors.Inc()
+		p.cfg.Logger.Error("cannot fsync the log", "dir", p.cfg.Dir, "err", err)
+	}
+	p.m.syncDuration.Observe(time.Since(start).Seconds())
+}
+
+// writeBuffer takes the buffer, encodes it, appends it to the log and hands
+// what was written to the consumers.
+func (p *Pipeline) writeBuffer() {
 	p.mu.Lock()
 	b := p.buf
 	p.buf, p.spare = p.spare, nil
 	p.mu.Unlock()
 	defer func() {
-		clear(b.items) // drop references to decision events
+		clear(b.items) // drop references to decision events and strings
 		b.items, b.arena = b.items[:0], b.arena[:0]
 		p.spare = b
 	}()
-	for i := 0; i < len(b.items); i += p.cfg.BatchSize {
-		p.recs = p.recs[:0]
-		p.es.reset() // the previous chunk's records are delivered or spooled
-		for _, it := range b.items[i:min(i+p.cfg.BatchSize, len(b.items))] {
-			rec, err := p.encode(b, &it)
-			if err != nil {
-				p.dropped("encode", 1)
-				p.cfg.Logger.Error("cannot encode event", "err", err)
-				continue
-			}
-			p.recs = append(p.recs, rec)
+	if len(b.items) == 0 {
+		return
+	}
+	ch := &chunk{start: p.log.End()}
+	p.es.reset()
+	p.spans, p.subj = p.spans[:0], p.subj[:0]
+	for i := range b.items {
+		it := &b.items[i]
+		e := it.ev
+		if e == nil {
+			e = p.clickEvent(b, it)
 		}
-		p.deliver(ctx, p.recs)
+		start := p.es.js.Len()
+		rec, err := p.encode(e)
+		if err != nil {
+			p.dropped("encode", 1)
+			p.cfg.Logger.Error("cannot encode event", "err", err)
+			continue
+		}
+		p.spans = append(p.spans, span{uint32(start), uint32(len(rec.JSON))},
+			span{uint32(len(p.subj)), uint32(len(rec.Subject))})
+		p.subj = append(p.subj, rec.Subject...)
+		ch.recs = append(ch.recs, rec)
+		if it.ev == nil {
+			ch.clicks = append(ch.clicks, it.click)
+		} else {
+			ch.clicks = append(ch.clicks, attribution.Click{})
+		}
+	}
+	// The records point into the encoder's reused buffers: give the chunk
+	// its own copy, which the consumers read until they deliver it.
+	js := p.es.js.Bytes()
+	ch.mem = append(append(make([]byte, 0, len(js)+len(p.subj)), js...), p.subj...)
+	subj := ch.mem[len(js):]
+	for i := range ch.recs {
+		sp, ss := p.spans[2*i], p.spans[2*i+1]
+		ch.recs[i].JSON = ch.mem[sp.off : sp.off+sp.n : sp.off+sp.n]
+		ch.recs[i].Subject = unsafe.String(unsafe.SliceData(subj[ss.off:]), int(ss.n))
+	}
+	var n int
+	var err error
+	p.ends, n, err = p.log.Append(len(ch.recs), func(i int) []byte { return ch.recs[i].JSON }, p.ends[:0])
+	p.m.appended.Add(float64(n))
+	if err != nil {
+		reason := "log_error"
+		if errors.Is(err, seglog.ErrFull) {
+			reason = "log_full"
+		}
+		p.dropped(reason, len(ch.recs)-n)
+		if p.dropLog.allow(10 * time.Second) {
+			p.cfg.Logger.Error("clicks and events dropped: cannot write them to the log",
+				"count", len(ch.recs)-n, "reason", reason, "log_bytes", p.log.Bytes(), "max_bytes", p.cfg.MaxBytes, "err", err)
+		}
+	}
+	if n == 0 {
+		return
+	}
+	ch.recs, ch.clicks = ch.recs[:n], ch.clicks[:n]
+	ch.ends = append([]seglog.Pos(nil), p.ends[:n]...)
+	for _, c := range p.consumers {
+		c.offer(p, ch)
 	}
 }
 
-func (p *Pipeline) encode(b *buffer, it *item) (Record, error) {
-	e := it.ev
-	if e == nil {
-		e = p.clickEvent(b, it)
-	}
+// encode fills in the envelope of e and encodes it into the worker's
+// buffer; the record's JSON is valid until the next reset.
+func (p *Pipeline) encode(e *Event) (Record, error) {
 	e.SpecVersion, e.Source, e.DataContentType = SpecVersion, p.cfg.Source, "application/json"
 	if e.ID == "" {
 		e.ID = NewID()
@@ -343,115 +482,345 @@ func (p *Pipeline) clickEvent(b *buffer, it *item) *Event {
 	return e
 }
 
-// deliver writes recs to the sink, or to the spool when the sink failed
-// lately or the spool already holds events.
-func (p *Pipeline) deliver(ctx context.Context, recs []Record) {
-	if len(recs) == 0 {
-		return
-	}
-	if p.spool.Empty() && (p.healthy.Load() || !time.Now().Before(p.retryAt)) {
-		failed, err := p.write(ctx, recs)
-		if err == nil {
-			return
-		}
-		recs = failed
-	}
-	p.toSpool(recs)
-}
-
-// write tries the sink once and keeps the sink's health up to date.
-func (p *Pipeline) write(ctx context.Context, recs []Record) ([]Record, error) {
-	wctx, cancel := context.WithTimeout(ctx, p.cfg.WriteTimeout)
-	defer cancel()
-	start := time.Now()
-	failed, err := p.cfg.Sink.Write(wctx, recs)
-	p.m.writeDuration.Observe(time.Since(start).Seconds())
-	if err == nil {
-		p.m.delivered.Add(float64(len(recs)))
-		p.setHealthy(true, nil)
-		return nil, nil
-	}
-	if failed == nil {
-		failed = recs
-	}
-	p.m.delivered.Add(float64(len(recs) - len(failed)))
-	p.m.writeErrors.Inc()
-	p.setHealthy(false, err)
-	return failed, err
-}
-
-func (p *Pipeline) setHealthy(ok bool, err error) {
-	was := p.healthy.Swap(ok)
-	if ok {
-		p.backoff = 0
-		if !was {
-			p.cfg.Logger.Info("event sink answers again", "sink", p.cfg.Sink.Name(), "spool_bytes", p.spool.Bytes())
-		}
-		return
-	}
-	p.backoff = min(max(p.backoff*2, p.cfg.RetryMin), p.cfg.RetryMax)
-	p.retryAt = time.Now().Add(p.backoff)
-	if was || time.Since(p.logged) > 10*time.Second {
-		p.logged = time.Now()
-		p.cfg.Logger.Warn("event sink failing; spooling events to disk", "sink", p.cfg.Sink.Name(),
-			"err", err, "retry_in", p.backoff)
-	}
-}
-
-func (p *Pipeline) toSpool(recs []Record) {
-	n, err := p.spool.Append(recs)
-	p.m.spooled.Add(float64(n))
-	if err != nil {
-		reason := "spool_error"
-		if errors.Is(err, ErrFull) {
-			reason = "spool_full"
-		}
-		p.dropped(reason, len(recs)-n)
-		p.cfg.Logger.Error("events dropped: cannot spool them", "count", len(recs)-n, "err", err)
-	}
-}
-
-// replay sends spooled events to the sink, oldest first, until the spool is
-// empty, the sink fails, or (unless draining) a short time slice is used up,
-// so that new events keep being taken from the queue. It reports whether it
-// made progress.
-func (p *Pipeline) replay(ctx context.Context, draining bool) bool {
-	if !p.healthy.Load() && time.Now().Before(p.retryAt) {
-		if !draining {
-			return false
-		}
-		select { // draining: wait for the next try, within ctx
-		case <-time.After(time.Until(p.retryAt)):
-		case <-ctx.Done():
-			return false
-		}
-	}
-	deadline := time.Now().Add(p.cfg.FlushInterval)
-	for !p.spool.Empty() {
-		recs, pos, err := p.spool.Peek(p.cfg.BatchSize)
-		if err != nil {
-			p.cfg.Logger.Error("cannot read the event spool", "err", err)
-			return false
-		}
-		if len(recs) > 0 {
-			p.m.retried.Add(float64(len(recs)))
-			if _, err := p.write(ctx, recs); err != nil {
-				// Nothing is consumed: the records that did land are
-				// sent again, with the same ids, next time.
-				return false
-			}
-		}
-		p.spool.Advance(pos)
-		if !draining && time.Now().After(deadline) {
-			break
-		}
-	}
-	return true
-}
-
 func (p *Pipeline) dropped(reason string, n int) {
 	if n <= 0 {
 		return
 	}
 	p.m.dropped.WithLabelValues(reason).Add(float64(n))
+}
+
+// chunk is what one write put in the log: its records (the i-th ends at
+// ends[i]) with, for clicks, the record for the store. It is read by every
+// consumer and never changed.
+type chunk struct {
+	start  seglog.Pos
+	ends   []seglog.Pos
+	recs   []Record
+	clicks []attribution.Click // Link == "" for a decision event
+	mem    []byte              // the records' JSON and subjects
+}
+
+// recStart is where record i of ch starts.
+func (ch *chunk) recStart(i int) seglog.Pos {
+	if i == 0 {
+		return ch.start
+	}
+	return ch.ends[i-1]
+}
+
+// batch is what a consumer delivers at once: the records in [from, to).
+type batch struct {
+	from, to seglog.Pos
+	recs     []Record
+	clicks   []attribution.Click
+}
+
+func (b *batch) reset(from seglog.Pos) {
+	clear(b.recs)
+	clear(b.clicks)
+	*b = batch{from: from, to: from, recs: b.recs[:0], clicks: b.clicks[:0]}
+}
+
+func (b *batch) add(clicksOnly bool, rec Record, c attribution.Click, end seglog.Pos) bool {
+	b.to = end
+	if clicksOnly {
+		if c.Link == "" {
+			return false
+		}
+		b.clicks = append(b.clicks, c)
+		return true
+	}
+	b.recs = append(b.recs, rec)
+	return true
+}
+
+func (b *batch) len() int { return max(len(b.recs), len(b.clicks)) }
+
+// consumer delivers the log to one destination.
+type consumer struct {
+	name    string
+	clicks  bool // takes click records only
+	deliver func(ctx context.Context, id string, b *batch) error
+
+	mu     sync.Mutex
+	mem    []*chunk // what the writer handed over, oldest first
+	memIdx int      // records of mem[0] already delivered or passed
+	memN   int      // records in mem from memIdx on
+
+	next     seglog.Pos // everything before it is taken
+	b        batch      // being delivered while inflight
+	id       string     // b's batch id
+	inflight bool
+	stopped  bool
+	up       atomic.Bool
+	backoff  time.Duration
+	warned   sampler
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	drain    atomic.Pointer[context.Context]
+}
+
+func (c *consumer) start(p *Pipeline) {
+	c.kick = make(chan struct{}, 1)
+	c.stop = make(chan struct{})
+	c.done = make(chan struct{})
+	c.up.Store(true)
+	c.m(p).up.Set(1)
+	go c.run(p)
+}
+
+func (c *consumer) m(p *Pipeline) *consumerMetrics { return p.m.consumers[c.name] }
+
+// offer hands a chunk written to the log to the consumer, unless its
+// window is full: then the consumer reads it back from the log.
+func (c *consumer) offer(p *Pipeline, ch *chunk) {
+	c.mu.Lock()
+	if c.memN+len(ch.recs) > p.cfg.Window {
+		c.mu.Unlock()
+		return
+	}
+	c.mem = append(c.mem, ch)
+	c.memN += len(ch.recs)
+	full := c.memN >= p.cfg.BatchSize
+	c.mu.Unlock()
+	if full {
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *consumer) status(p *Pipeline) string {
+	switch {
+	case !c.up.Load():
+		return "degraded"
+	case p.log.Lag(c.name) > 0 && c.behind():
+		return "replaying"
+	}
+	return "ok"
+}
+
+// behind reports whether the consumer reads the log rather than memory.
+func (c *consumer) behind() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.mem) == 0 || c.mem[0].recStart(c.memIdx) != c.next
+}
+
+func (c *consumer) run(p *Pipeline) {
+	defer close(c.done)
+	st := p.log.State(c.name)
+	c.next = st.Pos
+	if pend := st.Pending; pend != nil {
+		// The batch in flight when the previous run stopped: the same
+		// records again under the same id.
+		c.b.reset(pend.From)
+		if _, err := p.log.Read(pend.From, pend.To, math.MaxInt, c.decoder()); err != nil {
+			p.m.logErrors.Inc()
+			p.cfg.Logger.Error("cannot read the log", "to", c.name, "err", err)
+		}
+		c.b.to, c.id, c.inflight = pend.To, pend.ID, true
+		c.deliverAll(p, true)
+	}
+	tick := time.NewTicker(p.cfg.FlushInterval)
+	defer tick.Stop()
+	for !c.stopped {
+		select {
+		case <-c.stop:
+			c.stopped = true
+		case <-tick.C:
+		case <-c.kick:
+		}
+		// Once stopped, one more attempt at everything the log holds;
+		// what is not delivered stays for the next start.
+		c.deliverAll(p, !c.stopped)
+	}
+}
+
+// deliverAll delivers batches until nothing is left or, unless retry is
+// set or until the consumer is stopped, an attempt fails. A batch that
+// failed stays in flight, under its id, for the next call.
+func (c *consumer) deliverAll(p *Pipeline, retry bool) {
+	for {
+		if !c.inflight {
+			if !c.fill(p) {
+				return
+			}
+			c.id, c.inflight = newBatchID(), true
+		}
+		if !c.send(p, retry) {
+			return
+		}
+	}
+}
+
+// fill forms the next batch from c.next on, from memory when the
+// consumer keeps up, from the log otherwise. It reports whether the batch
+// covers anything.
+func (c *consumer) fill(p *Pipeline) bool {
+	c.b.reset(c.next)
+	max := p.cfg.BatchSize
+	c.mu.Lock()
+	for len(c.mem) > 0 && c.b.len() < max {
+		ch := c.mem[0]
+		at := ch.recStart(c.memIdx)
+		if c.next.Less(at) && c.b.to == c.next {
+			break // a gap before the window: read from the log
+		}
+		if at.Less(c.b.to) { // already read from the log
+			c.memIdx++
+			c.memN--
+		} else if at == c.b.to {
+			c.b.add(c.clicks, ch.recs[c.memIdx], ch.clicks[c.memIdx], ch.ends[c.memIdx])
+			c.memIdx++
+			c.memN--
+		} else {
+			break
+		}
+		if c.memIdx == len(ch.recs) {
+			c.mem[0] = nil
+			c.mem, c.memIdx = c.mem[1:], 0
+		}
+	}
+	limit := seglog.Pos{Seq: math.MaxInt}
+	if len(c.mem) > 0 {
+		limit = c.mem[0].recStart(c.memIdx)
+	}
+	c.mu.Unlock()
+	if c.b.to != c.next || !c.next.Less(limit) {
+		return c.b.to != c.next
+	}
+	// Behind the window (an outage, a restart): read the log, as far as
+	// the window, in one batch.
+	limit = min2(limit, p.log.End())
+	n := c.b.len()
+	if _, err := p.log.Read(c.next, limit, max, c.decoder()); err != nil {
+		p.m.logErrors.Inc()
+		p.cfg.Logger.Error("cannot read the log", "to", c.name, "err", err)
+		return false
+	}
+	c.m(p).replayed.Add(float64(c.b.len() - n))
+	return c.b.to != c.next
+}
+
+func min2(a, b seglog.Pos) seglog.Pos {
+	if b.Less(a) {
+		return b
+	}
+	return a
+}
+
+// decoder returns the Read callback adding a line of the log to c.b.
+func (c *consumer) decoder() func(line []byte, end seglog.Pos) bool {
+	return func(line []byte, end seglog.Pos) bool {
+		c.b.to = end
+		rec, click, err := decodeLine(line)
+		if err != nil || rec.ID == "" {
+			return false // a torn line
+		}
+		return c.b.add(c.clicks, rec, click, end)
+	}
+}
+
+// send delivers c.b under c.id, retrying with backoff while retry is set
+// and the consumer is not stopped, then commits the position. It reports
+// whether the batch was taken.
+func (c *consumer) send(p *Pipeline, retry bool) bool {
+	m, id := c.m(p), c.id
+	if c.b.len() == 0 { // nothing this consumer takes: move on
+		c.commit(p)
+		return true
+	}
+	if err := p.log.Begin(c.name, seglog.Pending{From: c.b.from, To: c.b.to, ID: id}); err != nil {
+		p.m.logErrors.Inc()
+		p.cfg.Logger.Error("cannot write the log's cursor file", "err", err)
+	}
+	m.batchSize.Observe(float64(c.b.len()))
+	for {
+		ctx, cancel := c.attemptCtx(p)
+		start := time.Now()
+		err := c.deliver(ctx, id, &c.b)
+		cancel()
+		m.duration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			m.delivered.Add(float64(c.b.len()))
+			if !c.up.Swap(true) {
+				m.up.Set(1)
+				p.cfg.Logger.Info("delivering again", "to", c.name, "lag_bytes", p.log.Lag(c.name))
+			}
+			c.backoff = 0
+			c.commit(p)
+			return true
+		}
+		m.errors.Inc()
+		if c.up.Swap(false) || c.warned.allow(10*time.Second) {
+			m.up.Set(0)
+			p.cfg.Logger.Warn("delivery failing; records wait in the log", "to", c.name,
+				"batch", id, "records", c.b.len(), "lag_bytes", p.log.Lag(c.name), "err", err)
+		}
+		c.backoff = min(max(2*c.backoff, p.cfg.RetryMin), p.cfg.RetryMax)
+		if !retry {
+			return false
+		}
+		select {
+		case <-time.After(c.backoff):
+		case <-c.stop:
+			c.stopped, retry = true, false // one more attempt, then stop
+		}
+	}
+}
+
+// attemptCtx bounds one delivery attempt: WriteTimeout, and once the
+// pipeline is closing, Close's context too.
+func (c *consumer) attemptCtx(p *Pipeline) (context.Context, context.CancelFunc) {
+	parent := context.Background()
+	if d := c.drain.Load(); d != nil {
+		parent = *d
+	}
+	return context.WithTimeout(parent, p.cfg.WriteTimeout)
+}
+
+func (c *consumer) commit(p *Pipeline) {
+	if err := p.log.Commit(c.name, c.b.to); err != nil {
+		p.m.logErrors.Inc()
+		p.cfg.Logger.Error("cannot write the log's cursor file", "err", err)
+	}
+	c.next, c.inflight = c.b.to, false
+}
+
+// close stops the consumer after one more delivery attempt within ctx and
+// waits for it.
+func (c *consumer) close(ctx context.Context) {
+	c.drain.Store(&ctx)
+	close(c.stop)
+	<-c.done
+}
+
+// newBatchID returns 96 random bits, URL-safe base64: unique across every
+// instance sharing a store without coordination, and short, since a Redis
+// store keeps it in one key per link of the batch.
+func newBatchID() string {
+	var b [12]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// sampler lets one log line per interval through.
+type sampler struct{ last atomic.Int64 }
+
+func (s *sampler) allow(every time.Duration) bool {
+	now := time.Now().UnixNano()
+	last := s.last.Load()
+	return now-last >= int64(every) && s.last.CompareAndSwap(last, now)
+}
+
+// LogDir is the log's directory under the data dir: the event files on
+// the embedded store, the spool on Redis.
+func LogDir(dataDir string, files bool) string {
+	if files {
+		return filepath.Join(dataDir, FileDir)
+	}
+	return filepath.Join(dataDir, "spool")
 }

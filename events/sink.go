@@ -2,7 +2,11 @@ package events
 
 import (
 	"context"
-	"encoding/json"
+	"time"
+
+	gojson "github.com/goccy/go-json"
+
+	"github.com/refgate/refgate/attribution"
 )
 
 // Record is one encoded event on its way to a sink.
@@ -26,17 +30,42 @@ type Sink interface {
 	Close() error
 }
 
-// header is the part of an encoded event a sink or the spool needs back.
-type header struct {
-	ID      string `json:"id"`
-	Subject string `json:"subject"`
+// line is the part of an encoded event the pipeline needs back when it
+// reads its log: the record's id and subject, and a click's record for the
+// store.
+type line struct {
+	ID      string    `json:"id"`
+	Type    string    `json:"type"`
+	Subject string    `json:"subject"`
+	Time    time.Time `json:"time"`
+	Data    struct {
+		Program   string     `json:"program"`
+		Promoter  string     `json:"promoter"`
+		Link      string     `json:"link"`
+		ClickID   string     `json:"click_id"`
+		Visitor   string     `json:"visitor"`
+		Outcome   string     `json:"outcome"`
+		Model     string     `json:"click_model"`
+		ExpiresAt *time.Time `json:"expires_at"`
+	} `json:"data"`
 }
 
-// decodeRecord reads a record back from its encoded event.
-func decodeRecord(line []byte) (Record, error) {
-	var h header
-	if err := json.Unmarshal(line, &h); err != nil {
-		return Record{}, err
+// decodeLine reads a record back from its encoded event, with the click
+// record when it is a click's (Link is empty otherwise). rec.JSON is line.
+func decodeLine(b []byte) (Record, attribution.Click, error) {
+	var l line
+	if err := gojson.Unmarshal(b, &l); err != nil {
+		return Record{}, attribution.Click{}, err
 	}
-	return Record{ID: h.ID, Subject: h.Subject, JSON: line}, nil
+	rec := Record{ID: l.ID, Subject: l.Subject, JSON: b}
+	if l.Type != TypeClick || l.Data.Link == "" {
+		return rec, attribution.Click{}, nil
+	}
+	d := &l.Data
+	c := attribution.Click{ID: d.ClickID, Program: d.Program, Promoter: d.Promoter, Link: d.Link,
+		Visitor: d.Visitor, At: l.Time, Model: attribution.ClickModel(d.Model), Outcome: attribution.Outcome(d.Outcome)}
+	if d.ExpiresAt != nil {
+		c.ExpiresAt = *d.ExpiresAt
+	}
+	return rec, c, nil
 }

@@ -22,27 +22,20 @@ type Links interface {
 	Lookup(code []byte) (*Target, error)
 }
 
-// ClickQueue takes click records off the request path. Enqueue must not
-// block. The record is passed by value so it stays on the handler's stack.
-type ClickQueue interface {
-	Enqueue(c attribution.Click) bool
-}
-
-// ClickEvents takes the event of every click (attributed, bot, suspect or
-// self-click) off the request path; events.Pipeline is one. Click must not
-// block and must copy userAgent and referer; the record is passed by value,
-// like ClickQueue's, so it stays on the handler's stack.
-type ClickEvents interface {
+// ClickLog takes every click (attributed, bot, suspect or self-click) off
+// the request path: its record for the store and its event, together;
+// events.Pipeline is one. Click must not block and must copy userAgent and
+// referer; the record is passed by value so it stays on the handler's
+// stack.
+type ClickLog interface {
 	Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool
 }
 
-// Config is what a Handler needs. Links, Queue and Signer are required.
+// Config is what a Handler needs. Links, Log and Signer are required.
 type Config struct {
 	Links  Links
-	Queue  ClickQueue
+	Log    ClickLog
 	Signer *cookie.Signer
-	// Events takes one event per click; nil for none.
-	Events ClickEvents
 	// Hasher turns the client IP into the promoters' fingerprint form for
 	// the self-click check; nil disables the check.
 	Hasher *attribution.FingerprintHasher
@@ -193,10 +186,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 
 	outcome := h.bots.classify(&ctx.Request)
 	selfCheck := outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil
-	var ip netip.Addr
-	if selfCheck || h.cfg.Events != nil {
-		ip = h.clientIP(ctx)
-	}
+	ip := h.clientIP(ctx)
 	if selfCheck && h.isSelfClick(ip, t, s) {
 		outcome = attribution.OutcomeSelfClick
 	}
@@ -208,11 +198,8 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 		rec.Outcome = attribution.OutcomeAttributed
 		dest = h.attribute(ctx, t, s, &rec, dest)
 	}
-	if !h.cfg.Queue.Enqueue(rec) && h.logEvery.allow() {
-		h.cfg.Logger.Warn("click queue full; click record dropped", "code", t.Link.Code)
-	}
-	if h.cfg.Events != nil && !h.cfg.Events.Click(rec, ip, ctx.UserAgent(), ctx.Referer()) && h.logEvery.allow() {
-		h.cfg.Logger.Warn("event queue full; click event dropped", "code", t.Link.Code)
+	if !h.cfg.Log.Click(rec, ip, ctx.UserAgent(), ctx.Referer()) && h.logEvery.allow() {
+		h.cfg.Logger.Error("click queue full; click dropped", "code", t.Link.Code)
 	}
 	m.clicks[rec.Outcome].Inc()
 

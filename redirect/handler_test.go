@@ -23,13 +23,13 @@ var now0 = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 
 const browserUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/130.0.0.0 Safari/537.36"
 
-// recorder is an in-memory ClickQueue.
+// recorder is an in-memory ClickLog.
 type recorder struct {
 	mu     sync.Mutex
 	clicks []attribution.Click
 }
 
-func (r *recorder) Enqueue(c attribution.Click) bool {
+func (r *recorder) Click(c attribution.Click, _ netip.Addr, _, _ []byte) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.clicks = append(r.clicks, c)
@@ -70,7 +70,7 @@ func newEdge(t testing.TB, mod func(*Config)) *edge {
 	go st.WatchInvalidations(ctx, e.cache.Invalidate)
 	t.Cleanup(cancel)
 	trusted, _ := ParsePrefixes("10.0.0.0/8")
-	cfg := Config{Links: e.cache, Queue: e.q, Signer: signer, Hasher: hasher, Now: func() time.Time { return now0 },
+	cfg := Config{Links: e.cache, Log: e.q, Signer: signer, Hasher: hasher, Now: func() time.Time { return now0 },
 		TrustedProxies: trusted, CookieSecure: true}
 	if mod != nil {
 		mod(&cfg)

@@ -17,11 +17,7 @@ type Metrics struct {
 	cacheMiss    prometheus.Counter
 	cacheNegHit  prometheus.Counter
 	cacheStale   prometheus.Counter
-	batchSize    prometheus.Observer
-	dropped      prometheus.Counter
-	flushErrors  prometheus.Counter
 	clickErrors  *prometheus.CounterVec
-	queueDepthFn func() float64
 }
 
 // NewMetrics registers the edge metrics on reg. Pass a fresh registry in
@@ -50,19 +46,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.cacheMiss = cache.WithLabelValues("miss")
 	m.cacheNegHit = cache.WithLabelValues("negative_hit")
 	m.cacheStale = cache.WithLabelValues("stale")
-	m.batchSize = f.NewHistogram(prometheus.HistogramOpts{
-		Name:    "refgate_click_batch_size",
-		Help:    "Click records written to the store per batch.",
-		Buckets: prometheus.ExponentialBuckets(1, 4, 7),
-	})
-	m.dropped = f.NewCounter(prometheus.CounterOpts{
-		Name: "refgate_click_records_dropped_total",
-		Help: "Click records not written because the queue was full or the store never answered before shutdown.",
-	})
-	m.flushErrors = f.NewCounter(prometheus.CounterOpts{
-		Name: "refgate_click_batch_errors_total",
-		Help: "Failed attempts to write a batch of click records (each is retried).",
-	})
 	m.clickErrors = f.NewCounterVec(prometheus.CounterOpts{
 		Name: "refgate_click_errors_total",
 		Help: "Failures on the click path, by operation: link_lookup (answered 503), sign (answered without a cookie).",
@@ -70,14 +53,5 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, op := range []string{"link_lookup", "sign"} {
 		m.clickErrors.WithLabelValues(op) // exported as 0 from the start
 	}
-	f.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "refgate_click_queue_depth",
-		Help: "Click records waiting to be written to the store.",
-	}, func() float64 {
-		if m.queueDepthFn == nil {
-			return 0
-		}
-		return m.queueDepthFn()
-	})
 	return m
 }

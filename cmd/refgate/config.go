@@ -64,8 +64,7 @@ type Config struct {
 	EventsStreams       int
 	EventsFileMaxBytes  int64
 	EventsFileKeep      int
-	EventsSpoolMaxBytes int64
-	EventsQueueSize     int
+	SpoolMaxBytes       int64
 }
 
 // secretFlags are masked when the effective configuration is logged.
@@ -103,16 +102,15 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.KeepFullIP, "keep-full-ip", false, "store and emit full IPs instead of anonymised ones (IPv4 /24, IPv6 /48)")
 	fs.StringVar(&c.PublicURL, "public-url", "", "the edge's public base URL, for links' url field; empty = http://localhost:<listen port>")
 	fs.DurationVar(&c.LinkCacheTTL, "link-cache-ttl", time.Minute, "longest a cached link is used before it is read again (deletions reach every instance within 1s regardless)")
-	fs.IntVar(&c.QueueSize, "queue-size", 65536, "click records held in memory on their way to the store")
-	fs.IntVar(&c.BatchSize, "batch-size", 512, "click records per store write")
-	fs.DurationVar(&c.FlushInterval, "flush-interval", 50*time.Millisecond, "longest a click record waits for a full batch")
+	fs.IntVar(&c.QueueSize, "queue-size", 65536, "clicks and events held in memory before they are written to the local log (about a millisecond's worth)")
+	fs.IntVar(&c.BatchSize, "batch-size", 512, "click records per store write, events per sink write")
+	fs.DurationVar(&c.FlushInterval, "flush-interval", 50*time.Millisecond, "longest a click record or an event waits in the log for a full delivery batch")
 	fs.BoolVar(&c.Events, "events", true, "emit click and decision events (Redis Stream on Redis, JSON Lines files on the embedded store)")
 	fs.Int64Var(&c.EventsStreamMaxLen, "events-stream-maxlen", 10_000_000, "approximate cap of each event stream (XADD MAXLEN ~); 0 = uncapped")
 	fs.IntVar(&c.EventsStreams, "events-streams", 8, "on Redis Cluster, how many stream keys events are spread over")
 	fs.Int64Var(&c.EventsFileMaxBytes, "events-file-max-bytes", 64<<20, "embedded store: size at which a JSON Lines event file is closed and the next begun")
 	fs.IntVar(&c.EventsFileKeep, "events-file-keep", 0, "embedded store: event files kept, oldest deleted first; 0 = keep all")
-	fs.Int64Var(&c.EventsSpoolMaxBytes, "events-spool-max-bytes", 1<<30, "bound of the disk spool that holds events while the sink fails")
-	fs.IntVar(&c.EventsQueueSize, "events-queue-size", 65536, "events held in memory on their way to the sink")
+	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the local log of clicks and events that the store or the sink has not taken; past it new ones are dropped")
 }
 
 // ParseFlags reads args, then REFGATE_* environment variables, then the YAML
@@ -166,8 +164,8 @@ func (c *Config) Validate() error {
 	if c.QueueSize < 1 || c.BatchSize < 1 || c.FlushInterval <= 0 || c.LinkCacheTTL <= 0 {
 		errs = append(errs, errors.New("--queue-size, --batch-size, --flush-interval and --link-cache-ttl must be positive"))
 	}
-	if c.EventsStreams < 1 || c.EventsFileMaxBytes < 1 || c.EventsSpoolMaxBytes < 1 || c.EventsQueueSize < 1 {
-		errs = append(errs, errors.New("--events-streams, --events-file-max-bytes, --events-spool-max-bytes and --events-queue-size must be positive"))
+	if c.EventsStreams < 1 || c.EventsFileMaxBytes < 1 || c.SpoolMaxBytes < 1 {
+		errs = append(errs, errors.New("--events-streams, --events-file-max-bytes and --spool-max-bytes must be positive"))
 	}
 	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 {
 		errs = append(errs, errors.New("--events-stream-maxlen and --events-file-keep must not be negative"))

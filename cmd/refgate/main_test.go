@@ -218,7 +218,7 @@ func TestEndToEndEmbeddedAndRestart(t *testing.T) {
 	metrics, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
 	for _, want := range []string{`refgate_clicks_total{outcome="attributed"} 2`, `refgate_click_duration_seconds_count 2`,
-		`refgate_link_cache_requests_total{result="hit"} 1`, `refgate_click_queue_depth`, `refgate_store_duration_seconds_count{op="create_link"} 1`} {
+		`refgate_link_cache_requests_total{result="hit"} 1`, `refgate_queue_depth`, `refgate_store_duration_seconds_count{op="create_link"} 1`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -390,8 +390,8 @@ func TestSIGTERMDrain(t *testing.T) {
 	if err != nil || stats[attribution.OutcomeAttributed] != n {
 		t.Fatalf("after SIGTERM the store holds %v clicks (%v), want %d\n%s", stats, err, n, logs.String())
 	}
-	if !strings.Contains(logs.String(), fmt.Sprintf("click queue drained\" records=%d", n)) {
-		t.Errorf("the drain is logged with its size:\n%s", logs.String())
+	if !strings.Contains(logs.String(), `"pipeline stopped" log_bytes=0`) {
+		t.Errorf("the drain is logged, with nothing left in the log:\n%s", logs.String())
 	}
 }
 

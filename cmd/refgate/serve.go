@@ -42,8 +42,9 @@ type Main struct {
 	Registry *prometheus.Registry
 	Clock    *clock.Clock
 	Store    store.Store
-	Batcher  *redirect.Batcher
-	Events   *events.Pipeline // nil with --events=false
+	// Pipeline carries every click's record to the store and every event
+	// to the sink, through the local log.
+	Pipeline *events.Pipeline
 	Geo      *geo.DB          // nil without --geoip-db
 	Edge     *redirect.Handler
 	API      *api.Server
@@ -135,22 +136,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	if err := m.openEvents(bgCtx, st); err != nil {
+	if err := m.openPipeline(bgCtx, st); err != nil {
 		return err
 	}
 
 	metrics := redirect.NewMetrics(m.Registry)
 	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
-	m.Batcher = redirect.NewBatcher(m.Store, redirect.BatcherConfig{QueueSize: c.QueueSize, BatchSize: c.BatchSize,
-		FlushInterval: c.FlushInterval, Logger: log, Metrics: metrics})
-	edgeCfg := redirect.Config{Links: cache, Queue: m.Batcher, Signer: signer, Hasher: hasher,
+	m.Edge = redirect.New(redirect.Config{Links: cache, Log: m.Pipeline, Signer: signer, Hasher: hasher,
 		Now: m.Clock.Now, TrustedProxies: trusted, CookieDomain: c.CookieDomain, CookieSecure: c.CookieSecure,
-		Logger: log, Metrics: metrics}
-	var apiEvents api.Events
-	if m.Events != nil { // an interface holding a nil pointer would not be nil
-		edgeCfg.Events, apiEvents = m.Events, m.Events
+		Logger: log, Metrics: metrics})
+	var apiEvents api.Emitter
+	if c.Events { // an interface holding a nil pointer would not be nil
+		apiEvents = m.Pipeline
 	}
-	m.Edge = redirect.New(edgeCfg)
 
 	if m.edgeLn, err = net.Listen("tcp", c.Listen); err != nil {
 		return fmt.Errorf("--listen: %w", err)
@@ -165,7 +163,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
-		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents})
+		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)
@@ -261,62 +259,56 @@ func (m *Main) openStore() (store.Store, error) {
 	return s, nil
 }
 
-// openEvents opens the GeoIP databases and starts the event pipeline with
-// the sink that goes with the store: the Redis Stream(s) on Redis, JSON
-// Lines files in the data dir on the embedded store. The spool lives in the
-// data dir in both cases.
-func (m *Main) openEvents(ctx context.Context, st store.Store) error {
+// openPipeline opens the GeoIP databases and starts the pipeline with the
+// sink that goes with the store: the Redis Stream(s) on Redis, its own log
+// as JSON Lines event files in the data dir on the embedded store. Its log
+// lives in the data dir in both cases.
+func (m *Main) openPipeline(ctx context.Context, st store.Store) error {
 	c, log := &m.Config, m.Logger
+	host, _ := os.Hostname()
+	cfg := events.Config{Store: m.Store, MaxBytes: c.SpoolMaxBytes, QueueSize: c.QueueSize, BatchSize: c.BatchSize,
+		FlushInterval: c.FlushInterval, WriteTimeout: max(2*c.RedisTimeout, time.Second),
+		Source: "refgate/" + host, KeepFullIP: c.KeepFullIP, Logger: log, Registerer: m.Registry}
 	if !c.Events {
 		log.Info("events are off (--events=false)")
-		return nil
-	}
-	var geoFunc events.GeoFunc
-	if c.GeoIPDB == "" {
-		log.Warn("no --geoip-db: click events carry no geo fields")
 	} else {
-		db, err := geo.Open(c.GeoIPDB, c.GeoIPASNDB, log, m.Registry)
-		if err != nil {
-			return fmt.Errorf("--geoip-db: %w", err)
+		if c.GeoIPDB == "" {
+			log.Warn("no --geoip-db: click events carry no geo fields")
+		} else {
+			db, err := geo.Open(c.GeoIPDB, c.GeoIPASNDB, log, m.Registry)
+			if err != nil {
+				return fmt.Errorf("--geoip-db: %w", err)
+			}
+			m.Geo = db
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				if err := db.Watch(ctx, 500*time.Millisecond); err != nil {
+					log.Error("cannot watch the geoip database files; they will not be reloaded", "err", err)
+				}
+			}()
+			cfg.Geo = func(ip netip.Addr, g *events.Geo) bool {
+				var r geo.Result
+				if !db.Lookup(ip, &r) {
+					return false
+				}
+				*g = events.Geo{Country: r.Country, City: r.City, ASN: r.ASN, ASOrg: r.ASOrg}
+				return true
+			}
 		}
-		m.Geo = db
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			if err := db.Watch(ctx, 500*time.Millisecond); err != nil {
-				log.Error("cannot watch the geoip database files; they will not be reloaded", "err", err)
-			}
-		}()
-		geoFunc = func(ip netip.Addr, g *events.Geo) bool {
-			var r geo.Result
-			if !db.Lookup(ip, &r) {
-				return false
-			}
-			*g = events.Geo{Country: r.Country, City: r.City, ASN: r.ASN, ASOrg: r.ASOrg}
-			return true
+		switch s := st.(type) {
+		case *redisstore.Store:
+			cfg.Sink = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
+		default:
+			cfg.Files, cfg.FileKeep, cfg.SegmentBytes = true, c.EventsFileKeep, c.EventsFileMaxBytes
 		}
 	}
-	var sink events.Sink
-	switch s := st.(type) {
-	case *redisstore.Store:
-		sink = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
-	default:
-		f, err := events.OpenJSONLines(filepath.Join(c.DataDir, events.FileDir), c.EventsFileMaxBytes, c.EventsFileKeep)
-		if err != nil {
-			return fmt.Errorf("event files: %w", err)
-		}
-		sink = f
-	}
-	host, _ := os.Hostname()
-	p, err := events.New(events.Config{Sink: sink, SpoolDir: filepath.Join(c.DataDir, "spool"),
-		SpoolMaxBytes: c.EventsSpoolMaxBytes, QueueSize: c.EventsQueueSize, BatchSize: c.BatchSize,
-		FlushInterval: c.FlushInterval, WriteTimeout: max(2*c.RedisTimeout, time.Second),
-		Source: "refgate/" + host, Geo: geoFunc, KeepFullIP: c.KeepFullIP, Logger: log, Registerer: m.Registry})
+	cfg.Dir = events.LogDir(c.DataDir, cfg.Files)
+	p, err := events.New(cfg)
 	if err != nil {
-		sink.Close()
-		return fmt.Errorf("event spool: %w", err)
+		return fmt.Errorf("log of clicks and events: %w", err)
 	}
-	m.Events = p
+	m.Pipeline = p
 	return nil
 }
 
@@ -376,8 +368,9 @@ func (m *Main) watchInvalidations(ctx context.Context, cache *redirect.LinkCache
 }
 
 // Close shuts down in order: readiness goes 503, the drain delay passes, the
-// listeners close (in-flight requests finish), the click queue is written to
-// the store, background work stops, the store closes. Safe to call twice.
+// listeners close (in-flight requests finish), the pipeline writes what is
+// queued to its log and delivers what it can, background work stops, the
+// store closes. Safe to call twice.
 func (m *Main) Close() error {
 	m.closeOnce.Do(func() { m.closeErr = m.close() })
 	return m.closeErr
@@ -415,26 +408,15 @@ func (m *Main) close() error {
 			ln.Close()
 		}
 	}
-	if m.Batcher != nil {
-		n := m.Batcher.Len()
-		if err := m.Batcher.Close(ctx); err != nil && m.Logger != nil {
-			m.Logger.Error("click records not written to the store before --shutdown-timeout", "err", err)
-			errs = append(errs, err)
-		} else if err != nil {
-			errs = append(errs, err)
-		}
-		if m.Logger != nil {
-			m.Logger.Info("click queue drained", "records", n)
-		}
-	}
-	if m.Events != nil {
-		// Every click and decision is queued by now: deliver the queue and
-		// the spool while the sink answers; the rest stays spooled.
-		if err := m.Events.Close(ctx); err != nil {
+	if m.Pipeline != nil {
+		// Every click and decision is queued by now: write them to the
+		// log, then one more delivery attempt while the store and the sink
+		// answer; the rest stays in the log for the next start.
+		if err := m.Pipeline.Close(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		if m.Logger != nil {
-			m.Logger.Info("event queue drained", "spool_bytes", m.Events.SpoolBytes())
+			m.Logger.Info("pipeline stopped", "log_bytes", m.Pipeline.LogBytes())
 		}
 	}
 	if m.cancel != nil {

@@ -1,25 +1,34 @@
 // Package seglog is the one segment log behind everything refgate appends
-// to disk and may read back: numbered segment files <prefix><n><suffix> in a
-// directory, one record a line, appended in batches that are fsynced once
-// each, rotated at a size, bounded in total, and read back from a position
-// that is committed only once the reader's consumer has taken what it read.
+// to disk and reads back: numbered segment files <prefix><n><suffix> in a
+// directory, one record a line, appended in batches, rotated at a size,
+// bounded in what its readers have not yet taken, and read by named readers
+// whose positions are kept in a cursor file next to the segments.
 //
-// The event spool (records waiting for a sink) and the JSON Lines event
-// sink (records kept, the oldest files deleted past a count) are both
-// seglogs.
+// Appends are written to the operating system at once and fsynced by Sync
+// (the caller runs it on a timer, like Redis's appendfsync everysec); a
+// segment is also fsynced when it is closed. A reader's position moves only
+// when it commits what it read, after its consumer has taken it, and a
+// reader may record the batch it is about to deliver (Begin) so that after
+// a crash the same batch, the same records under the same id, is delivered
+// again first.
+//
+// Segments every reader has taken are deleted, unless the log is retained
+// (the event files of the embedded store are a log that is also the
+// output): then only the oldest taken segments beyond Keep are.
 //
 // A segment a previous run left is never appended to: its last line may be
 // torn by a crash. Readers skip lines their decoder rejects.
 //
 // nsqio/go-diskqueue was considered; it advances its read position when it
 // hands a message out, before the consumer has taken it, so a crash between
-// the two would lose the message. lumberjack and similar rotating writers do
-// not fsync.
+// the two would lose the message, and it has one reader. lumberjack and
+// similar rotating writers do not fsync.
 package seglog
 
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +37,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 )
 
@@ -42,28 +52,69 @@ type Config struct {
 	// current one past it (a record larger than that gets a segment of
 	// its own) [16 MiB].
 	SegmentBytes int64
-	// MaxBytes bounds what the log holds and has not consumed; 0 is no
-	// bound. Append refuses records past it with ErrFull.
+	// MaxBytes bounds what the log holds that some reader has not taken;
+	// 0 is no bound. Append refuses records past it with ErrFull.
 	MaxBytes int64
-	// Keep, if positive, deletes the oldest segments beyond that many
-	// whenever a new one starts: for a log nobody consumes.
-	Keep int
+	// Readers are the log's readers.
+	Readers []Reader
+	// Retain keeps segments every reader has taken; Keep, if positive,
+	// then deletes the oldest of them beyond that many segments in all.
+	Retain bool
+	Keep   int
+}
+
+// Reader names a reader of the log and says where it starts when the
+// cursor file does not know it: at the oldest record, or (Tail) after the
+// newest, for a reader added to segments an earlier version wrote whose
+// records it must not take again.
+type Reader struct {
+	Name string
+	Tail bool
 }
 
 // ErrFull is returned by Append for the records that did not fit under
 // MaxBytes.
 var ErrFull = errors.New("segment log full")
 
-// Log is one segment log. It is used by one goroutine at a time (the
-// caller serialises); Bytes may be read from any.
+// Pos is a position in the log: an offset in a segment. The position after
+// the last record of a segment and the start of the next are the same
+// place; Read and End treat them alike.
+type Pos struct {
+	Seq int   `json:"seq"`
+	Off int64 `json:"off"`
+}
+
+// Less orders positions.
+func (p Pos) Less(q Pos) bool { return p.Seq < q.Seq || p.Seq == q.Seq && p.Off < q.Off }
+
+// Pending is a batch a reader is delivering: the records in [From, To),
+// under the consumer's id for it.
+type Pending struct {
+	From Pos    `json:"from"`
+	To   Pos    `json:"to"`
+	ID   string `json:"id"`
+}
+
+// State is a reader's position and the batch it may have been delivering.
+type State struct {
+	Pos     Pos      `json:"pos"`
+	Pending *Pending `json:"pending,omitempty"`
+}
+
+// Log is one segment log, safe for one appender and any number of
+// readers at once.
 type Log struct {
 	cfg Config
 
+	mu      sync.Mutex
 	segs    []*segment // oldest first
 	w       *os.File   // the last segment, open for appending; nil until needed
-	readOff int64      // read position in segs[0]
-	bytes   atomic.Int64
+	dirty   bool       // written since the last fsync
+	readers map[string]*State
+	cursors *os.File
+	curBuf  []byte
 	buf     []byte
+	bytes   atomic.Int64 // not taken by every reader
 }
 
 type segment struct {
@@ -77,14 +128,8 @@ type Segment struct {
 	Path string
 }
 
-// Position is how far a Peek read; Advance commits it.
-type Position struct {
-	seg int   // index into segs at Peek time
-	off int64 // offset in that segment
-}
-
-// Open opens (creating) the log's directory with the segments a previous
-// run left; they are read first.
+// Open opens (creating) the log's directory with the segments and reader
+// positions a previous run left.
 func Open(cfg Config) (*Log, error) {
 	if cfg.Digits == 0 {
 		cfg.Digits = 9
@@ -99,18 +144,72 @@ func Open(cfg Config) (*Log, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Log{cfg: cfg}
-	var total int64
+	l := &Log{cfg: cfg, readers: map[string]*State{}}
 	for _, s := range segs {
 		info, err := os.Stat(s.Path)
 		if err != nil {
 			return nil, err
 		}
 		l.segs = append(l.segs, &segment{seq: s.Seq, size: info.Size()})
-		total += info.Size()
 	}
-	l.bytes.Store(total)
+	if n := len(l.segs); n > 0 {
+		// A crash can leave the last segment with a torn line: its bytes
+		// are not counted, so that a reader can reach the end.
+		last := l.segs[n-1]
+		if last.size, err = wholeLines(l.path(last.seq), last.size); err != nil {
+			return nil, err
+		}
+	}
+	saved, err := l.loadCursors()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range cfg.Readers {
+		st, ok := saved[r.Name]
+		switch {
+		case ok:
+			st.Pos = l.clamp(st.Pos)
+		case r.Tail:
+			st = &State{Pos: l.end()}
+		default:
+			st = &State{Pos: l.start()}
+		}
+		l.readers[r.Name] = st
+	}
+	f, err := os.OpenFile(l.cursorPath(), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	l.cursors = f
+	if err := l.saveCursors(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	l.account()
 	return l, nil
+}
+
+// wholeLines returns the size of the file's prefix that ends with a
+// newline.
+func wholeLines(path string, size int64) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	const tail = 64 << 10
+	for end := size; end > 0; {
+		from := max(end-tail, 0)
+		b := make([]byte, end-from)
+		if _, err := f.ReadAt(b, from); err != nil {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			return from + int64(i) + 1, nil
+		}
+		end = from
+	}
+	return 0, nil
 }
 
 // List returns dir's segments named prefix<n>suffix, oldest first.
@@ -141,18 +240,137 @@ func (l *Log) Name(seq int) string {
 
 func (l *Log) path(seq int) string { return filepath.Join(l.cfg.Dir, l.Name(seq)) }
 
-// Bytes is what the log holds and has not consumed.
+func (l *Log) cursorPath() string { return filepath.Join(l.cfg.Dir, l.cfg.Prefix+"cursors") }
+
+// loadCursors reads the readers' saved states. A cursor file that does not
+// decode (a machine crash while it was written) starts every reader at the
+// oldest record: records delivered twice, under the same ids, none lost.
+func (l *Log) loadCursors() (map[string]*State, error) {
+	b, err := os.ReadFile(l.cursorPath())
+	if os.IsNotExist(err) {
+		return map[string]*State{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	saved := map[string]*State{}
+	if json.Unmarshal(b, &saved) != nil {
+		saved = map[string]*State{}
+		for _, r := range l.cfg.Readers {
+			saved[r.Name] = &State{Pos: l.start()}
+		}
+	}
+	return saved, nil
+}
+
+// saveCursors writes the readers' states to the cursor file (fsynced by
+// Sync).
+func (l *Log) saveCursors() error {
+	b, err := json.Marshal(l.readers)
+	if err != nil {
+		return err
+	}
+	l.curBuf = append(append(l.curBuf[:0], b...), '\n')
+	if _, err := l.cursors.WriteAt(l.curBuf, 0); err != nil {
+		return err
+	}
+	return l.cursors.Truncate(int64(len(l.curBuf)))
+}
+
+// start is the position of the oldest record; end the one after the
+// newest. Called with mu held.
+func (l *Log) start() Pos {
+	if len(l.segs) == 0 {
+		return Pos{}
+	}
+	return Pos{Seq: l.segs[0].seq}
+}
+
+func (l *Log) end() Pos {
+	if len(l.segs) == 0 {
+		return Pos{}
+	}
+	s := l.segs[len(l.segs)-1]
+	return Pos{Seq: s.seq, Off: s.size}
+}
+
+// clamp moves a saved position that lies outside the segments (deleted by
+// hand, or past a segment's end after a machine crash) to the nearest one.
+func (l *Log) clamp(p Pos) Pos {
+	if len(l.segs) == 0 || p.Less(l.start()) {
+		return l.start()
+	}
+	for _, s := range l.segs {
+		if s.seq >= p.Seq {
+			if s.seq > p.Seq {
+				return Pos{Seq: s.seq}
+			}
+			return Pos{Seq: s.seq, Off: min(p.Off, s.size)}
+		}
+	}
+	return l.end()
+}
+
+// lag is the number of bytes from p to the end. Called with mu held.
+func (l *Log) lag(p Pos) int64 {
+	var n int64
+	for _, s := range l.segs {
+		switch {
+		case s.seq > p.Seq:
+			n += s.size
+		case s.seq == p.Seq:
+			n += max(s.size-p.Off, 0)
+		}
+	}
+	return n
+}
+
+// slowest is the position of the reader furthest behind. Called with mu
+// held.
+func (l *Log) slowest() Pos {
+	p := l.end()
+	for _, st := range l.readers {
+		if st.Pos.Less(p) {
+			p = st.Pos
+		}
+	}
+	return p
+}
+
+func (l *Log) account() { l.bytes.Store(l.lag(l.slowest())) }
+
+// Bytes is what the log holds that some reader has not taken.
 func (l *Log) Bytes() int64 { return l.bytes.Load() }
 
-// Empty reports whether nothing waits to be read.
-func (l *Log) Empty() bool { return l.bytes.Load() == 0 }
+// Lag is what the log holds that reader name has not taken.
+func (l *Log) Lag(name string) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.readers[name]
+	if st == nil {
+		return 0
+	}
+	return l.lag(st.Pos)
+}
+
+// End is the position after the newest record.
+func (l *Log) End() Pos {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.end()
+}
 
 // Append writes records 0..n-1 (rec(i) is record i, without its newline)
-// and fsyncs each segment it wrote to once. It returns how many were
-// written: the rest did not fit under MaxBytes (ErrFull) or could not be
-// written (the error).
-func (l *Log) Append(n int, rec func(i int) []byte) (int, error) {
+// to the operating system, without an fsync (Sync does that), and appends
+// the position after each record written to ends. It returns ends and how
+// many were written: the rest did not fit under MaxBytes (ErrFull) or
+// could not be written (the error).
+func (l *Log) Append(n int, rec func(i int) []byte, ends []Pos) ([]Pos, int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	defer l.account()
 	written := 0
+	held := l.lag(l.slowest())
 	for written < n {
 		size := int64(0) // of the segment being written; a new one starts empty
 		if l.w != nil {
@@ -160,10 +378,11 @@ func (l *Log) Append(n int, rec func(i int) []byte) (int, error) {
 		}
 		l.buf = l.buf[:0]
 		j, full := written, false
+		var offs []int64
 		for ; j < n; j++ {
 			r := rec(j)
 			grow := int64(len(r) + 1)
-			if l.cfg.MaxBytes > 0 && l.bytes.Load()+int64(len(l.buf))+grow > l.cfg.MaxBytes {
+			if l.cfg.MaxBytes > 0 && held+int64(len(l.buf))+grow > l.cfg.MaxBytes {
 				full = true
 				break
 			}
@@ -171,37 +390,48 @@ func (l *Log) Append(n int, rec func(i int) []byte) (int, error) {
 				break // the next segment's
 			}
 			l.buf = append(append(l.buf, r...), '\n')
+			offs = append(offs, int64(len(l.buf)))
 		}
 		if len(l.buf) > 0 {
-			if err := l.write(l.buf); err != nil {
-				return written, err
+			seq, base, err := l.write(l.buf)
+			if err != nil {
+				return ends, written, err
 			}
-			l.bytes.Add(int64(len(l.buf)))
+			for _, o := range offs {
+				ends = append(ends, Pos{Seq: seq, Off: base + o})
+			}
+			held += int64(len(l.buf))
 			written = j
 		}
 		if full {
-			return written, ErrFull
+			return ends, written, ErrFull
 		}
 		if j < n {
 			if err := l.rotate(); err != nil {
-				return written, err
+				return ends, written, err
 			}
 		}
 	}
-	return written, nil
+	return ends, written, nil
 }
 
-// rotate closes the segment being written; the next write starts another.
+// rotate fsyncs and closes the segment being written; the next write
+// starts another.
 func (l *Log) rotate() error {
 	if l.w == nil {
 		return nil
 	}
-	err := l.w.Close()
-	l.w = nil
+	err := l.w.Sync()
+	if cerr := l.w.Close(); err == nil {
+		err = cerr
+	}
+	l.w, l.dirty = nil, false
 	return err
 }
 
-func (l *Log) write(b []byte) error {
+// write appends b to the last segment, starting one if none is open, and
+// returns the segment and the offset b starts at.
+func (l *Log) write(b []byte) (int, int64, error) {
 	if l.w == nil {
 		seq := 1
 		if n := len(l.segs); n > 0 {
@@ -209,109 +439,169 @@ func (l *Log) write(b []byte) error {
 		}
 		f, err := os.OpenFile(l.path(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_EXCL, 0o640)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
 		l.w = f
 		l.segs = append(l.segs, &segment{seq: seq})
 		l.trim()
 	}
 	seg := l.segs[len(l.segs)-1]
+	base := seg.size
 	n, err := l.w.Write(b)
+	// Whatever part landed is counted, so that reads and the byte count
+	// stay in step; a torn line is skipped when read.
 	seg.size += int64(n)
-	if err == nil {
-		err = l.w.Sync()
-	}
+	l.dirty = true
 	if err != nil {
-		// Whatever part landed is counted, so that reads and the byte
-		// count stay in step; a torn line is skipped when read.
-		l.bytes.Add(int64(n))
 		l.w.Close()
 		l.w = nil
-		return err
+		return 0, 0, err
 	}
-	return nil
+	return seg.seq, base, nil
 }
 
-// trim deletes the oldest segments beyond Keep.
+// Sync fsyncs what was appended since the last Sync, and the readers'
+// positions.
+func (l *Log) Sync() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.w != nil && l.dirty {
+		err = l.w.Sync()
+		l.dirty = false
+	}
+	if l.cursors != nil {
+		if cerr := l.cursors.Sync(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// State returns reader name's state.
+func (l *Log) State(name string) State {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st := l.readers[name]; st != nil {
+		return *st
+	}
+	return State{}
+}
+
+// Begin records that reader name is delivering p: after a crash, State
+// returns it, so that the same records go again under the same id.
+func (l *Log) Begin(name string, p Pending) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.readers[name]
+	st.Pending = &p
+	return l.saveCursors()
+}
+
+// Commit moves reader name to pos: everything before it was taken. It
+// deletes the segments every reader has taken (unless retained).
+func (l *Log) Commit(name string, pos Pos) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.readers[name]
+	st.Pos, st.Pending = pos, nil
+	l.trim()
+	l.account()
+	return l.saveCursors()
+}
+
+// trim deletes taken segments: all of them, or past Keep if retained. The
+// segment being written is never deleted. Called with mu held.
 func (l *Log) trim() {
-	if l.cfg.Keep <= 0 {
+	if l.cfg.Retain && l.cfg.Keep <= 0 {
 		return
 	}
-	for len(l.segs) > l.cfg.Keep {
-		l.bytes.Add(-(l.segs[0].size - l.readOff))
-		os.Remove(l.path(l.segs[0].seq))
-		l.segs, l.readOff = l.segs[1:], 0
+	low := l.slowest()
+	for len(l.segs) > 1 || (len(l.segs) == 1 && l.w == nil) {
+		s := l.segs[0]
+		taken := s.seq < low.Seq || s.seq == low.Seq && low.Off >= s.size
+		if !taken || (l.cfg.Retain && len(l.segs) <= l.cfg.Keep) || (l.w != nil && len(l.segs) == 1) {
+			return
+		}
+		os.Remove(l.path(s.seq))
+		l.segs = l.segs[1:]
 	}
 }
 
-// Peek reads up to max records from the read position without consuming
-// them, calling take for each line (without its newline; a slice of its
-// own, the caller's to keep). take reports whether the line is a record;
-// lines it rejects (a torn write before a crash) are passed over and do
-// not count towards max.
-func (l *Log) Peek(max int, take func(line []byte) bool) (Position, error) {
-	got := 0
-	pos := Position{seg: 0, off: l.readOff}
-	for pos.seg < len(l.segs) && got < max {
-		seg := l.segs[pos.seg]
-		if pos.off >= seg.size {
-			pos = Position{seg: pos.seg + 1}
+// Read reads the records from `from` on, stopping at limit or once take
+// accepted max of them. take gets each line (without its newline; a slice
+// of its own, the caller's to keep) and the position after it, and reports
+// whether the line is a record: lines it rejects (a torn write before a
+// crash) are passed over and do not count towards max. Read returns the
+// position after the last line it passed to take, or from: always a
+// position some line ends at (or from), never the start of a segment,
+// so that positions compare alike however they were reached.
+func (l *Log) Read(from, limit Pos, max int, take func(line []byte, end Pos) bool) (Pos, error) {
+	l.mu.Lock()
+	segs := make([]segment, len(l.segs))
+	for i, s := range l.segs {
+		segs[i] = *s
+	}
+	l.mu.Unlock()
+	ret, got := from, 0
+	for _, s := range segs {
+		if got >= max || !ret.Less(limit) {
+			break
+		}
+		off := int64(0)
+		switch {
+		case s.seq < ret.Seq:
+			continue
+		case s.seq == ret.Seq:
+			off = ret.Off
+		case s.seq > limit.Seq || s.seq == limit.Seq && limit.Off == 0:
+			return ret, nil // the limit is the end of an earlier segment
+		}
+		stop := s.size
+		if s.seq == limit.Seq {
+			stop = min(stop, limit.Off)
+		}
+		if off >= stop {
 			continue
 		}
-		f, err := os.Open(l.path(seg.seq))
+		f, err := os.Open(l.path(s.seq))
 		if err != nil {
-			return pos, err
+			return ret, err
 		}
-		r := bufio.NewReaderSize(io.NewSectionReader(f, pos.off, seg.size-pos.off), 64<<10)
+		r := bufio.NewReaderSize(io.NewSectionReader(f, off, stop-off), 64<<10)
 		for got < max {
-			line, err := r.ReadBytes('\n')
-			if len(line) == 0 && err != nil {
-				break
+			line, _ := r.ReadBytes('\n')
+			if len(line) == 0 || line[len(line)-1] != '\n' {
+				break // the end (a torn tail was cut off by Open)
 			}
-			pos.off += int64(len(line))
-			if take(bytes.TrimSuffix(line, []byte("\n"))) {
+			off += int64(len(line))
+			ret = Pos{Seq: s.seq, Off: off}
+			if take(bytes.TrimSuffix(line, []byte("\n")), ret) {
 				got++
 			}
 		}
 		f.Close()
 	}
-	return pos, nil
+	return ret, nil
 }
 
-// Advance consumes everything up to pos, deleting segments fully read.
-func (l *Log) Advance(pos Position) {
-	consumed := -l.readOff
-	for pos.seg > 0 || (len(l.segs) > 0 && pos.off >= l.segs[0].size) {
-		seg := l.segs[0]
-		consumed += seg.size
-		if l.w != nil && len(l.segs) == 1 {
-			l.w.Close()
-			l.w = nil
-		}
-		os.Remove(l.path(seg.seq))
-		l.segs = l.segs[1:]
-		if pos.seg > 0 {
-			pos.seg--
-		} else {
-			pos.off = 0
-		}
-		if len(l.segs) == 0 {
-			pos = Position{}
-			break
-		}
-	}
-	consumed += pos.off
-	l.readOff = pos.off
-	l.bytes.Add(-consumed)
-}
-
-// Close closes the segment being written; what is left is read by the
-// next Open.
+// Close fsyncs and closes the segment being written and the cursor file;
+// what is left is read by the next Open.
 func (l *Log) Close() error {
-	if l.w == nil {
-		return nil
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	err := l.rotate()
+	if l.cursors != nil {
+		if serr := l.saveCursors(); err == nil {
+			err = serr
+		}
+		if serr := l.cursors.Sync(); err == nil {
+			err = serr
+		}
+		if cerr := l.cursors.Close(); err == nil {
+			err = cerr
+		}
+		l.cursors = nil
 	}
-	err := l.w.Close()
-	l.w = nil
 	return err
 }

@@ -3,14 +3,19 @@ package seglog
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
-func lines(from, n int) func(i int) []byte {
+func lines(from int) func(i int) []byte {
 	return func(i int) []byte { return []byte(fmt.Sprintf("rec-%04d", from+i)) } // 8 bytes + newline
 }
+
+var noLimit = Pos{Seq: math.MaxInt}
 
 func open(t *testing.T, cfg Config) *Log {
 	t.Helper()
@@ -22,10 +27,20 @@ func open(t *testing.T, cfg Config) *Log {
 	return l
 }
 
-func readAll(t *testing.T, l *Log) []string {
+func appendN(t *testing.T, l *Log, from, n int) []Pos {
+	t.Helper()
+	ends, w, err := l.Append(n, lines(from), nil)
+	if w != n || err != nil {
+		t.Fatal(w, err)
+	}
+	return ends
+}
+
+// read reads what reader r has not taken, up to max records, and commits.
+func read(t *testing.T, l *Log, r string, max int) []string {
 	t.Helper()
 	var got []string
-	pos, err := l.Peek(1<<20, func(line []byte) bool {
+	pos, err := l.Read(l.State(r).Pos, noLimit, max, func(line []byte, _ Pos) bool {
 		if !strings.HasPrefix(string(line), "rec-") {
 			return false
 		}
@@ -35,98 +50,218 @@ func readAll(t *testing.T, l *Log) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Advance(pos)
+	if err := l.Commit(r, pos); err != nil {
+		t.Fatal(err)
+	}
 	return got
 }
 
-func TestRotationAndReplay(t *testing.T) {
+func cfg(dir string, readers ...string) Config {
+	c := Config{Dir: dir, Prefix: "s-", Suffix: ".log", SegmentBytes: 30}
+	for _, r := range readers {
+		c.Readers = append(c.Readers, Reader{Name: r})
+	}
+	return c
+}
+
+func TestRotationReadersAndRestart(t *testing.T) {
 	dir := t.TempDir()
-	l := open(t, Config{Dir: dir, Prefix: "s-", Suffix: ".log", SegmentBytes: 30})
+	l := open(t, cfg(dir, "a", "b"))
+	var ends []Pos
 	for i := 0; i < 4; i++ {
-		if n, err := l.Append(5, lines(i*5, 5)); n != 5 || err != nil {
-			t.Fatal(n, err)
-		}
+		ends = append(ends, appendN(t, l, i*5, 5)...)
 	}
 	segs, _ := List(dir, "s-", ".log")
 	if len(segs) != 7 { // 20 records of 9 bytes, 3 to a 30-byte segment
 		t.Fatalf("%d segments", len(segs))
 	}
-	for _, s := range segs {
-		if st, _ := os.Stat(s.Path); st.Size() > 30 {
-			t.Errorf("%s is %d bytes", s.Path, st.Size())
-		}
+	if ends[2] != (Pos{1, 27}) || ends[3] != (Pos{2, 9}) || l.End() != ends[19] {
+		t.Fatalf("ends %v, end %v", ends[:4], l.End())
 	}
 	if l.Bytes() != 20*9 {
 		t.Errorf("bytes %d", l.Bytes())
 	}
-	// Read 7 without consuming, then consume them: a segment and a bit.
-	var got []string
-	pos, _ := l.Peek(7, func(line []byte) bool { got = append(got, string(line)); return true })
-	if len(got) != 7 || got[6] != "rec-0006" || l.Bytes() != 20*9 {
-		t.Fatalf("peek: %v, bytes %d", got, l.Bytes())
+	if got := read(t, l, "a", 7); len(got) != 7 || got[6] != "rec-0006" {
+		t.Fatalf("a: %v", got)
 	}
-	l.Advance(pos)
-	if l.Bytes() != 13*9 {
-		t.Errorf("after consuming 7: %d bytes", l.Bytes())
+	// Nothing is deleted or released while b has not read it.
+	if segs, _ := List(dir, "s-", ".log"); len(segs) != 7 || l.Bytes() != 20*9 || l.Lag("a") != 13*9 {
+		t.Fatalf("%d segments, %d bytes, lag a %d", len(segs), l.Bytes(), l.Lag("a"))
 	}
-	if segs, _ := List(dir, "s-", ".log"); len(segs) != 5 {
-		t.Errorf("fully read segments are deleted: %d left", len(segs))
+	if got := read(t, l, "b", 8); len(got) != 8 {
+		t.Fatal(got)
+	}
+	if segs, _ := List(dir, "s-", ".log"); len(segs) != 5 || l.Bytes() != 13*9 {
+		t.Errorf("segments both readers took are deleted: %d left, %d bytes", len(segs), l.Bytes())
 	}
 	l.Close()
-	// A new run reads from the start of the segment it was in (the read
-	// position is not kept), and never appends to a segment it found.
-	l = open(t, Config{Dir: dir, Prefix: "s-", Suffix: ".log", SegmentBytes: 30})
-	if _, err := l.Append(1, lines(20, 1)); err != nil {
-		t.Fatal(err)
+	// A new run resumes each reader where it committed, and never appends
+	// to a segment it found.
+	l = open(t, cfg(dir, "a", "b"))
+	appendN(t, l, 20, 1)
+	if got := read(t, l, "a", 100); len(got) != 14 || got[0] != "rec-0007" || got[13] != "rec-0020" {
+		t.Fatalf("a after reopening: %v", got)
 	}
-	all := readAll(t, l)
-	if len(all) != 15 || all[0] != "rec-0006" || all[14] != "rec-0020" {
-		t.Fatalf("after reopening: %v", all)
+	if got := read(t, l, "b", 100); len(got) != 13 || got[0] != "rec-0008" {
+		t.Fatalf("b after reopening: %v", got)
 	}
-	if !l.Empty() {
+	if l.Bytes() != 0 {
 		t.Errorf("bytes %d after reading everything", l.Bytes())
 	}
 }
 
+// Positions compare alike however they were reached: the end of a
+// segment, as Read and End report it, is where the next write's records
+// start, even after a rotation.
+func TestPositionsAtSegmentEnds(t *testing.T) {
+	l := open(t, cfg(t.TempDir(), "a"))
+	ends := appendN(t, l, 0, 3) // fills segment 1 exactly... less its last 3 bytes
+	start := l.End()
+	if start != ends[2] {
+		t.Fatal(start, ends)
+	}
+	more := appendN(t, l, 3, 2)
+	if more[0].Seq != 2 {
+		t.Fatalf("the fourth record starts segment 2: %v", more)
+	}
+	var got []string
+	pos, _ := l.Read(Pos{}, start, 100, func(b []byte, _ Pos) bool { got = append(got, string(b)); return true })
+	if pos != start || len(got) != 3 {
+		t.Fatalf("read to the end of segment 1: %v at %v", got, pos)
+	}
+	got = nil
+	pos, _ = l.Read(start, noLimit, 100, func(b []byte, _ Pos) bool { got = append(got, string(b)); return true })
+	if pos != more[1] || len(got) != 2 || got[0] != "rec-0003" {
+		t.Fatalf("read from there: %v at %v", got, pos)
+	}
+}
+
 func TestBoundAndLargeRecord(t *testing.T) {
-	l := open(t, Config{Dir: t.TempDir(), Prefix: "s-", Suffix: ".log", SegmentBytes: 20, MaxBytes: 50})
-	n, err := l.Append(10, lines(0, 10))
+	c := cfg(t.TempDir(), "a")
+	c.SegmentBytes, c.MaxBytes = 20, 50
+	l := open(t, c)
+	_, n, err := l.Append(10, lines(0), nil)
 	if n != 5 || !errors.Is(err, ErrFull) {
 		t.Fatalf("5 of 10 fit in 50 bytes: %d %v", n, err)
 	}
-	readAll(t, l)
+	read(t, l, "a", 100)
 	big := strings.Repeat("x", 40)
-	if n, err := l.Append(2, func(int) []byte { return []byte("rec-" + big) }); n != 1 || !errors.Is(err, ErrFull) {
+	if _, n, err := l.Append(2, func(int) []byte { return []byte("rec-" + big) }, nil); n != 1 || !errors.Is(err, ErrFull) {
 		t.Fatalf("a record larger than a segment gets one of its own: %d %v", n, err)
 	}
 }
 
-func TestKeep(t *testing.T) {
+func TestRetainKeep(t *testing.T) {
 	dir := t.TempDir()
-	l := open(t, Config{Dir: dir, Prefix: "e-", Suffix: ".jsonl", Digits: 6, SegmentBytes: 18, Keep: 2})
+	l := open(t, Config{Dir: dir, Prefix: "e-", Suffix: ".jsonl", Digits: 6, SegmentBytes: 18, Retain: true, Keep: 2,
+		Readers: []Reader{{Name: "a"}}})
 	for i := 0; i < 10; i++ {
-		if _, err := l.Append(1, lines(i, 1)); err != nil {
-			t.Fatal(err)
-		}
+		appendN(t, l, i, 1)
 	}
+	if segs, _ := List(dir, "e-", ".jsonl"); len(segs) != 5 {
+		t.Fatalf("segments the reader has not taken are kept past Keep: %v", segs)
+	}
+	read(t, l, "a", 100)
+	appendN(t, l, 10, 2)
 	segs, _ := List(dir, "e-", ".jsonl")
-	if len(segs) != 2 || !strings.HasSuffix(segs[1].Path, "e-000005.jsonl") {
-		t.Fatalf("keep 2: %v", segs)
+	if len(segs) != 2 || !strings.HasSuffix(segs[1].Path, "e-000006.jsonl") || l.Bytes() != 18 {
+		t.Fatalf("keep 2 taken: %v, %d bytes", segs, l.Bytes())
+	}
+}
+
+func TestPendingSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, cfg(dir, "a"))
+	ends := appendN(t, l, 0, 4)
+	if err := l.Begin("a", Pending{From: Pos{}, To: ends[1], ID: "batch-1"}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close() // a crash leaves the same: the cursor file is written at once
+	l = open(t, cfg(dir, "a"))
+	st := l.State("a")
+	if st.Pending == nil || st.Pending.ID != "batch-1" || st.Pending.To != ends[1] || !st.Pos.Less(ends[0]) {
+		t.Fatalf("state after restart: %+v", st)
+	}
+	if err := l.Commit("a", ends[1]); err != nil {
+		t.Fatal(err)
+	}
+	if st := l.State("a"); st.Pending != nil || st.Pos != ends[1] {
+		t.Fatalf("after commit: %+v", st)
+	}
+}
+
+// A reader the cursor file does not know starts at the oldest record, or
+// with Tail after the newest.
+func TestNewReaders(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, cfg(dir, "x"))
+	appendN(t, l, 0, 5)
+	l.Close()
+	os.Remove(filepath.Join(dir, "s-cursors"))
+	c := cfg(dir)
+	c.Readers = []Reader{{Name: "old"}, {Name: "new", Tail: true}}
+	l = open(t, c)
+	if got := read(t, l, "old", 100); len(got) != 5 {
+		t.Fatal(got)
+	}
+	if got := read(t, l, "new", 100); len(got) != 0 {
+		t.Fatal(got)
 	}
 }
 
 func TestTornLineSkipped(t *testing.T) {
 	dir := t.TempDir()
-	l := open(t, Config{Dir: dir, Prefix: "s-", Suffix: ".log"})
-	l.Append(3, lines(0, 3))
+	l := open(t, cfg(dir, "a"))
+	appendN(t, l, 0, 3)
 	l.Close()
 	segs, _ := List(dir, "s-", ".log")
 	f, _ := os.OpenFile(segs[0].Path, os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString("re") // a crash mid-write
 	f.Close()
-	l = open(t, Config{Dir: dir, Prefix: "s-", Suffix: ".log"})
-	l.Append(1, lines(3, 1))
-	if got := readAll(t, l); len(got) != 4 || got[3] != "rec-0003" {
+	l = open(t, cfg(dir, "a"))
+	appendN(t, l, 3, 1)
+	if got := read(t, l, "a", 100); len(got) != 4 || got[3] != "rec-0003" {
 		t.Fatalf("the torn line is passed over, nothing is glued to it: %v", got)
+	}
+	if l.Bytes() != 0 {
+		t.Fatalf("bytes %d: the torn tail is not counted", l.Bytes())
+	}
+}
+
+// One appender and two readers at once (run with -race): every record is
+// read once by each, in order.
+func TestConcurrentReaders(t *testing.T) {
+	c := cfg(t.TempDir(), "a", "b")
+	c.SegmentBytes = 200
+	l := open(t, c)
+	const n = 3000
+	var wg sync.WaitGroup
+	for _, r := range []string{"a", "b"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			next := 0
+			for next < n {
+				pos, err := l.Read(l.State(r).Pos, l.End(), 7, func(line []byte, _ Pos) bool {
+					if want := fmt.Sprintf("rec-%04d", next); string(line) != want {
+						t.Errorf("%s: %q, want %q", r, line, want)
+					}
+					next++
+					return true
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				l.Commit(r, pos)
+			}
+		}()
+	}
+	for i := 0; i < n; i += 10 {
+		appendN(t, l, i, 10)
+	}
+	wg.Wait()
+	if l.Bytes() != 0 {
+		t.Fatalf("%d bytes left", l.Bytes())
 	}
 }
