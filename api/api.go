@@ -26,8 +26,8 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/refgate/refgate/attribution"
-	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
 )

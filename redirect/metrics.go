@@ -10,14 +10,14 @@ import (
 // Metrics are the edge's Prometheus metrics. Every label comes from a fixed
 // set; link codes, promoters, hosts and paths are never labels.
 type Metrics struct {
-	clicks       map[attribution.Outcome]prometheus.Counter
-	unavailable  prometheus.Counter
-	latency      prometheus.Observer
-	cacheHit     prometheus.Counter
-	cacheMiss    prometheus.Counter
-	cacheNegHit  prometheus.Counter
-	cacheStale   prometheus.Counter
-	clickErrors  *prometheus.CounterVec
+	clicks      map[attribution.Outcome]prometheus.Counter
+	unavailable prometheus.Counter
+	latency     prometheus.Observer
+	cacheHit    prometheus.Counter
+	cacheMiss   prometheus.Counter
+	cacheNegHit prometheus.Counter
+	cacheStale  prometheus.Counter
+	clickErrors *prometheus.CounterVec
 }
 
 // NewMetrics registers the edge metrics on reg. Pass a fresh registry in

@@ -58,13 +58,13 @@ type Config struct {
 	BatchSize       int
 	FlushInterval   time.Duration
 
-	GeoIPASNDB          string
-	Events              bool
-	EventsStreamMaxLen  int64
-	EventsStreams       int
-	EventsFileMaxBytes  int64
-	EventsFileKeep      int
-	SpoolMaxBytes       int64
+	GeoIPASNDB         string
+	Events             bool
+	EventsStreamMaxLen int64
+	EventsStreams      int
+	EventsFileMaxBytes int64
+	EventsFileKeep     int
+	SpoolMaxBytes      int64
 }
 
 // secretFlags are masked when the effective configuration is logged.

@@ -45,7 +45,7 @@ type Main struct {
 	// Pipeline carries every click's record to the store and every event
 	// to the sink, through the local log.
 	Pipeline *events.Pipeline
-	Geo      *geo.DB          // nil without --geoip-db
+	Geo      *geo.DB // nil without --geoip-db
 	Edge     *redirect.Handler
 	API      *api.Server
 
