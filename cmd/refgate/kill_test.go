@@ -65,6 +65,7 @@ type killable struct {
 	cmd        *exec.Cmd
 	logs       *syncBuffer
 	kills      int
+	deaths     []time.Time   // when each killed process was gone
 	restartFor time.Duration // longest a restart took
 }
 
@@ -102,6 +103,7 @@ func (k *killable) kill() {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	k.kills++
+	k.deaths = append(k.deaths, time.Now())
 	start := time.Now()
 	k.start()
 	k.restartFor = max(k.restartFor, time.Since(start))

@@ -109,6 +109,7 @@ type Log struct {
 	mu      sync.Mutex
 	segs    []*segment // oldest first
 	w       *os.File   // the last segment, open for appending; nil until needed
+	nextSeq int        // of the next segment: numbers are never used twice
 	dirty   bool       // written since the last fsync
 	readers map[string]*State
 	cursors *os.File
@@ -160,9 +161,16 @@ func Open(cfg Config) (*Log, error) {
 			return nil, err
 		}
 	}
-	saved, err := l.loadCursors()
+	saved, size, err := l.loadCursors()
 	if err != nil {
 		return nil, err
+	}
+	l.curBuf = make([]byte, size) // the next write covers all of the old
+	// After every segment was taken and deleted, the readers' positions
+	// still name the last one: the next must come after it.
+	l.nextSeq = l.end().Seq + 1
+	for _, st := range saved {
+		l.nextSeq = max(l.nextSeq, st.Pos.Seq+1)
 	}
 	for _, r := range cfg.Readers {
 		st, ok := saved[r.Name]
@@ -176,6 +184,7 @@ func Open(cfg Config) (*Log, error) {
 		}
 		l.readers[r.Name] = st
 	}
+
 	f, err := os.OpenFile(l.cursorPath(), os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return nil, err
@@ -245,13 +254,13 @@ func (l *Log) cursorPath() string { return filepath.Join(l.cfg.Dir, l.cfg.Prefix
 // loadCursors reads the readers' saved states. A cursor file that does not
 // decode (a machine crash while it was written) starts every reader at the
 // oldest record: records delivered twice, under the same ids, none lost.
-func (l *Log) loadCursors() (map[string]*State, error) {
+func (l *Log) loadCursors() (map[string]*State, int, error) {
 	b, err := os.ReadFile(l.cursorPath())
 	if os.IsNotExist(err) {
-		return map[string]*State{}, nil
+		return map[string]*State{}, 0, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	saved := map[string]*State{}
 	if json.Unmarshal(b, &saved) != nil {
@@ -260,21 +269,26 @@ func (l *Log) loadCursors() (map[string]*State, error) {
 			saved[r.Name] = &State{Pos: l.start()}
 		}
 	}
-	return saved, nil
+	return saved, len(b), nil
 }
 
 // saveCursors writes the readers' states to the cursor file (fsynced by
-// Sync).
+// Sync) in one write at its start, padded with spaces to the length of the
+// previous one: a process killed at any moment leaves either the old
+// states or the new, never a mix.
 func (l *Log) saveCursors() error {
 	b, err := json.Marshal(l.readers)
 	if err != nil {
 		return err
 	}
-	l.curBuf = append(append(l.curBuf[:0], b...), '\n')
-	if _, err := l.cursors.WriteAt(l.curBuf, 0); err != nil {
-		return err
+	n := len(l.curBuf)
+	l.curBuf = append(l.curBuf[:0], b...)
+	for len(l.curBuf) < n-1 {
+		l.curBuf = append(l.curBuf, ' ')
 	}
-	return l.cursors.Truncate(int64(len(l.curBuf)))
+	l.curBuf = append(l.curBuf, '\n')
+	_, err = l.cursors.WriteAt(l.curBuf, 0)
+	return err
 }
 
 // start is the position of the oldest record; end the one after the
@@ -297,7 +311,10 @@ func (l *Log) end() Pos {
 // clamp moves a saved position that lies outside the segments (deleted by
 // hand, or past a segment's end after a machine crash) to the nearest one.
 func (l *Log) clamp(p Pos) Pos {
-	if len(l.segs) == 0 || p.Less(l.start()) {
+	if len(l.segs) == 0 {
+		return p // the next segment comes after it
+	}
+	if p.Less(l.start()) {
 		return l.start()
 	}
 	for _, s := range l.segs {
@@ -433,15 +450,12 @@ func (l *Log) rotate() error {
 // returns the segment and the offset b starts at.
 func (l *Log) write(b []byte) (int, int64, error) {
 	if l.w == nil {
-		seq := 1
-		if n := len(l.segs); n > 0 {
-			seq = l.segs[n-1].seq + 1
-		}
+		seq := l.nextSeq
 		f, err := os.OpenFile(l.path(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_EXCL, 0o640)
 		if err != nil {
 			return 0, 0, err
 		}
-		l.w = f
+		l.w, l.nextSeq = f, seq+1
 		l.segs = append(l.segs, &segment{seq: seq})
 		l.trim()
 	}

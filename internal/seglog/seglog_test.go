@@ -265,3 +265,44 @@ func TestConcurrentReaders(t *testing.T) {
 		t.Fatalf("%d bytes left", l.Bytes())
 	}
 }
+
+// The cursor file is rewritten in place, padded: a shorter state after a
+// longer one still decodes.
+func TestCursorFileShrinks(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, cfg(dir, "a"))
+	ends := appendN(t, l, 0, 3)
+	l.Begin("a", Pending{From: Pos{}, To: ends[2], ID: strings.Repeat("x", 200)})
+	l.Close()
+	l = open(t, cfg(dir, "a"))
+	l.Commit("a", ends[2])
+	l.Close()
+	l = open(t, cfg(dir, "a"))
+	if st := l.State("a"); st.Pending != nil || l.Bytes() != 0 {
+		t.Fatalf("%+v, %d bytes", st, l.Bytes())
+	}
+}
+
+// Segment numbers are never used twice, also once every segment was taken
+// and deleted: the readers' positions must stay behind the next records.
+func TestSegmentNumbersNotReused(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, cfg(dir, "a"))
+	appendN(t, l, 0, 5) // segments 1 and 2
+	read(t, l, "a", 100)
+	l.Close()
+	l = open(t, cfg(dir, "a"))
+	l.Commit("a", l.State("a").Pos) // deletes segment 2, the last
+	if segs, _ := List(dir, "s-", ".log"); len(segs) != 0 {
+		t.Fatalf("taken segments left: %v", segs)
+	}
+	l.Close()
+	l = open(t, cfg(dir, "a"))
+	ends := appendN(t, l, 5, 2)
+	if ends[0].Seq != 3 {
+		t.Fatalf("new records in segment %d", ends[0].Seq)
+	}
+	if got := read(t, l, "a", 100); len(got) != 2 || got[0] != "rec-0005" {
+		t.Fatalf("the reader skipped the new segment: %v", got)
+	}
+}
