@@ -8,11 +8,11 @@ import (
 	gojson "github.com/goccy/go-json"
 )
 
-// encodeState is the pipeline worker's reusable memory for encoding. The
-// records of one chunk point into js and strs until the chunk has been
-// written to the sink or the spool (both use them before returning), then
-// reset makes the memory available again: encoding a click allocates next
-// to nothing once the buffers have grown.
+// encodeState is the pipeline writer's reusable memory for encoding. The
+// records of one write point into js and strs until the writer has copied
+// them into the chunk it hands the consumers, then reset makes the memory
+// available again: encoding a click allocates next to nothing once the
+// buffers have grown.
 type encodeState struct {
 	js    bytes.Buffer
 	enc   *gojson.Encoder

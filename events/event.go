@@ -1,9 +1,9 @@
 // Package events turns clicks and attribution decisions into CloudEvents and
-// delivers them, at least once, to a sink: a Redis Stream on the Redis store,
-// JSON Lines files on the embedded store. The click path only enqueues; a
-// bounded queue feeds the sink in batches, and when the sink fails or stalls
-// events go to a bounded spool on disk and are replayed, with the same ids,
-// once it answers again.
+// carries them, with each click's record for the store, on one durable path
+// (Pipeline): a local append-only log written every millisecond, from which
+// click records go to the store and events, at least once and with the same
+// ids on every delivery, to a sink: a Redis Stream on the Redis store; on the
+// embedded store the log is itself the JSON Lines event files.
 //
 // The schema is documented for consumers in docs/events.md.
 package events

@@ -122,7 +122,7 @@ func (k *killable) stop() {
 // through kills and restarts, and returns the answer.
 // storefront is the storefronts' own client: its idle connections are
 // closed before the final SIGTERM, which is not what this test is about.
-var storefront = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+var storefront = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 func send(t *testing.T, api, token, path, body string) (int, map[string]any) {
 	for attempt := 0; ; attempt++ {
