@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,7 @@ type Config struct {
 	// [1 GiB].
 	MaxBytes      int64
 	QueueSize     int           // records held in memory before they are written to the log [65536]
-	Window        int           // records kept in memory for delivery; further behind, a consumer reads the log [16384]
+	Window        int           // records kept in memory for delivery; further behind, a consumer reads the log [65536]
 	BatchSize     int           // records per store or sink write [512]
 	WriteInterval time.Duration // longest a record waits to be written to the log [1ms]
 	SyncInterval  time.Duration // longest a written record waits for its fsync [1s]
@@ -95,7 +96,7 @@ type Pipeline struct {
 	es      encodeState
 	spans   []span // of each record's JSON in es.js and subject in subj
 	subj    []byte
-	ends    []seglog.Pos
+	chunks  chan *chunk // free ones, their memory reused (a sync.Pool would be emptied by every GC)
 	dropLog sampler
 
 	stop  chan struct{}
@@ -159,7 +160,7 @@ func New(cfg Config) (*Pipeline, error) {
 		cfg.QueueSize = 65536
 	}
 	if cfg.Window == 0 {
-		cfg.Window = 16384
+		cfg.Window = 65536
 	}
 	if cfg.BatchSize == 0 {
 		cfg.BatchSize = 512
@@ -185,7 +186,7 @@ func New(cfg Config) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, log: l, buf: new(buffer), spare: new(buffer),
+	p := &Pipeline{cfg: cfg, log: l, buf: new(buffer), spare: new(buffer), chunks: make(chan *chunk, 64),
 		stop: make(chan struct{}), wdone: make(chan struct{})}
 	p.m = newMetrics(cfg.Registerer, p)
 	store := &consumer{name: ToStore, clicks: true, deliver: func(ctx context.Context, id string, b *batch) error {
@@ -373,7 +374,8 @@ func (p *Pipeline) writeBuffer() {
 	if len(b.items) == 0 {
 		return
 	}
-	ch := &chunk{start: p.log.End()}
+	ch := p.chunk()
+	ch.start = p.log.End()
 	p.es.reset()
 	p.spans, p.subj = p.spans[:0], p.subj[:0]
 	for i := range b.items {
@@ -399,19 +401,8 @@ func (p *Pipeline) writeBuffer() {
 			ch.clicks = append(ch.clicks, attribution.Click{})
 		}
 	}
-	// The records point into the encoder's reused buffers: give the chunk
-	// its own copy, which the consumers read until they deliver it.
-	js := p.es.js.Bytes()
-	ch.mem = append(append(make([]byte, 0, len(js)+len(p.subj)), js...), p.subj...)
-	subj := ch.mem[len(js):]
-	for i := range ch.recs {
-		sp, ss := p.spans[2*i], p.spans[2*i+1]
-		ch.recs[i].JSON = ch.mem[sp.off : sp.off+sp.n : sp.off+sp.n]
-		ch.recs[i].Subject = unsafe.String(unsafe.SliceData(subj[ss.off:]), int(ss.n))
-	}
-	var n int
-	var err error
-	p.ends, n, err = p.log.Append(len(ch.recs), func(i int) []byte { return ch.recs[i].JSON }, p.ends[:0])
+	n, err := 0, error(nil)
+	ch.ends, n, err = p.log.Append(len(ch.recs), func(i int) []byte { return ch.recs[i].JSON }, ch.ends)
 	p.m.appended.Add(float64(n))
 	if err != nil {
 		reason := "log_error"
@@ -424,13 +415,55 @@ func (p *Pipeline) writeBuffer() {
 				"count", len(ch.recs)-n, "reason", reason, "log_bytes", p.log.Bytes(), "max_bytes", p.cfg.MaxBytes, "err", err)
 		}
 	}
-	if n == 0 {
+	ch.recs, ch.clicks = ch.recs[:n], ch.clicks[:n]
+	if p.cfg.Sink != nil {
+		// The records point into the encoder's reused buffers: the sink's
+		// consumer reads them until it delivers them, so the chunk gets
+		// its own copy (in memory it reuses).
+		js := p.es.js.Bytes()
+		ch.mem = append(append(ch.mem[:0], js...), p.subj...)
+		subj := ch.mem[len(js):]
+		for i := range ch.recs {
+			sp, ss := p.spans[2*i], p.spans[2*i+1]
+			ch.recs[i].JSON = ch.mem[sp.off : sp.off+sp.n : sp.off+sp.n]
+			ch.recs[i].Subject = unsafe.String(unsafe.SliceData(subj[ss.off:]), int(ss.n))
+		}
+	} else {
+		clear(ch.recs) // only the store's consumer reads the chunk: it takes the clicks
+	}
+	if n > 0 {
+		ch.refs.Add(int32(len(p.consumers)))
+		for _, c := range p.consumers {
+			c.offer(p, ch)
+		}
+	}
+	p.release(ch) // the writer's own reference
+}
+
+// chunk returns an empty chunk, referenced by the writer, reusing the
+// memory of one every consumer let go of.
+func (p *Pipeline) chunk() *chunk {
+	var ch *chunk
+	select {
+	case ch = <-p.chunks:
+	default:
+		ch = new(chunk)
+	}
+	ch.refs.Store(1)
+	return ch
+}
+
+// release drops one reference to ch; the last makes its memory reusable.
+func (p *Pipeline) release(ch *chunk) {
+	if ch.refs.Add(-1) > 0 {
 		return
 	}
-	ch.recs, ch.clicks = ch.recs[:n], ch.clicks[:n]
-	ch.ends = append([]seglog.Pos(nil), p.ends[:n]...)
-	for _, c := range p.consumers {
-		c.offer(p, ch)
+	clear(ch.recs)
+	clear(ch.clicks) // drop the strings
+	ch.ends, ch.recs, ch.clicks, ch.mem = ch.ends[:0], ch.recs[:0], ch.clicks[:0], ch.mem[:0]
+	select {
+	case p.chunks <- ch:
+	default: // enough kept
 	}
 }
 
@@ -497,7 +530,8 @@ type chunk struct {
 	ends   []seglog.Pos
 	recs   []Record
 	clicks []attribution.Click // Link == "" for a decision event
-	mem    []byte              // the records' JSON and subjects
+	mem    []byte              // the records' JSON and subjects, with a sink
+	refs   atomic.Int32        // the writer's and each consumer's that has not let go
 }
 
 // recStart is where record i of ch starts.
@@ -513,12 +547,13 @@ type batch struct {
 	from, to seglog.Pos
 	recs     []Record
 	clicks   []attribution.Click
+	arena    []byte // lines read back from the log
 }
 
 func (b *batch) reset(from seglog.Pos) {
 	clear(b.recs)
 	clear(b.clicks)
-	*b = batch{from: from, to: from, recs: b.recs[:0], clicks: b.clicks[:0]}
+	*b = batch{from: from, to: from, recs: b.recs[:0], clicks: b.clicks[:0], arena: b.arena[:0]}
 }
 
 func (b *batch) add(clicksOnly bool, rec Record, c attribution.Click, end seglog.Pos) bool {
@@ -544,6 +579,7 @@ type consumer struct {
 
 	mu     sync.Mutex
 	mem    []*chunk // what the writer handed over, oldest first
+	held   []*chunk // passed, let go of once the batch is delivered
 	memIdx int      // records of mem[0] already delivered or passed
 	memN   int      // records in mem from memIdx on
 
@@ -578,6 +614,7 @@ func (c *consumer) offer(p *Pipeline, ch *chunk) {
 	c.mu.Lock()
 	if c.memN+len(ch.recs) > p.cfg.Window {
 		c.mu.Unlock()
+		p.release(ch)
 		return
 	}
 	c.mem = append(c.mem, ch)
@@ -680,6 +717,8 @@ func (c *consumer) fill(p *Pipeline) bool {
 			break
 		}
 		if c.memIdx == len(ch.recs) {
+			// The batch may point into it until it is delivered.
+			c.held = append(c.held, ch)
 			c.mem[0] = nil
 			c.mem, c.memIdx = c.mem[1:], 0
 		}
@@ -712,13 +751,20 @@ func min2(a, b seglog.Pos) seglog.Pos {
 	return a
 }
 
-// decoder returns the Read callback adding a line of the log to c.b.
+// decoder returns the Read callback adding a line of the log to c.b. A
+// sink's record keeps its line, copied into the batch's arena.
 func (c *consumer) decoder() func(line []byte, end seglog.Pos) bool {
 	return func(line []byte, end seglog.Pos) bool {
 		c.b.to = end
 		rec, click, err := decodeLine(line)
 		if err != nil || rec.ID == "" {
 			return false // a torn line
+		}
+		if !c.clicks {
+			at := len(c.b.arena)
+			c.b.arena = append(c.b.arena, line...)
+			rec.JSON = c.b.arena[at:len(c.b.arena):len(c.b.arena)]
+			rec.Subject = strings.Clone(rec.Subject)
 		}
 		return c.b.add(c.clicks, rec, click, end)
 	}
@@ -788,6 +834,11 @@ func (c *consumer) commit(p *Pipeline) {
 		p.cfg.Logger.Error("cannot write the log's cursor file", "err", err)
 	}
 	c.next, c.inflight = c.b.to, false
+	for i, ch := range c.held {
+		p.release(ch)
+		c.held[i] = nil
+	}
+	c.held = c.held[:0]
 }
 
 // close stops the consumer after one more delivery attempt within ctx and

@@ -123,6 +123,9 @@ type segment struct {
 	size int64
 }
 
+// readers are the buffered readers of Read, reused.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
 // Segment is one segment file.
 type Segment struct {
 	Seq  int
@@ -543,8 +546,8 @@ func (l *Log) trim() {
 }
 
 // Read reads the records from `from` on, stopping at limit or once take
-// accepted max of them. take gets each line (without its newline; a slice
-// of its own, the caller's to keep) and the position after it, and reports
+// accepted max of them. take gets each line (without its newline; valid
+// only until take returns) and the position after it, and reports
 // whether the line is a record: lines it rejects (a torn write before a
 // crash) are passed over and do not count towards max. Read returns the
 // position after the last line it passed to take, or from: always a
@@ -582,18 +585,29 @@ func (l *Log) Read(from, limit Pos, max int, take func(line []byte, end Pos) boo
 		if err != nil {
 			return ret, err
 		}
-		r := bufio.NewReaderSize(io.NewSectionReader(f, off, stop-off), 64<<10)
+		r := readers.Get().(*bufio.Reader)
+		r.Reset(io.NewSectionReader(f, off, stop-off))
 		for got < max {
-			line, _ := r.ReadBytes('\n')
+			line, err := r.ReadSlice('\n')
+			if err == bufio.ErrBufferFull { // a line longer than the buffer
+				long := append([]byte(nil), line...)
+				for err == bufio.ErrBufferFull {
+					line, err = r.ReadSlice('\n')
+					long = append(long, line...)
+				}
+				line = long
+			}
 			if len(line) == 0 || line[len(line)-1] != '\n' {
 				break // the end (a torn tail was cut off by Open)
 			}
 			off += int64(len(line))
 			ret = Pos{Seq: s.seq, Off: off}
-			if take(bytes.TrimSuffix(line, []byte("\n")), ret) {
+			if take(line[:len(line)-1], ret) {
 				got++
 			}
 		}
+		r.Reset(nil)
+		readers.Put(r)
 		f.Close()
 	}
 	return ret, nil
