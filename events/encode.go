@@ -2,10 +2,13 @@ package events
 
 import (
 	"bytes"
+	"encoding/hex"
+	"net/netip"
 	"time"
 	"unsafe"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/google/uuid"
 )
 
 // encodeState is the pipeline writer's reusable memory for encoding. The
@@ -54,6 +57,36 @@ func (s *encodeState) concat(a, b string) string {
 	start := len(s.strs)
 	s.strs = append(append(s.strs, a...), b...)
 	return unsafe.String(unsafe.SliceData(s.strs[start:]), len(s.strs)-start)
+}
+
+// ip returns a as a string living in the state's string arena ("" for
+// the zero Addr), valid until reset.
+func (s *encodeState) ip(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	start := len(s.strs)
+	s.strs = a.AppendTo(s.strs)
+	return unsafe.String(unsafe.SliceData(s.strs[start:]), len(s.strs)-start)
+}
+
+// id returns a new event id (NewID's) living in the state's string arena,
+// valid until reset.
+func (s *encodeState) id() string {
+	u, err := uuid.NewV7()
+	if err != nil {
+		return NewID()
+	}
+	start := len(s.strs)
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	hex.Encode(b[9:13], u[4:6])
+	hex.Encode(b[14:18], u[6:8])
+	hex.Encode(b[19:23], u[8:10])
+	hex.Encode(b[24:], u[10:])
+	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
+	s.strs = append(s.strs, b[:]...)
+	return unsafe.String(unsafe.SliceData(s.strs[start:]), 36)
 }
 
 // view returns the arena bytes of sp as a string without copying; valid

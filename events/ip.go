@@ -7,12 +7,21 @@ import "net/netip"
 // subscriber. An IPv4-mapped IPv6 address is treated as IPv4. keepFull
 // returns ip as it is (--keep-full-ip). An invalid ip is "".
 func Anonymize(ip netip.Addr, keepFull bool) string {
-	if !ip.IsValid() {
+	a := anonymized(ip, keepFull)
+	if !a.IsValid() {
 		return ""
+	}
+	return a.String()
+}
+
+// anonymized is Anonymize's address; the zero Addr for an invalid ip.
+func anonymized(ip netip.Addr, keepFull bool) netip.Addr {
+	if !ip.IsValid() {
+		return netip.Addr{}
 	}
 	ip = ip.Unmap()
 	if keepFull {
-		return ip.String()
+		return ip
 	}
 	bits := 48
 	if ip.Is4() {
@@ -20,7 +29,7 @@ func Anonymize(ip netip.Addr, keepFull bool) string {
 	}
 	p, err := ip.Prefix(bits)
 	if err != nil {
-		return ""
+		return netip.Addr{}
 	}
-	return p.Addr().String()
+	return p.Addr()
 }

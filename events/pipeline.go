@@ -9,6 +9,7 @@ import (
 	"math"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +95,7 @@ type Pipeline struct {
 	// Owned by the writer goroutine.
 	spare   *buffer
 	es      encodeState
-	spans   []span // of each record's JSON in es.js and subject in subj
+	spans   []span // of each record's JSON in es.js, and subject and id in subj
 	subj    []byte
 	chunks  chan *chunk // free ones, their memory reused (a sync.Pool would be emptied by every GC)
 	dropLog sampler
@@ -376,6 +377,7 @@ func (p *Pipeline) writeBuffer() {
 	}
 	ch := p.chunk()
 	ch.start = p.log.End()
+	ch.recs, ch.clicks = slices.Grow(ch.recs, len(b.items)), slices.Grow(ch.clicks, len(b.items))
 	p.es.reset()
 	p.spans, p.subj = p.spans[:0], p.subj[:0]
 	for i := range b.items {
@@ -392,8 +394,9 @@ func (p *Pipeline) writeBuffer() {
 			continue
 		}
 		p.spans = append(p.spans, span{uint32(start), uint32(len(rec.JSON))},
-			span{uint32(len(p.subj)), uint32(len(rec.Subject))})
-		p.subj = append(p.subj, rec.Subject...)
+			span{uint32(len(p.subj)), uint32(len(rec.Subject))},
+			span{uint32(len(p.subj) + len(rec.Subject)), uint32(len(rec.ID))})
+		p.subj = append(append(p.subj, rec.Subject...), rec.ID...)
 		ch.recs = append(ch.recs, rec)
 		if it.ev == nil {
 			ch.clicks = append(ch.clicks, it.click)
@@ -402,7 +405,9 @@ func (p *Pipeline) writeBuffer() {
 		}
 	}
 	n, err := 0, error(nil)
-	ch.ends, n, err = p.log.Append(len(ch.recs), func(i int) []byte { return ch.recs[i].JSON }, ch.ends)
+	// The encoder wrote each record followed by a newline: the log's
+	// lines, ready to go in one write.
+	ch.ends, n, err = p.log.AppendLines(p.es.js.Bytes(), len(ch.recs), ch.ends)
 	p.m.appended.Add(float64(n))
 	if err != nil {
 		reason := "log_error"
@@ -424,9 +429,10 @@ func (p *Pipeline) writeBuffer() {
 		ch.mem = append(append(ch.mem[:0], js...), p.subj...)
 		subj := ch.mem[len(js):]
 		for i := range ch.recs {
-			sp, ss := p.spans[2*i], p.spans[2*i+1]
+			sp, ss, si := p.spans[3*i], p.spans[3*i+1], p.spans[3*i+2]
 			ch.recs[i].JSON = ch.mem[sp.off : sp.off+sp.n : sp.off+sp.n]
 			ch.recs[i].Subject = unsafe.String(unsafe.SliceData(subj[ss.off:]), int(ss.n))
+			ch.recs[i].ID = unsafe.String(unsafe.SliceData(subj[si.off:]), int(si.n))
 		}
 	} else {
 		clear(ch.recs) // only the store's consumer reads the chunk: it takes the clicks
@@ -488,7 +494,7 @@ func (p *Pipeline) encode(e *Event) (Record, error) {
 func (p *Pipeline) clickEvent(b *buffer, it *item) *Event {
 	c := &it.click
 	e := &p.es.click
-	*e = Event{Type: TypeClick, Subject: p.es.concat("link/", c.Link), Time: c.At}
+	*e = Event{ID: p.es.id(), Type: TypeClick, Subject: p.es.concat("link/", c.Link), Time: c.At}
 	d := &e.Data
 	*d = Data{Program: c.Program, Promoter: c.Promoter, Link: c.Link, ClickID: c.ID, Visitor: c.Visitor,
 		Outcome: string(c.Outcome), Model: string(c.Model),
@@ -511,7 +517,7 @@ func (p *Pipeline) clickEvent(b *buffer, it *item) *Event {
 			d.Geo = &p.es.geo
 		}
 	}
-	d.IP = Anonymize(it.ip, p.cfg.KeepFullIP)
+	d.IP = p.es.ip(anonymized(it.ip, p.cfg.KeepFullIP))
 	return e
 }
 

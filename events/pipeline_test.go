@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -136,6 +137,9 @@ func TestPipelineClickEvent(t *testing.T) {
 	if e.SpecVersion != "1.0" || e.Type != TypeClick || e.Subject != "link/abc" || e.Source != "refgate" ||
 		e.DataContentType != "application/json" || !e.Time.Equal(c.At) || len(e.ID) != 36 {
 		t.Fatalf("envelope: %+v", e)
+	}
+	if u, err := uuid.Parse(e.ID); err != nil || u.Version() != 7 || u.String() != e.ID {
+		t.Fatalf("click event id %q is not a UUIDv7: %v", e.ID, err)
 	}
 	d := e.Data
 	if d.IP != "81.2.69.0" || d.Geo == nil || d.Geo.Country != "GB" || d.UserAgent != "Mozilla/5.0" ||

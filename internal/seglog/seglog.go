@@ -435,6 +435,41 @@ func (l *Log) Append(n int, rec func(i int) []byte, ends []Pos) ([]Pos, int, err
 	return ends, written, nil
 }
 
+// AppendLines is Append for records already laid out as n lines, each
+// ending in a newline, in buf: when they fit in the segment being written
+// and under MaxBytes, they go in one write without a copy.
+func (l *Log) AppendLines(buf []byte, n int, ends []Pos) ([]Pos, int, error) {
+	l.mu.Lock()
+	size := int64(0)
+	if l.w != nil {
+		size = l.segs[len(l.segs)-1].size
+	}
+	fits := (size == 0 || size+int64(len(buf)) <= l.cfg.SegmentBytes) &&
+		(l.cfg.MaxBytes <= 0 || l.lag(l.slowest())+int64(len(buf)) <= l.cfg.MaxBytes)
+	if fits && len(buf) > 0 {
+		defer l.mu.Unlock()
+		defer l.account()
+		seq, base, err := l.write(buf)
+		if err != nil {
+			return ends, 0, err
+		}
+		for off := 0; off < len(buf); {
+			i := bytes.IndexByte(buf[off:], '\n')
+			off += i + 1
+			ends = append(ends, Pos{Seq: seq, Off: base + int64(off)})
+		}
+		return ends, n, nil
+	}
+	l.mu.Unlock()
+	lines := make([][]byte, 0, n)
+	for off := 0; off < len(buf); {
+		i := bytes.IndexByte(buf[off:], '\n')
+		lines = append(lines, buf[off:off+i])
+		off += i + 1
+	}
+	return l.Append(len(lines), func(i int) []byte { return lines[i] }, ends)
+}
+
 // rotate fsyncs and closes the segment being written; the next write
 // starts another.
 func (l *Log) rotate() error {

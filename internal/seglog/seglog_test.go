@@ -306,3 +306,32 @@ func TestSegmentNumbersNotReused(t *testing.T) {
 		t.Fatalf("the reader skipped the new segment: %v", got)
 	}
 }
+
+// AppendLines writes what fits in one write, and otherwise splits as
+// Append does: the same records, the same positions.
+func TestAppendLines(t *testing.T) {
+	for _, segBytes := range []int64{1000, 30} {
+		dir := t.TempDir()
+		c := cfg(dir, "a")
+		c.SegmentBytes = segBytes
+		l := open(t, c)
+		var buf []byte
+		for i := range 5 {
+			buf = append(append(buf, lines(0)(i)...), '\n')
+		}
+		ends, n, err := l.AppendLines(buf, 5, nil)
+		if err != nil || n != 5 || len(ends) != 5 || ends[4] != l.End() {
+			t.Fatalf("segment %d: %v %d %v", segBytes, ends, n, err)
+		}
+		if got := read(t, l, "a", 100); len(got) != 5 || got[4] != "rec-0004" {
+			t.Fatalf("segment %d: %v", segBytes, got)
+		}
+	}
+	c := cfg(t.TempDir(), "a")
+	c.MaxBytes = 20
+	l := open(t, c)
+	buf := []byte("rec-0000\nrec-0001\nrec-0002\n")
+	if _, n, err := l.AppendLines(buf, 3, nil); n != 2 || !errors.Is(err, ErrFull) {
+		t.Fatalf("bound: %d %v", n, err)
+	}
+}
