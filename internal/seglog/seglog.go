@@ -39,6 +39,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Config says where a log lives and how it is bounded. Dir, Prefix and
@@ -191,6 +192,13 @@ func Open(cfg Config) (*Log, error) {
 	f, err := os.OpenFile(l.cursorPath(), os.O_CREATE|os.O_RDWR, 0o640)
 	if err != nil {
 		return nil, err
+	}
+	// One process at a time: two writing the same segments and cursors
+	// would lose records. The lock goes with the file when the process
+	// ends, however it ends.
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s is in use by another process (%w): give each instance its own data dir", cfg.Dir, err)
 	}
 	l.cursors = f
 	if err := l.saveCursors(); err != nil {

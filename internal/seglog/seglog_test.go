@@ -335,3 +335,18 @@ func TestAppendLines(t *testing.T) {
 		t.Fatalf("bound: %d %v", n, err)
 	}
 }
+
+// A second process (or a second Open) on the same log is refused while the
+// first has it open.
+func TestOneOpenAtATime(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, cfg(dir, "a"))
+	if l2, err := Open(cfg(dir, "a")); err == nil || !strings.Contains(err.Error(), "in use") {
+		if l2 != nil {
+			l2.Close()
+		}
+		t.Fatalf("second open: %v", err)
+	}
+	l.Close()
+	open(t, cfg(dir, "a")).Close()
+}
