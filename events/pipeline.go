@@ -328,23 +328,35 @@ func (p *Pipeline) Close(ctx context.Context) error {
 }
 
 // write is the writer goroutine: it writes the buffer to the log every
-// WriteInterval and fsyncs every SyncInterval.
+// WriteInterval. Another goroutine fsyncs every SyncInterval, so that a
+// slow disk never holds up the writes.
 func (p *Pipeline) write() {
 	defer close(p.wdone)
+	synced := make(chan struct{})
+	go func() {
+		defer close(synced)
+		t := time.NewTicker(p.cfg.SyncInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+				p.sync()
+			}
+		}
+	}()
 	tick := time.NewTicker(p.cfg.WriteInterval)
 	defer tick.Stop()
-	syncTick := time.NewTicker(p.cfg.SyncInterval)
-	defer syncTick.Stop()
 	for {
 		select {
 		case <-p.stop:
 			// Click and Emit refuse from now on; one last take catches
 			// an entry that was already past its check.
 			p.writeBuffer()
+			<-synced
 			p.sync()
 			return
-		case <-syncTick.C:
-			p.sync()
 		case <-tick.C:
 			p.writeBuffer()
 		}

@@ -280,7 +280,7 @@ func TestPipelineCloseKeepsLog(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	p.Close(ctx)
-	if d := time.Since(start); d > 300*time.Millisecond {
+	if d := time.Since(start); d > 3*time.Second { // bounded by ctx (200ms), with room for a starved machine
 		t.Errorf("close took %v with everything down", d)
 	}
 	if p.LogBytes() == 0 || len(sink.events(t)) != 0 {

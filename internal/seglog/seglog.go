@@ -112,11 +112,14 @@ type Log struct {
 	w       *os.File   // the last segment, open for appending; nil until needed
 	nextSeq int        // of the next segment: numbers are never used twice
 	dirty   bool       // written since the last fsync
-	readers map[string]*State
-	cursors *os.File
-	curBuf  []byte
-	buf     []byte
-	bytes   atomic.Int64 // not taken by every reader
+	remove  []string   // files of dropped segments, deleted by unlock
+	// unsynced are closed segments not yet fsynced; Sync does it.
+	unsynced []*os.File
+	readers  map[string]*State
+	cursors  *os.File
+	curBuf   []byte
+	buf      []byte
+	bytes    atomic.Int64 // not taken by every reader
 }
 
 type segment struct {
@@ -395,7 +398,7 @@ func (l *Log) End() Pos {
 // could not be written (the error).
 func (l *Log) Append(n int, rec func(i int) []byte, ends []Pos) ([]Pos, int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.unlock()
 	defer l.account()
 	written := 0
 	held := l.lag(l.slowest())
@@ -455,7 +458,7 @@ func (l *Log) AppendLines(buf []byte, n int, ends []Pos) ([]Pos, int, error) {
 	fits := (size == 0 || size+int64(len(buf)) <= l.cfg.SegmentBytes) &&
 		(l.cfg.MaxBytes <= 0 || l.lag(l.slowest())+int64(len(buf)) <= l.cfg.MaxBytes)
 	if fits && len(buf) > 0 {
-		defer l.mu.Unlock()
+		defer l.unlock()
 		defer l.account()
 		seq, base, err := l.write(buf)
 		if err != nil {
@@ -478,15 +481,18 @@ func (l *Log) AppendLines(buf []byte, n int, ends []Pos) ([]Pos, int, error) {
 	return l.Append(len(lines), func(i int) []byte { return lines[i] }, ends)
 }
 
-// rotate fsyncs and closes the segment being written; the next write
-// starts another.
+// rotate closes the segment being written (Sync fsyncs it); the next
+// write starts another.
 func (l *Log) rotate() error {
 	if l.w == nil {
 		return nil
 	}
-	err := l.w.Sync()
-	if cerr := l.w.Close(); err == nil {
-		err = cerr
+	var err error
+	if l.dirty {
+		// Sync fsyncs and closes it, off the appender's path.
+		l.unsynced = append(l.unsynced, l.w)
+	} else {
+		err = l.w.Close()
 	}
 	l.w, l.dirty = nil, false
 	return err
@@ -522,20 +528,37 @@ func (l *Log) write(b []byte) (int, int64, error) {
 
 // Sync fsyncs what was appended since the last Sync, and the readers'
 // positions.
+//
+// The fsyncs run without the log's lock, so that appends and readers do
+// not wait on the disk. Sync is called by one goroutine at a time.
 func (l *Log) Sync() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	var err error
+	closed, cur := l.unsynced, l.cursors
+	l.unsynced = nil
+	var w *os.File
 	if l.w != nil && l.dirty {
-		err = l.w.Sync()
-		l.dirty = false
+		w, l.dirty = l.w, false
 	}
-	if l.cursors != nil {
-		if cerr := l.cursors.Sync(); err == nil {
-			err = cerr
+	l.mu.Unlock()
+	return syncFiles(closed, w, cur)
+}
+
+// syncFiles fsyncs and closes the closed segments, and fsyncs w and the
+// cursor file.
+func syncFiles(closed []*os.File, w, cur *os.File) error {
+	var errs []error
+	for _, f := range closed {
+		errs = append(errs, f.Sync(), f.Close())
+	}
+	for _, f := range []*os.File{w, cur} {
+		if f != nil {
+			// A segment closed meanwhile was fsynced first.
+			if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
+				errs = append(errs, err)
+			}
 		}
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // State returns reader name's state.
@@ -558,11 +581,22 @@ func (l *Log) Begin(name string, p Pending) error {
 	return l.saveCursors()
 }
 
+// unlock releases mu, then deletes the segments trim dropped: unlinking a
+// large file can take milliseconds, which the appender must not wait for.
+func (l *Log) unlock() {
+	rm := l.remove
+	l.remove = nil
+	l.mu.Unlock()
+	for _, p := range rm {
+		os.Remove(p)
+	}
+}
+
 // Commit moves reader name to pos: everything before it was taken. It
 // deletes the segments every reader has taken (unless retained).
 func (l *Log) Commit(name string, pos Pos) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	defer l.unlock()
 	st := l.readers[name]
 	st.Pos, st.Pending = pos, nil
 	l.trim()
@@ -570,8 +604,9 @@ func (l *Log) Commit(name string, pos Pos) error {
 	return l.saveCursors()
 }
 
-// trim deletes taken segments: all of them, or past Keep if retained. The
-// segment being written is never deleted. Called with mu held.
+// trim drops taken segments, all of them or past Keep if retained, for
+// unlock to delete. The segment being written is never dropped. Called
+// with mu held.
 func (l *Log) trim() {
 	if l.cfg.Retain && l.cfg.Keep <= 0 {
 		return
@@ -583,7 +618,7 @@ func (l *Log) trim() {
 		if !taken || (l.cfg.Retain && len(l.segs) <= l.cfg.Keep) || (l.w != nil && len(l.segs) == 1) {
 			return
 		}
-		os.Remove(l.path(s.seq))
+		l.remove = append(l.remove, l.path(s.seq))
 		l.segs = l.segs[1:]
 	}
 }
@@ -656,12 +691,16 @@ func (l *Log) Read(from, limit Pos, max int, take func(line []byte, end Pos) boo
 	return ret, nil
 }
 
-// Close fsyncs and closes the segment being written and the cursor file;
+// Close fsyncs and closes the segments and the cursor file;
 // what is left is read by the next Open.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	err := l.rotate()
+	if serr := syncFiles(l.unsynced, nil, nil); err == nil {
+		err = serr
+	}
+	l.unsynced = nil
 	if l.cursors != nil {
 		if serr := l.saveCursors(); err == nil {
 			err = serr
