@@ -19,29 +19,51 @@ func recs(from, n int) []Record {
 	return out
 }
 
-// testSink is a sink whose failures the test controls. It stands in for a
-// sink in the pipeline's own logic; the Redis sink is tested
-// against the real thing.
-type testSink struct {
-	mu    sync.Mutex
+// faults are the failures of a test's stand-in for the store or the sink,
+// which the test sets: every call fails, or hangs until stall is closed or
+// its context ends.
+type faults struct {
+	fmu   sync.Mutex
 	fail  bool
-	stall chan struct{} // non-nil: writes block until closed or ctx ends
-	got   []Record
+	stall chan struct{}
 }
 
-func (s *testSink) Write(ctx context.Context, rs []Record) ([]Record, error) {
-	s.mu.Lock()
-	stall, fail := s.stall, s.fail
-	s.mu.Unlock()
+func (f *faults) set(fail bool, stall chan struct{}) {
+	f.fmu.Lock()
+	f.fail, f.stall = fail, stall
+	f.fmu.Unlock()
+}
+
+// err applies the faults to one call: the error it fails with, or nil.
+func (f *faults) err(ctx context.Context, what string) error {
+	f.fmu.Lock()
+	stall, fail := f.stall, f.fail
+	f.fmu.Unlock()
 	if stall != nil {
 		select {
 		case <-stall:
 		case <-ctx.Done():
-			return rs, ctx.Err()
+			return ctx.Err()
 		}
 	}
 	if fail {
-		return rs, errors.New("sink down")
+		return errors.New(what + " down")
+	}
+	return nil
+}
+
+// testSink is a sink whose failures the test controls. It stands in for a
+// sink in the pipeline's own logic; the Redis sink is tested
+// against the real thing.
+type testSink struct {
+	faults
+	mu  sync.Mutex
+	got []Record
+}
+
+func (s *testSink) Write(ctx context.Context, rs []Record) ([]Record, error) {
+	if err := s.err(ctx, "sink"); err != nil {
+		return rs, err
 	}
 	s.mu.Lock()
 	for _, r := range rs {
@@ -53,12 +75,6 @@ func (s *testSink) Write(ctx context.Context, rs []Record) ([]Record, error) {
 func (s *testSink) Ping(context.Context) error { return nil }
 func (s *testSink) Name() string               { return "test" }
 func (s *testSink) Close() error               { return nil }
-
-func (s *testSink) set(fail bool, stall chan struct{}) {
-	s.mu.Lock()
-	s.fail, s.stall = fail, stall
-	s.mu.Unlock()
-}
 
 func (s *testSink) events(t *testing.T) []Event {
 	s.mu.Lock()

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/refgate/refgate/attribution"
+	"github.com/refgate/refgate/internal/logsample"
 	"github.com/refgate/refgate/internal/seglog"
 )
 
@@ -90,7 +91,6 @@ type Pipeline struct {
 	mu     sync.Mutex
 	buf    *buffer // being filled by Click and Emit
 	closed atomic.Bool
-	depth  atomic.Int64
 
 	// Owned by the writer goroutine.
 	spare   *buffer
@@ -98,7 +98,7 @@ type Pipeline struct {
 	spans   []span // of each record's JSON in es.js, and subject and id in subj
 	subj    []byte
 	chunks  chan *chunk // free ones, their memory reused (a sync.Pool would be emptied by every GC)
-	dropLog sampler
+	dropLog logsample.Sampler
 
 	stop  chan struct{}
 	wdone chan struct{}
@@ -405,10 +405,12 @@ func (p *Pipeline) writeBuffer() {
 			p.cfg.Logger.Error("cannot encode event", "err", err)
 			continue
 		}
-		p.spans = append(p.spans, span{uint32(start), uint32(len(rec.JSON))},
-			span{uint32(len(p.subj)), uint32(len(rec.Subject))},
-			span{uint32(len(p.subj) + len(rec.Subject)), uint32(len(rec.ID))})
-		p.subj = append(append(p.subj, rec.Subject...), rec.ID...)
+		if p.cfg.Sink != nil { // where the chunk's copy for the sink will find them
+			p.spans = append(p.spans, span{uint32(start), uint32(len(rec.JSON))},
+				span{uint32(len(p.subj)), uint32(len(rec.Subject))},
+				span{uint32(len(p.subj) + len(rec.Subject)), uint32(len(rec.ID))})
+			p.subj = append(append(p.subj, rec.Subject...), rec.ID...)
+		}
 		ch.recs = append(ch.recs, rec)
 		if it.ev == nil {
 			ch.clicks = append(ch.clicks, it.click)
@@ -427,7 +429,7 @@ func (p *Pipeline) writeBuffer() {
 			reason = "log_full"
 		}
 		p.dropped(reason, len(ch.recs)-n)
-		if p.dropLog.allow(10 * time.Second) {
+		if p.dropLog.Allow(10 * time.Second) {
 			p.cfg.Logger.Error("clicks and events dropped: cannot write them to the log",
 				"count", len(ch.recs)-n, "reason", reason, "log_bytes", p.log.Bytes(), "max_bytes", p.cfg.MaxBytes, "err", err)
 		}
@@ -608,7 +610,7 @@ type consumer struct {
 	stopped  bool
 	up       atomic.Bool
 	backoff  time.Duration
-	warned   sampler
+	warned   logsample.Sampler
 	kick     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
@@ -819,7 +821,7 @@ func (c *consumer) send(p *Pipeline, retry bool) bool {
 			return true
 		}
 		m.errors.Inc()
-		if c.up.Swap(false) || c.warned.allow(10*time.Second) {
+		if c.up.Swap(false) || c.warned.Allow(10*time.Second) {
 			m.up.Set(0)
 			p.cfg.Logger.Warn("delivery failing; records wait in the log", "to", c.name,
 				"batch", id, "records", c.b.len(), "lag_bytes", p.log.Lag(c.name), "err", err)
@@ -874,15 +876,6 @@ func newBatchID() string {
 	var b [12]byte
 	rand.Read(b[:]) // never fails (crypto/rand)
 	return base64.RawURLEncoding.EncodeToString(b[:])
-}
-
-// sampler lets one log line per interval through.
-type sampler struct{ last atomic.Int64 }
-
-func (s *sampler) allow(every time.Duration) bool {
-	now := time.Now().UnixNano()
-	last := s.last.Load()
-	return now-last >= int64(every) && s.last.CompareAndSwap(last, now)
 }
 
 // LogDir is the log's directory under the data dir: the event files on

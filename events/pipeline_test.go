@@ -2,9 +2,7 @@ package events
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -24,9 +22,8 @@ import (
 // batch id once, as the real stores do, and remembers how often each id
 // came.
 type testStore struct {
+	faults
 	mu      sync.Mutex
-	fail    bool
-	stall   chan struct{}
 	batches map[string]int
 	clicks  map[string]int // click id -> times recorded (under distinct batch ids)
 	n       int
@@ -37,18 +34,8 @@ func newTestStore() *testStore {
 }
 
 func (s *testStore) RecordClicks(ctx context.Context, id string, cs []attribution.Click) error {
-	s.mu.Lock()
-	stall, fail := s.stall, s.fail
-	s.mu.Unlock()
-	if stall != nil {
-		select {
-		case <-stall:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if fail {
-		return errors.New("store down")
+	if err := s.err(ctx, "store"); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -61,12 +48,6 @@ func (s *testStore) RecordClicks(ctx context.Context, id string, cs []attributio
 		s.n++
 	}
 	return nil
-}
-
-func (s *testStore) set(fail bool, stall chan struct{}) {
-	s.mu.Lock()
-	s.fail, s.stall = fail, stall
-	s.mu.Unlock()
 }
 
 func (s *testStore) count() int {
@@ -270,7 +251,8 @@ func status(p *Pipeline, to string) string {
 // their ids.
 func TestPipelineCloseKeepsLog(t *testing.T) {
 	dir := t.TempDir()
-	sink, st := &testSink{fail: true}, newTestStore()
+	sink, st := &testSink{}, newTestStore()
+	sink.set(true, nil)
 	st.set(true, nil)
 	p := newPipeline(t, testConfig(dir, st, sink))
 	for i := range 50 {
@@ -465,7 +447,6 @@ func TestPipelineCloseRacingClicks(t *testing.T) {
 	if st.count() != accepted || p.LogBytes() != 0 {
 		t.Fatalf("accepted %d, recorded %d, %d bytes left", accepted, st.count(), p.LogBytes())
 	}
-	_ = math.MaxInt
 }
 
 func click(i int) *attribution.Click {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/internal/logsample"
 )
 
 // Links resolves a link code. It returns (nil, nil) for an unknown or
@@ -54,7 +55,7 @@ type Handler struct {
 	bots     *botFilter
 	draining atomic.Bool
 	scratch  sync.Pool
-	logEvery sampler
+	logEvery logsample.Sampler // one log line a second: a flood of bad clicks is not a flood of lines
 }
 
 // New returns the edge handler.
@@ -159,7 +160,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	if err != nil {
 		m.unavailable.Inc()
 		m.clickErrors.WithLabelValues("link_lookup").Inc()
-		if h.logEvery.allow() {
+		if h.logEvery.Allow(time.Second) {
 			h.cfg.Logger.Error("cannot resolve link; answering 503", "code", string(code), "err", err)
 		}
 		ctx.Response.Header.SetCanonical(hdrRetryAfter, valOne)
@@ -198,7 +199,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 		rec.Outcome = attribution.OutcomeAttributed
 		dest = h.attribute(ctx, t, s, &rec, dest)
 	}
-	if !h.cfg.Log.Click(rec, ip, ctx.UserAgent(), ctx.Referer()) && h.logEvery.allow() {
+	if !h.cfg.Log.Click(rec, ip, ctx.UserAgent(), ctx.Referer()) && h.logEvery.Allow(time.Second) {
 		h.cfg.Logger.Error("click queue full; click dropped", "code", t.Link.Code)
 	}
 	m.clicks[rec.Outcome].Inc()
@@ -318,14 +319,4 @@ func appendQueryToken(dst []byte, dest string, tok []byte) []byte {
 	dst = append(dst, argToken...)
 	dst = append(dst, tok...)
 	return append(dst, frag...)
-}
-
-// sampler lets one log line a second through: a flood of bad clicks must
-// not become a flood of log lines.
-type sampler struct{ last atomic.Int64 }
-
-func (s *sampler) allow() bool {
-	now := time.Now().UnixNano()
-	last := s.last.Load()
-	return now-last >= int64(time.Second) && s.last.CompareAndSwap(last, now)
 }

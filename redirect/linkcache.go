@@ -13,6 +13,7 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/internal/gencache"
+	"github.com/refgate/refgate/internal/logsample"
 	"github.com/refgate/refgate/store"
 )
 
@@ -97,7 +98,7 @@ type LinkCache struct {
 	group    singleflight.Group
 	slots    chan struct{} // one per background re-read under way
 	bg       sync.WaitGroup
-	logEvery sampler
+	logEvery logsample.Sampler
 
 	hmu   sync.Mutex
 	hosts map[string]*hostWatch // by program id
@@ -207,7 +208,7 @@ func (c *LinkCache) refresh(code []byte, e *gencache.Entry[*Target]) {
 		if err != nil {
 			c.retryLater(k, e, v)
 			e.EndRefresh()
-			if c.logEvery.allow() {
+			if c.logEvery.Allow(time.Second) {
 				c.cfg.Logger.Warn("cannot re-read a cached link; serving it as cached", "code", k, "err", err)
 			}
 		}

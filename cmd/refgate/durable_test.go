@@ -21,7 +21,6 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/events"
-	"github.com/refgate/refgate/internal/buildtest"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/embedded"
@@ -66,8 +65,7 @@ func startRateClicker(t *testing.T, addr, code string, rate int) *rateClicker {
 					return
 				case <-tick.C:
 				}
-				req, _ := http.NewRequest("GET", "http://"+addr+"/r/"+code, nil)
-				req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0")
+				req := browserClick(addr, code)
 				c.sent.Add(1)
 				resp, err := client.Do(req)
 				if err != nil {
@@ -154,7 +152,7 @@ func TestKill9Clicks(t *testing.T) {
 	}
 	t.Run("Embedded", func(t *testing.T) {
 		data := t.TempDir()
-		kill9Clicks(t, data, []string{"--data-dir", data}, func() store.Store {
+		kill9Clicks(t, data, nil, func() store.Store {
 			st, err := embedded.Open(data)
 			if err != nil {
 				t.Fatal(err)
@@ -174,25 +172,9 @@ func TestKill9Clicks(t *testing.T) {
 	})
 }
 
-func newKillable(t *testing.T, data string, args []string) *killable {
-	probe, _ := MustRunMain(t, t.TempDir(), nil)
-	k := &killable{t: t, bin: buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate"),
-		args: append([]string{"--data-dir", data, "--admin-token", adminTok, "--storefront-token", sfTok, "--cookie-keys", keys,
-			"--fingerprint-key", "fingerprint-key-0123456789", "--cookie-secure=false", "--shutdown-timeout", "5s"}, args...),
-		edge: probe.EdgeAddr(), api: probe.APIAddr()}
-	probe.Close()
-	k.start()
-	t.Cleanup(func() {
-		k.mu.Lock()
-		k.cmd.Process.Kill()
-		k.mu.Unlock()
-	})
-	setup(t, remoteAPI(k.api), "dura0001")
-	return k
-}
-
 func kill9Clicks(t *testing.T, data string, args []string, open func() store.Store, evs func() []events.Event) {
-	k := newKillable(t, data, args)
+	k := newKillable(t, append([]string{"--data-dir", data}, args...))
+	setup(t, remoteAPI(k.api), "dura0001")
 	c := startRateClicker(t, k.edge, "dura0001", 2000)
 	for range 10 {
 		time.Sleep(time.Second)
@@ -234,7 +216,8 @@ func TestRedisOutage60s(t *testing.T) {
 		t.Skip("builds the binary; about 90 s")
 	}
 	srv := redistest.Start(t, "--appendonly", "yes", "--appendfsync", "always")
-	k := newKillable(t, t.TempDir(), []string{"--redis-url", srv.URL()})
+	k := newKillable(t, []string{"--data-dir", t.TempDir(), "--redis-url", srv.URL()})
+	setup(t, remoteAPI(k.api), "dura0001")
 	c := startRateClicker(t, k.edge, "dura0001", 2000)
 	time.Sleep(2 * time.Second)
 	c.mu.Lock()

@@ -28,8 +28,7 @@ import (
 // ("" if none).
 func clickFrom(t *testing.T, addr, code, ip string) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+addr+"/r/"+code, nil)
-	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0")
+	req := browserClick(addr, code)
 	req.Header.Set("X-Forwarded-For", ip)
 	resp, err := noRedirect.Do(req)
 	if err != nil {
@@ -340,8 +339,7 @@ func startClicker(t *testing.T, addr, code string, every time.Duration) *clicker
 				return
 			case <-tick.C:
 			}
-			req, _ := http.NewRequest("GET", "http://"+addr+"/r/"+code, nil)
-			req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0")
+			req := browserClick(addr, code)
 			start := time.Now()
 			resp, err := client.Do(req)
 			took := time.Since(start)

@@ -145,11 +145,14 @@ func send(t *testing.T, api, token, path, body string) (int, map[string]any) {
 	}
 }
 
-func kill9(t *testing.T, args []string, open func() store.Store) {
+// newKillable builds the binary and starts it with the test tokens and
+// keys, a --shutdown-timeout of 5s, and args (which may override them) on
+// two free ports; the test's end kills it.
+func newKillable(t *testing.T, args []string) *killable {
 	probe, _ := MustRunMain(t, t.TempDir(), nil)
 	k := &killable{t: t, bin: buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate"),
 		args: append([]string{"--admin-token", adminTok, "--storefront-token", sfTok, "--cookie-keys", keys,
-			"--fingerprint-key", "fingerprint-key-0123456789", "--cookie-secure=false", "--shutdown-timeout", "3s"}, args...),
+			"--fingerprint-key", "fingerprint-key-0123456789", "--cookie-secure=false", "--shutdown-timeout", "5s"}, args...),
 		edge: probe.EdgeAddr(), api: probe.APIAddr()}
 	probe.Close()
 	k.start()
@@ -158,6 +161,11 @@ func kill9(t *testing.T, args []string, open func() store.Store) {
 		k.cmd.Process.Kill()
 		k.mu.Unlock()
 	})
+	return k
+}
+
+func kill9(t *testing.T, args []string, open func() store.Store) {
+	k := newKillable(t, append(args, "--shutdown-timeout", "3s"))
 	api := remoteAPI(k.api)
 	if s, b := callAPI(t, api, "PUT", "/v1/admin/programs/shop", `{"cookie_days":7,"allowed_hosts":["shop.example.com"],"rates":{"protected":0.3,"standard":0.25}}`); s != 200 {
 		t.Fatalf("program: %d %v", s, b)

@@ -155,10 +155,16 @@ func setup(t *testing.T, m apiServer, code string) {
 	}
 }
 
-func click(t *testing.T, addr, code string) *http.Response {
-	t.Helper()
+// browserClick is a click on code as a browser sends it.
+func browserClick(addr, code string) *http.Request {
 	req, _ := http.NewRequest("GET", "http://"+addr+"/r/"+code, nil)
 	req.Header.Set("User-Agent", "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0")
+	return req
+}
+
+func click(t *testing.T, addr, code string) *http.Response {
+	t.Helper()
+	req := browserClick(addr, code)
 	resp, err := noRedirect.Do(req)
 	if err != nil {
 		t.Fatal(err)
