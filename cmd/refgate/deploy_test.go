@@ -470,3 +470,22 @@ func TestSystemdUnit(t *testing.T) {
 		t.Error("nginx must replace X-Forwarded-For with the peer, and refgate trust only the local nginx")
 	}
 }
+
+// TestAlertRules runs the alerts through Prometheus's own tool: they load
+// (`promtool check rules`) and fire as deploy/prometheus/alerts_test.yaml
+// says (`promtool test rules`). promtool comes with Debian's prometheus
+// package, which .ci/run installs.
+func TestAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatal("promtool is needed (apt-get install -y prometheus): ", err)
+	}
+	dir := filepath.Join(deployDir, "prometheus")
+	for _, args := range [][]string{{"check", "rules", "alerts.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+		cmd := exec.Command(promtool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
