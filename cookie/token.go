@@ -156,24 +156,30 @@ func (s *Signer) SigningKeyID() string { return s.keys[0].id }
 // AppendToken appends the signed text form of t to dst and returns the
 // extended slice. It fails only when a field is longer than 255 bytes.
 func (s *Signer) AppendToken(dst []byte, t *Token) ([]byte, error) {
-	var raw [512 + 5*maxField]byte
-	p := raw[:0]
-	p = binary.AppendUvarint(p, uint64(t.Issued.Unix()))
-	p = binary.AppendUvarint(p, uint64(t.Expires.Unix()-t.Issued.Unix()))
 	for _, f := range [...]string{t.Program, t.Promoter, t.Link, t.Click, t.Visitor} {
 		if len(f) > maxField {
 			return dst, fmt.Errorf("token field of %d bytes is over %d", len(f), maxField)
 		}
-		p = append(p, byte(len(f)))
-		p = append(p, f...)
 	}
 	if t.Expires.Before(t.Issued) {
 		return dst, errors.New("token expires before it is issued")
 	}
-	k := s.keys[0]
+	// The payload is built in dst's spare room, then encoded after it and
+	// moved down over it: a reused dst needs no allocation, and the stack no
+	// payload-sized array (every connection's goroutine would keep it).
 	start := len(dst)
+	dst = binary.AppendUvarint(dst, uint64(t.Issued.Unix()))
+	dst = binary.AppendUvarint(dst, uint64(t.Expires.Unix()-t.Issued.Unix()))
+	for _, f := range [...]string{t.Program, t.Promoter, t.Link, t.Click, t.Visitor} {
+		dst = append(dst, byte(len(f)))
+		dst = append(dst, f...)
+	}
+	payload := len(dst) - start
+	k := s.keys[0]
 	dst = append(dst, k.prefix...)
-	dst = b64.AppendEncode(dst, p)
+	dst = b64.AppendEncode(dst, dst[start:start+payload])
+	n := copy(dst[start:], dst[start+payload:])
+	dst = dst[:start+n]
 	var sum [macLen]byte
 	k.mac(dst[start:], &sum)
 	dst = append(dst, '.')

@@ -65,6 +65,11 @@ type Config struct {
 	EventsFileMaxBytes int64
 	EventsFileKeep     int
 	SpoolMaxBytes      int64
+
+	EdgeMaxConns      int
+	EdgeMaxConnsPerIP int
+	EdgeIdleTimeout   time.Duration
+	AttributionRate   float64
 }
 
 // secretFlags are masked when the effective configuration is logged.
@@ -93,6 +98,10 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "GeoIP2/GeoLite2 City database file, reloaded when it changes; empty = no enrichment")
 	fs.StringVar(&c.GeoIPASNDB, "geoip-asn-db", "", "optional GeoLite2 ASN database file, reloaded when it changes")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
+	fs.IntVar(&c.EdgeMaxConns, "edge-max-conns", 20000, "edge: open connections in all; past it new ones are closed on accept")
+	fs.IntVar(&c.EdgeMaxConnsPerIP, "edge-max-conns-per-ip", 256, "edge: open connections per client address (IPv4 address, IPv6 /64; trusted proxies exempt); 0 = no cap")
+	fs.DurationVar(&c.EdgeIdleTimeout, "edge-idle-timeout", 10*time.Second, "edge: how long a keep-alive connection may wait for its next request")
+	fs.Float64Var(&c.AttributionRate, "attribution-rate", 5, "attributable clicks per second per client address (IPv4 address, IPv6 /64), burst 4x; past it a click is redirected without a cookie (rate_limited); 0 = no limit")
 	fs.BoolVar(&c.TestClock, "test-clock", false, "enable POST /v1/admin/test-clock")
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file with the same keys as the flags")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
@@ -169,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 {
 		errs = append(errs, errors.New("--events-stream-maxlen and --events-file-keep must not be negative"))
+	}
+	if c.EdgeMaxConns < 1 || c.EdgeMaxConnsPerIP < 0 || c.EdgeIdleTimeout <= 0 || c.AttributionRate < 0 {
+		errs = append(errs, errors.New("--edge-max-conns and --edge-idle-timeout must be positive, --edge-max-conns-per-ip and --attribution-rate not negative"))
 	}
 	if c.GeoIPASNDB != "" && c.GeoIPDB == "" {
 		errs = append(errs, errors.New("--geoip-asn-db needs --geoip-db"))

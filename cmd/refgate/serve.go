@@ -25,6 +25,7 @@ import (
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/geo"
 	"github.com/refgate/refgate/internal/clock"
+	"github.com/refgate/refgate/internal/connlimit"
 	"github.com/refgate/refgate/internal/secrets"
 	"github.com/refgate/refgate/redirect"
 	"github.com/refgate/refgate/store"
@@ -178,13 +179,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		NoDefaultContentType:  true,
 		ReadTimeout:           5 * time.Second,
 		WriteTimeout:          5 * time.Second,
-		IdleTimeout:           60 * time.Second,
+		IdleTimeout:           c.EdgeIdleTimeout,
+		// Buffers go back to their pools between requests, so an idle
+		// connection holds no 16 KiB read buffer.
+		ReduceMemoryUsage: true,
+		Concurrency:       c.EdgeMaxConns,
 		// 16 KiB: a browser with an 8 KB cookie header must not get 431.
 		ReadBufferSize:     16 << 10,
 		MaxRequestBodySize: 4 << 10, // the edge takes no bodies
 		CloseOnShutdown:    true,
 		Logger:             slogPrinter{log},
 	}
+	m.edgeLn = connlimit.New(m.edgeLn, connlimit.Config{MaxConns: c.EdgeMaxConns, MaxPerAddr: c.EdgeMaxConnsPerIP,
+		Exempt: trusted, Registerer: m.Registry, Name: "edge"})
 	m.apiSrv = &fasthttp.Server{
 		Handler:               m.API.ServeFastHTTP,
 		ErrorHandler:          m.API.ErrorHandler,

@@ -1,0 +1,242 @@
+//go:build !race
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The attacks here run against the real binary, with loopback peers treated
+// as clients (--trusted-proxies names an address nobody connects from), as
+// a hostile internet would reach the edge. They are timing- and
+// memory-sensitive, hence !race.
+
+// attackArgs run the embedded store in a fresh directory and make loopback
+// peers ordinary clients.
+func attackArgs(t *testing.T, more ...string) []string {
+	return append([]string{"--data-dir", t.TempDir(), "--trusted-proxies", "192.0.2.1/32"}, more...)
+}
+
+// rss is the resident set of process pid in bytes.
+func rss(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmRSS")
+	return 0
+}
+
+// openClick connects from the loopback address from, sends one click on
+// code and reads its answer, leaving the connection open. served is false
+// when the server closed the connection instead of answering.
+func openClick(t *testing.T, edge, from, code string) (c net.Conn, served bool) {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", edge)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", from, err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprintf(c, "GET /r/%s HTTP/1.1\r\nHost: go.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0\r\n\r\n", code)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return c, false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	c.SetDeadline(time.Time{})
+	if resp.StatusCode != 302 {
+		t.Fatalf("click from %s: %d", from, resp.StatusCode)
+	}
+	return c, true
+}
+
+// raiseFileLimit lets the test hold n connections; the binary inherits it.
+func raiseFileLimit(t *testing.T, n uint64) {
+	t.Helper()
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if lim.Max < n {
+		t.Fatalf("this test holds %d connections; the hard limit on open files is %d (raise it: ulimit -Hn)", n, lim.Max)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func metricValue(t *testing.T, api, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+api+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// TestEdgeIdleConnectionFlood holds 10,000 idle keep-alive connections,
+// one click each, from 50 addresses, and measures what they cost the
+// server; then one address opens more than its cap.
+func TestEdgeIdleConnectionFlood(t *testing.T) {
+	const conns, addrs = 10000, 50
+	raiseFileLimit(t, conns+2000)
+	k := newKillable(t, attackArgs(t))
+	setup(t, remoteAPI(k.api), "flood01")
+	pid := k.cmd.Process.Pid
+
+	// Warm up: the link cache, the pools, the log's buffers.
+	for i := range 2000 {
+		c, _ := openClick(t, k.edge, fmt.Sprintf("127.0.3.%d", 1+i%200), "flood01")
+		c.Close()
+	}
+	time.Sleep(500 * time.Millisecond)
+	before := rss(t, pid)
+
+	held := make([]net.Conn, 0, conns)
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for i := range conns {
+		c, served := openClick(t, k.edge, fmt.Sprintf("127.0.1.%d", 1+i%addrs), "flood01")
+		if !served {
+			t.Fatalf("connection %d closed under the caps", i)
+		}
+		held = append(held, c)
+	}
+	time.Sleep(time.Second)
+	after := rss(t, pid)
+	t.Logf("goroutine stacks %.1f MiB, heap %.1f MiB", metricValue(t, k.api, "go_memstats_stack_inuse_bytes")/(1<<20),
+		metricValue(t, k.api, "go_memstats_heap_inuse_bytes")/(1<<20))
+	open := metricValue(t, k.api, `refgate_connections{listener="edge"}`)
+	t.Logf("RSS %d MiB with no idle connection, %d MiB with %d (%.1f KiB each); %v open",
+		before>>20, after>>20, conns, float64(after-before)/conns/1024, open)
+	if open < conns {
+		t.Errorf("server counts %v open connections, want %d", open, conns)
+	}
+	if after-before > 100<<20 {
+		t.Errorf("%d idle connections cost %d MiB, want < 100 MiB", conns, (after-before)>>20)
+	}
+
+	// One address past its cap: the ones over it are closed on accept.
+	var served, closed int
+	for range 300 {
+		c, ok := openClick(t, k.edge, "127.0.2.1", "flood01")
+		held = append(held, c)
+		if ok {
+			served++
+		} else {
+			closed++
+		}
+	}
+	if served != 256 || closed != 44 {
+		t.Errorf("one address, 300 connections: %d served, %d closed; want 256 and 44", served, closed)
+	}
+	if got := metricValue(t, k.api, `refgate_connections_rejected_total{listener="edge",reason="per_address"}`); got != 44 {
+		t.Errorf("per-address rejections %v, want 44", got)
+	}
+}
+
+// TestEdgeTotalCapSlowReadAndIdle fills the total cap, then shows that
+// idle, slow-reading and never-reading connections are all let go within
+// the idle and write timeouts, and the edge serves again.
+func TestEdgeTotalCapSlowReadAndIdle(t *testing.T) {
+	raiseFileLimit(t, 2000)
+	k := newKillable(t, attackArgs(t, "--edge-max-conns", "300", "--edge-idle-timeout", "1s"))
+	setup(t, remoteAPI(k.api), "cap001")
+
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	var closed int
+	for i := range 350 {
+		c, ok := openClick(t, k.edge, fmt.Sprintf("127.0.4.%d", 1+i%50), "cap001")
+		held = append(held, c)
+		if !ok {
+			closed++
+		}
+	}
+	if closed != 50 {
+		t.Errorf("350 connections under a cap of 300: %d closed, want 50", closed)
+	}
+
+	// Slow readers: a tiny receive window, many pipelined clicks, nothing
+	// read. Their answers fill the socket, the writes block, and the write
+	// timeout lets them go.
+	waitOpen(t, k.api, 0, 5*time.Second) // the idle ones above time out first
+	for i := range 20 {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(fmt.Sprintf("127.0.5.%d", i+1))},
+			Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 1024) })
+			}}
+		c, err := d.Dial("tcp", k.edge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		req := "GET /r/cap001 HTTP/1.1\r\nHost: go.example.com\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0\r\n\r\n"
+		go c.Write([]byte(strings.Repeat(req, 5000)))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := metricValue(t, k.api, `refgate_connections{listener="edge"}`); n != 20 {
+		t.Errorf("%v slow readers open, want 20", n)
+	}
+	waitOpen(t, k.api, 0, 12*time.Second) // write timeout 5s, then idle
+	if c, ok := openClick(t, k.edge, "127.0.6.1", "cap001"); !ok {
+		t.Error("edge does not serve after the slow readers")
+	} else {
+		c.Close()
+	}
+}
+
+// waitOpen waits until the edge has n connections open.
+func waitOpen(t *testing.T, api string, n float64, within time.Duration) {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := metricValue(t, api, `refgate_connections{listener="edge"}`)
+		if got == n {
+			t.Logf("%v connections open after %v", n, time.Since(start).Round(100*time.Millisecond))
+			return
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%v connections open after %v, want %v", got, within, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

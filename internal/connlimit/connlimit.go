@@ -1,0 +1,159 @@
+// Package connlimit caps the connections a listener keeps open: in all and
+// per client address. A connection over a cap is closed as soon as it is
+// accepted, before anything is read or allocated for it, so a flood of idle
+// connections costs the server a counter, not memory.
+package connlimit
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Config says what a Listener admits. The zero value admits everything.
+type Config struct {
+	// MaxConns caps the open connections in all; 0 = no cap.
+	MaxConns int
+	// MaxPerAddr caps the open connections of one client address (an IPv4
+	// address, an IPv6 /64); 0 = no cap.
+	MaxPerAddr int
+	// Exempt are peers not capped per address: the trusted proxies, which
+	// carry many clients' connections. They still count towards MaxConns.
+	Exempt []netip.Prefix
+	// Registerer takes the metrics; nil for none.
+	Registerer prometheus.Registerer
+	// Name labels the metrics ("edge").
+	Name string
+}
+
+// Listener is a net.Listener that closes connections over its caps.
+type Listener struct {
+	net.Listener
+	cfg Config
+
+	mu    sync.Mutex
+	total int
+	per   map[netip.Addr]int
+
+	open                 prometheus.Gauge
+	rejTotal, rejPerAddr prometheus.Counter
+}
+
+// New wraps ln.
+func New(ln net.Listener, cfg Config) *Listener {
+	l := &Listener{Listener: ln, cfg: cfg, per: map[netip.Addr]int{}}
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	f := promauto.With(reg)
+	labels := prometheus.Labels{"listener": cfg.Name}
+	l.open = f.NewGauge(prometheus.GaugeOpts{Name: "refgate_connections", ConstLabels: labels,
+		Help: "Connections open on the listener."})
+	f.NewGauge(prometheus.GaugeOpts{Name: "refgate_connections_max", ConstLabels: labels,
+		Help: "The listener's cap on open connections (0 = none)."}).Set(float64(cfg.MaxConns))
+	rej := f.NewCounterVec(prometheus.CounterOpts{Name: "refgate_connections_rejected_total", ConstLabels: labels,
+		Help: "Connections closed on accept because a cap was reached: total (all connections) or per_address (one client address)."},
+		[]string{"reason"})
+	l.rejTotal = rej.WithLabelValues("total")
+	l.rejPerAddr = rej.WithLabelValues("per_address")
+	return l
+}
+
+// Accept returns the next connection within the caps; the ones over a cap
+// are closed on the way.
+func (l *Listener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		key, capped := l.key(c)
+		if l.admit(key, capped) {
+			l.open.Inc()
+			return &conn{Conn: c, l: l, key: key, capped: capped}, nil
+		}
+		c.Close()
+	}
+}
+
+// key is the address the per-address cap counts c under, and whether the
+// cap applies to it at all.
+func (l *Listener) key(c net.Conn) (netip.Addr, bool) {
+	if l.cfg.MaxPerAddr <= 0 {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false // not TCP: nothing to key on
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range l.cfg.Exempt {
+		if p.Contains(a) {
+			return netip.Addr{}, false
+		}
+	}
+	return AddrKey(a), true
+}
+
+func (l *Listener) admit(key netip.Addr, capped bool) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cfg.MaxConns > 0 && l.total >= l.cfg.MaxConns {
+		l.rejTotal.Inc()
+		return false
+	}
+	if capped {
+		if l.per[key] >= l.cfg.MaxPerAddr {
+			l.rejPerAddr.Inc()
+			return false
+		}
+		l.per[key]++
+	}
+	l.total++
+	return true
+}
+
+func (l *Listener) release(key netip.Addr, capped bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if capped {
+		if n := l.per[key] - 1; n > 0 {
+			l.per[key] = n
+		} else {
+			delete(l.per, key)
+		}
+	}
+	l.open.Dec()
+}
+
+// conn gives its place back once, on the first Close.
+type conn struct {
+	net.Conn
+	l      *Listener
+	key    netip.Addr
+	capped bool
+	once   sync.Once
+}
+
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(func() { c.l.release(c.key, c.capped) })
+	return err
+}
+
+// AddrKey is the part of a client address that limits count it under: an
+// IPv4 address whole, an IPv6 address by its /64 (what one subscriber is
+// usually given).
+func AddrKey(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() {
+		p, _ := a.WithZone("").Prefix(64)
+		return p.Addr()
+	}
+	return a
+}
