@@ -10,7 +10,6 @@ require (
 	github.com/google/go-cmp v0.7.0
 	github.com/google/uuid v1.6.0
 	github.com/maxmind/mmdbwriter v1.2.0
-	github.com/monperrus/crawler-user-agents v1.1.0
 	github.com/nyaruka/phonenumbers v1.8.1
 	github.com/oschwald/geoip2-golang/v2 v2.5.0
 	github.com/peterbourgon/ff/v3 v3.4.0

@@ -17,6 +17,8 @@ import (
 // queue) reuses buffers.
 const maxClickAllocs = 2
 
+const raceEnabled = false // see race_test.go
+
 func TestClickAllocations(t *testing.T) {
 	// Queueing the click adds nothing: the pipeline keeps clicks as values
 	// and copies the user agent into a reused arena. (Its writer is held

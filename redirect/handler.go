@@ -47,6 +47,10 @@ type Config struct {
 	CookieSecure   bool
 	Logger         *slog.Logger
 	Metrics        *Metrics
+	// Bots tells crawlers, preview fetchers and scripts by their
+	// User-Agent [DefaultBotList]: the embedded crawler-user-agents
+	// release and the generic patterns.
+	Bots *BotList
 }
 
 // Handler serves the public edge: GET /r/{code} and GET /healthz.
@@ -69,7 +73,10 @@ func New(cfg Config) *Handler {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
-	h := &Handler{cfg: cfg, bots: newBotFilter(16384)}
+	if cfg.Bots == nil {
+		cfg.Bots = DefaultBotList()
+	}
+	h := &Handler{cfg: cfg, bots: newBotFilter(cfg.Bots, 16384)}
 	h.scratch.New = func() any { return new(scratch) }
 	return h
 }

@@ -331,6 +331,17 @@ func TestClickBotsAndSuspects(t *testing.T) {
 	f("Telegram", req{headers: ua("TelegramBot (like TwitterBot)")}, "bot")
 	f("Curl", req{headers: ua("curl/8.5.0")}, "bot")
 	f("EmptyUA", req{headers: ua("")}, "bot")
+	// Fetchers the crawler list of April 2025 did not know.
+	f("ClaudeUser", req{headers: ua("Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Claude-User/1.0; +Claude-User@anthropic.com)")}, "bot")
+	f("PerplexityUser", req{headers: ua("Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; Perplexity-User/1.0; +https://perplexity.ai/perplexity-user)")}, "bot")
+	f("MetaExternalAds", req{headers: ua("meta-externalads/1.1 (+https://developers.facebook.com/docs/sharing/webmasters/crawler)")}, "bot")
+	f("GoogleAdsConversions", req{headers: ua("Mozilla/5.0 AppleWebKit/537.36 Chrome/139.0.7258.127 Safari/537.36 Google-Ads-Conversions")}, "bot")
+	f("Censys", req{headers: ua("Mozilla/5.0 (compatible; CensysInspect/1.1; +https://about.censys.io/)")}, "bot")
+	// Caught by the generic patterns alone.
+	f("ApacheBench", req{headers: ua("ApacheBench/2.3")}, "bot")
+	f("Java", req{headers: ua("Java/17.0.9")}, "bot")
+	f("GoHTTP", req{headers: ua("Go-http-client/2.0")}, "bot")
+	f("PrivateBot", req{headers: ua("Mozilla/5.0 (compatible; AcmeInternalBot/0.3)")}, "bot")
 	f("Purpose", req{headers: [][2]string{{"Purpose", "prefetch"}}}, "bot")
 	f("SecPurpose", req{headers: [][2]string{{"Sec-Purpose", "prefetch;prerender"}}}, "bot")
 	f("Img", req{headers: [][2]string{{"Sec-Fetch-Mode", "no-cors"}, {"Sec-Fetch-Dest", "image"}}}, "suspect")
@@ -342,6 +353,27 @@ func TestClickBotsAndSuspects(t *testing.T) {
 	if _, ok := setCookies(resp)["rg_shop"]; !ok || e.q.last(t).Outcome != "attributed" {
 		t.Error("a top-level navigation must be attributed")
 	}
+}
+
+// Config.Bots replaces the built-in list; the generic patterns stay.
+func TestClickBotList(t *testing.T) {
+	list, err := ParseBotList([]byte(`[{"pattern": "AcmeBrowserCheck"}]`), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEdge(t, func(c *Config) { c.Bots = list })
+	f := func(name, ua string, want attribution.Outcome) {
+		t.Helper()
+		e.do(t, req{uri: "/r/shop1", headers: [][2]string{{"User-Agent", ua}}})
+		if got := e.q.last(t).Outcome; got != want {
+			t.Errorf("%s: outcome %q, want %q", name, got, want)
+		}
+	}
+	chrome := "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/150.0.0.0 Safari/537.36"
+	f("Listed", chrome+" AcmeBrowserCheck", "bot")
+	f("Generic", "curl/8.5.0", "bot")
+	f("OnlyInBuiltIn", chrome+" PTST/220609.133020", "attributed")
+	f("Browser", chrome, "attributed")
 }
 
 func TestSelfClick(t *testing.T) {

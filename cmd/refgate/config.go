@@ -44,6 +44,7 @@ type Config struct {
 	FingerprintKey  string
 	PhoneRegion     string
 	GeoIPDB         string
+	BotPatterns     string
 	TrustedProxies  string
 	TestClock       bool
 	ConfigFile      string
@@ -97,6 +98,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PhoneRegion, "phone-region", attribution.DefaultPhoneRegion, "region whose national numbers a fingerprint phone without + or 00 is read as (CN, US, ...)")
 	fs.StringVar(&c.GeoIPDB, "geoip-db", "", "GeoIP2/GeoLite2 City database file, reloaded when it changes; empty = no enrichment")
 	fs.StringVar(&c.GeoIPASNDB, "geoip-asn-db", "", "optional GeoLite2 ASN database file, reloaded when it changes")
+	fs.StringVar(&c.BotPatterns, "bot-patterns", "", "crawler list in the crawler-user-agents JSON format, read at start, replacing the built-in one; empty = built-in")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
 	fs.IntVar(&c.EdgeMaxConns, "edge-max-conns", 20000, "edge: open connections in all; past it new ones are closed on accept")
 	fs.IntVar(&c.EdgeMaxConnsPerIP, "edge-max-conns-per-ip", 256, "edge: open connections per client address (IPv4 address, IPv6 /64; trusted proxies exempt); 0 = no cap")
@@ -261,6 +263,9 @@ func (c *Config) Check() error {
 			errs = append(errs, fmt.Errorf("--redis-url: %w", err))
 		}
 	}
+	if _, err := c.bots(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.GeoIPDB != "" {
 		if _, err := geo.Open(c.GeoIPDB, c.GeoIPASNDB, nil, nil); err != nil {
 			errs = append(errs, fmt.Errorf("--geoip-db: %w", err))
@@ -272,4 +277,16 @@ func (c *Config) Check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// bots returns the crawler list of --bot-patterns, or the built-in one.
+func (c *Config) bots() (*redirect.BotList, error) {
+	if c.BotPatterns == "" {
+		return redirect.DefaultBotList(), nil
+	}
+	l, err := redirect.LoadBotList(c.BotPatterns)
+	if err != nil {
+		return nil, fmt.Errorf("--bot-patterns: %w", err)
+	}
+	return l, nil
 }

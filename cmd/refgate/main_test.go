@@ -474,3 +474,70 @@ func TestValidateCommand(t *testing.T) {
 	f("log-format: xml\n", 1)
 	f("no-such-key: 1\n", 1)
 }
+
+// --bot-patterns replaces the built-in crawler list at start; a file that
+// is not a list stops the start with an error naming the flag and the
+// entry.
+func TestBotPatternsFlag(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.json", `[{"pattern": "Zorblax\\/", "instances": ["Zorblax/2.0"]}]`)
+
+	t.Run("Good", func(t *testing.T) {
+		m, logs := MustRunMain(t, t.TempDir(), func(c *Config) { c.BotPatterns = good })
+		setup(t, m, "bots1")
+		if !strings.Contains(logs.String(), good) {
+			t.Errorf("the start-up log does not name the list:\n%s", logs)
+		}
+		f := func(name, ua string, wantCookie bool) {
+			t.Helper()
+			req := browserClick(m.EdgeAddr(), "bots1")
+			req.Header.Set("User-Agent", ua)
+			resp, err := noRedirect.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			got := strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), "\n"), "rg_shop=")
+			if resp.StatusCode != 302 || got != wantCookie {
+				t.Errorf("%s: status %d, attribution cookie %v, want %v", name, resp.StatusCode, got, wantCookie)
+			}
+		}
+		firefox := "Mozilla/5.0 (X11; Linux x86_64; rv:150.0) Gecko/20100101 Firefox/150.0"
+		f("Listed", firefox+" Zorblax/2.0", false)
+		f("Generic", "python-requests/2.32.3", false)
+		f("Browser", firefox, true)
+	})
+	t.Run("Bad", func(t *testing.T) {
+		f := func(name, path, want string) {
+			t.Helper()
+			m := NewMain()
+			m.Config.Listen, m.Config.APIListen, m.Config.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+			m.Config.BotPatterns = path
+			m.LogOutput = io.Discard
+			err := m.Run(context.Background())
+			m.Close()
+			if err == nil || !strings.Contains(err.Error(), "--bot-patterns") || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s: error %v, want --bot-patterns and %q", name, err, want)
+			}
+		}
+		f("NotAList", write("object.json", `{"pattern": "x"}`), "want a JSON array")
+		f("BadPattern", write("js.json", `[{"pattern": "(?<! cu)bot"}]`), "entry 0")
+		f("Missing", filepath.Join(dir, "none.json"), "none.json")
+	})
+	t.Run("ValidateEnv", func(t *testing.T) {
+		for path, want := range map[string]int{good: 0, write("empty.json", `[]`): 1} {
+			t.Setenv("REFGATE_BOT_PATTERNS", path)
+			var out, errb bytes.Buffer
+			if code := run(context.Background(), []string{"validate"}, &out, &errb); code != want {
+				t.Errorf("validate with REFGATE_BOT_PATTERNS=%s: exit %d, want %d\n%s", path, code, want, errb.String())
+			}
+		}
+	})
+}

@@ -97,6 +97,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
 	}
+	bots, err := c.bots()
+	if err != nil {
+		return err
+	}
 
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -145,7 +149,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
 	m.Edge = redirect.New(redirect.Config{Links: cache, Log: m.Pipeline, Signer: signer, Hasher: hasher,
 		Now: m.Clock.Now, TrustedProxies: trusted, CookieDomain: c.CookieDomain, CookieSecure: c.CookieSecure,
-		Logger: log, Metrics: metrics})
+		Logger: log, Metrics: metrics, Bots: bots})
 	var apiEvents api.Emitter
 	if c.Events { // an interface holding a nil pointer would not be nil
 		apiEvents = m.Pipeline
@@ -221,7 +225,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	for k, v := range generated {
 		log.Warn("generated a "+strings.ReplaceAll(k, "_", " ")+" for this run only; set it to keep one", k, v)
 	}
-	log.Info("refgate serving", "edge", m.EdgeAddr(), "api", m.APIAddr(), "store", storeKind(c), "public_url", publicURL)
+	log.Info("refgate serving", "edge", m.EdgeAddr(), "api", m.APIAddr(), "store", storeKind(c), "public_url", publicURL,
+		"bots", bots.String())
 	return nil
 }
 
