@@ -12,7 +12,7 @@ import (
 // start servers, build binaries, inject faults). The lists say which is
 // which; this test holds the line.
 var (
-	production = []string{"clock", "connlimit", "gencache", "logsample", "secrets", "seglog"}
+	production = []string{"clock", "connlimit", "gencache", "logsample", "ratelimit", "secrets", "seglog"}
 	harnesses  = []string{"apitest", "buildtest", "faultproxy", "geotest", "redistest"}
 )
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/refgate/refgate/internal/ratelimit"
 )
 
 // Config says what a Listener admits. The zero value admits everything.
@@ -18,7 +20,7 @@ type Config struct {
 	// MaxConns caps the open connections in all; 0 = no cap.
 	MaxConns int
 	// MaxPerAddr caps the open connections of one client address (an IPv4
-	// address, an IPv6 /64); 0 = no cap.
+	// address, an IPv6 /64: ratelimit.Key); 0 = no cap.
 	MaxPerAddr int
 	// Exempt are peers not capped per address: the trusted proxies, which
 	// carry many clients' connections. They still count towards MaxConns.
@@ -96,7 +98,7 @@ func (l *Listener) key(c net.Conn) (netip.Addr, bool) {
 			return netip.Addr{}, false
 		}
 	}
-	return AddrKey(a), true
+	return ratelimit.Key(a), true
 }
 
 func (l *Listener) admit(key netip.Addr, capped bool) bool {
@@ -144,16 +146,4 @@ func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.key, c.capped) })
 	return err
-}
-
-// AddrKey is the part of a client address that limits count it under: an
-// IPv4 address whole, an IPv6 address by its /64 (what one subscriber is
-// usually given).
-func AddrKey(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.WithZone("").Prefix(64)
-		return p.Addr()
-	}
-	return a
 }

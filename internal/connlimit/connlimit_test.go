@@ -107,16 +107,3 @@ func TestCaps(t *testing.T) {
 		t.Fatal("connection after a close refused")
 	}
 }
-
-func TestAddrKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.7":                 "192.0.2.7",
-		"::ffff:192.0.2.7":          "192.0.2.7",
-		"2001:db8:1:2:3:4:5:6":      "2001:db8:1:2::",
-		"2001:db8:1:2:ffff::1%eth0": "2001:db8:1:2::",
-	} {
-		if got := AddrKey(netip.MustParseAddr(in)).String(); got != want {
-			t.Errorf("AddrKey(%s) = %s, want %s", in, got, want)
-		}
-	}
-}
