@@ -1,6 +1,9 @@
 package attribution
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Link maps a short code to a program, a promoter and a destination. A
 // deleted link keeps its code reserved: a code that once pointed at one
@@ -19,16 +22,43 @@ type Link struct {
 type Outcome string
 
 const (
-	OutcomeAttributed Outcome = "attributed" // cookie set, click recorded for the visitor
-	OutcomeBot        Outcome = "bot"        // crawler, link preview, HEAD or prefetch
-	OutcomeSuspect    Outcome = "suspect"    // not a top-level navigation (img, iframe, fetch)
-	OutcomeSelfClick  Outcome = "self_click" // from the promoter's own fingerprinted IP
-	OutcomeNotFound   Outcome = "not_found"  // unknown or deleted code
+	OutcomeAttributed  Outcome = "attributed"   // cookie set, click recorded for the visitor
+	OutcomeBot         Outcome = "bot"          // crawler, link preview, HEAD or prefetch
+	OutcomeSuspect     Outcome = "suspect"      // not a top-level navigation (img, iframe, fetch)
+	OutcomeSelfClick   Outcome = "self_click"   // from the promoter's own fingerprinted IP
+	OutcomeRateLimited Outcome = "rate_limited" // its client address was past --attribution-rate
+	OutcomeGPC         Outcome = "gpc"          // Sec-GPC: 1 to a program that honours it
+	OutcomeNotFound    Outcome = "not_found"    // unknown or deleted code
 )
 
 // RecordedOutcomes are the outcomes a click record can carry (a click on an
 // unknown code has no link to record it against).
-var RecordedOutcomes = []Outcome{OutcomeAttributed, OutcomeBot, OutcomeSuspect, OutcomeSelfClick}
+var RecordedOutcomes = []Outcome{OutcomeAttributed, OutcomeBot, OutcomeSuspect, OutcomeSelfClick,
+	OutcomeRateLimited, OutcomeGPC}
+
+// FetchSite is a click request's Sec-Fetch-Site header, from a fixed set.
+type FetchSite string
+
+const (
+	FetchSiteAbsent     FetchSite = ""            // no header: an older browser, or not a browser
+	FetchSiteCrossSite  FetchSite = "cross-site"  // from another site: a link, a redirect, a script
+	FetchSiteSameSite   FetchSite = "same-site"   // from another host of the same site
+	FetchSiteSameOrigin FetchSite = "same-origin" // from the edge's own origin
+	FetchSiteNone       FetchSite = "none"        // typed, bookmarked, opened from outside the browser
+	FetchSiteOther      FetchSite = "other"       // a value the spec does not define
+)
+
+// Seen is what the edge saw of a click's request that its event carries
+// and its record does not. The click log copies what it keeps.
+type Seen struct {
+	IP        netip.Addr
+	UserAgent []byte
+	Referer   []byte
+	FetchSite FetchSite
+	// UserActivation is Sec-Fetch-User: ?1: the browser says a user's
+	// gesture (a tap, a click, a key) started the navigation.
+	UserActivation bool
+}
 
 // Click is one click on a link, as the edge records it. For an attributed
 // click it is also the visitor's record that bind finds by visitor id.

@@ -48,6 +48,18 @@ type Program struct {
 	// token is a bearer credential, and one shared in a chat must not
 	// credit its promoter with everyone who reads it.
 	BindsPerClick int `json:"binds_per_click"`
+	// RequireUserActivation refuses attribution to cross-site navigations
+	// that no user gesture started (a meta refresh, a script setting
+	// location, an auto-submitted form, a pop-under): the tools of cookie
+	// stuffing. Absent means true; see UserActivationRequired.
+	RequireUserActivation *bool `json:"require_user_activation"`
+	// HonorGPC treats a click with Sec-GPC: 1 like a bot's: no cookie.
+	HonorGPC bool `json:"honor_gpc"`
+}
+
+// UserActivationRequired is RequireUserActivation with its default, true.
+func (p *Program) UserActivationRequired() bool {
+	return p.RequireUserActivation == nil || *p.RequireUserActivation
 }
 
 // Defaults for fields a program may leave out.
@@ -77,6 +89,10 @@ func (p *Program) Normalize() {
 	}
 	if p.BindsPerClick == 0 {
 		p.BindsPerClick = DefaultBindsPerClick
+	}
+	if p.RequireUserActivation == nil {
+		v := true
+		p.RequireUserActivation = &v
 	}
 	if p.Products == nil {
 		p.Products = []string{}

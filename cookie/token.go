@@ -156,10 +156,8 @@ func (s *Signer) SigningKeyID() string { return s.keys[0].id }
 // AppendToken appends the signed text form of t to dst and returns the
 // extended slice. It fails only when a field is longer than 255 bytes.
 func (s *Signer) AppendToken(dst []byte, t *Token) ([]byte, error) {
-	for _, f := range [...]string{t.Program, t.Promoter, t.Link, t.Click, t.Visitor} {
-		if len(f) > maxField {
-			return dst, fmt.Errorf("token field of %d bytes is over %d", len(f), maxField)
-		}
+	if n := max(len(t.Program), len(t.Promoter), len(t.Link), len(t.Click), len(t.Visitor)); n > maxField {
+		return dst, fmt.Errorf("token field of %d bytes is over %d", n, maxField)
 	}
 	if t.Expires.Before(t.Issued) {
 		return dst, errors.New("token expires before it is issued")
@@ -170,10 +168,11 @@ func (s *Signer) AppendToken(dst []byte, t *Token) ([]byte, error) {
 	start := len(dst)
 	dst = binary.AppendUvarint(dst, uint64(t.Issued.Unix()))
 	dst = binary.AppendUvarint(dst, uint64(t.Expires.Unix()-t.Issued.Unix()))
-	for _, f := range [...]string{t.Program, t.Promoter, t.Link, t.Click, t.Visitor} {
-		dst = append(dst, byte(len(f)))
-		dst = append(dst, f...)
-	}
+	dst = appendField(dst, t.Program)
+	dst = appendField(dst, t.Promoter)
+	dst = appendField(dst, t.Link)
+	dst = appendField(dst, t.Click)
+	dst = appendField(dst, t.Visitor)
 	payload := len(dst) - start
 	k := s.keys[0]
 	dst = append(dst, k.prefix...)
@@ -184,6 +183,11 @@ func (s *Signer) AppendToken(dst []byte, t *Token) ([]byte, error) {
 	k.mac(dst[start:], &sum)
 	dst = append(dst, '.')
 	return b64.AppendEncode(dst, sum[:]), nil
+}
+
+func appendField(dst []byte, f string) []byte {
+	dst = append(dst, byte(len(f)))
+	return append(dst, f...)
 }
 
 // Verify checks tok's signature with any key and its expiry against now, and

@@ -22,8 +22,10 @@ type encodeState struct {
 	strs  []byte
 	click Event
 	// Pointed to by click.Data when set.
-	expires time.Time
-	geo     Geo
+	expires   time.Time
+	geo       Geo
+	site      string
+	activated bool
 }
 
 func (s *encodeState) reset() {

@@ -61,16 +61,22 @@ type Data struct {
 	Customer string `json:"customer,omitempty"`
 
 	// Clicks.
-	Outcome   string     `json:"outcome,omitempty"` // click: attributed|bot|suspect|self_click; decisions: the decision's outcome
-	Bot       bool       `json:"bot,omitempty"`
-	Suspect   bool       `json:"suspect,omitempty"`
-	SelfClick bool       `json:"self_click,omitempty"`
-	Model     string     `json:"click_model,omitempty"`
-	IP        string     `json:"ip,omitempty"` // anonymised unless --keep-full-ip
-	UserAgent string     `json:"user_agent,omitempty"`
-	Referer   string     `json:"referer,omitempty"`
-	Geo       *Geo       `json:"geo,omitempty"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"` // click: the cookie's expiry; association: the association's
+	Outcome     string `json:"outcome,omitempty"` // click: attributed|bot|suspect|self_click|rate_limited|gpc; decisions: the decision's outcome
+	Bot         bool   `json:"bot,omitempty"`
+	Suspect     bool   `json:"suspect,omitempty"`
+	SelfClick   bool   `json:"self_click,omitempty"`
+	RateLimited bool   `json:"rate_limited,omitempty"`
+	GPC         bool   `json:"gpc,omitempty"`
+	// SecFetchSite and UserActivation are on every click event (nil on
+	// decisions): Sec-Fetch-Site ("" when absent) and Sec-Fetch-User: ?1.
+	SecFetchSite   *string    `json:"sec_fetch_site,omitempty"`
+	UserActivation *bool      `json:"user_activation,omitempty"`
+	Model          string     `json:"click_model,omitempty"`
+	IP             string     `json:"ip,omitempty"` // anonymised unless --keep-full-ip
+	UserAgent      string     `json:"user_agent,omitempty"`
+	Referer        string     `json:"referer,omitempty"`
+	Geo            *Geo       `json:"geo,omitempty"`
+	ExpiresAt      *time.Time `json:"expires_at,omitempty"` // click: the cookie's expiry; association: the association's
 
 	// Decisions.
 	Event            string `json:"event,omitempty"` // register|login|conversion|refund|customer

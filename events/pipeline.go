@@ -113,11 +113,13 @@ type buffer struct {
 }
 
 type item struct {
-	ev    *Event // a decision event; nil for a click
-	click attribution.Click
-	ip    netip.Addr
-	ua    span
-	ref   span
+	ev        *Event // a decision event; nil for a click
+	click     attribution.Click
+	ip        netip.Addr
+	ua        span
+	ref       span
+	site      attribution.FetchSite
+	activated bool
 }
 
 type span struct{ off, n uint32 }
@@ -210,11 +212,12 @@ func New(cfg Config) (*Pipeline, error) {
 	return p, nil
 }
 
-// Click queues one click: its record for the store and its event. ip is the
-// client IP as seen (it is looked up in GeoIP, then anonymised, off the
-// click path); userAgent and referer are copied. It returns false when the
-// click was dropped because the queue is full.
-func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool {
+// Click queues one click: its record for the store and its event. seen.IP
+// is the client IP as seen (it is looked up in GeoIP, then anonymised, off
+// the click path); c and what seen holds are copied. It returns false when
+// the click was dropped because the queue is full.
+func (p *Pipeline) Click(c *attribution.Click, seen *attribution.Seen) bool {
+	userAgent, referer := seen.UserAgent, seen.Referer
 	if len(userAgent) > maxUserAgent {
 		userAgent = userAgent[:maxUserAgent]
 	}
@@ -228,12 +231,15 @@ func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer 
 		p.dropped("queue_full", 1)
 		return false
 	}
-	it := item{click: c, ip: ip}
+	// Filled in place, not built on the stack and copied in: an idle
+	// connection's goroutine keeps the stack its deepest click needed.
+	b.items = append(b.items, item{})
+	it := &b.items[len(b.items)-1]
+	it.click, it.ip, it.site, it.activated = *c, seen.IP, seen.FetchSite, seen.UserActivation
 	it.ua = span{uint32(len(b.arena)), uint32(len(userAgent))}
 	b.arena = append(b.arena, userAgent...)
 	it.ref = span{uint32(len(b.arena)), uint32(len(referer))}
 	b.arena = append(b.arena, referer...)
-	b.items = append(b.items, it)
 	p.mu.Unlock()
 	return true
 }
@@ -520,7 +526,13 @@ func (p *Pipeline) clickEvent(b *buffer, it *item) *Event {
 		d.Suspect = true
 	case attribution.OutcomeSelfClick:
 		d.SelfClick = true
+	case attribution.OutcomeRateLimited:
+		d.RateLimited = true
+	case attribution.OutcomeGPC:
+		d.GPC = true
 	}
+	p.es.site, p.es.activated = string(it.site), it.activated
+	d.SecFetchSite, d.UserActivation = &p.es.site, &p.es.activated
 	if !c.ExpiresAt.IsZero() {
 		p.es.expires = c.ExpiresAt.UTC()
 		d.ExpiresAt = &p.es.expires

@@ -101,10 +101,11 @@ func TestPipelineClickEvent(t *testing.T) {
 	p := newPipeline(t, testConfig(t.TempDir(), st, sink))
 	c := click(1)
 	c.ExpiresAt = c.At.Add(7 * 24 * time.Hour)
-	p.Click(*c, netip.MustParseAddr("::ffff:81.2.69.142"), []byte("Mozilla/5.0"), []byte("https://blog.example/"))
+	p.Click(c, &attribution.Seen{IP: netip.MustParseAddr("::ffff:81.2.69.142"), UserAgent: []byte("Mozilla/5.0"), Referer: []byte("https://blog.example/"),
+		FetchSite: attribution.FetchSiteCrossSite, UserActivation: true})
 	b := click(2)
 	b.Outcome, b.Visitor = attribution.OutcomeBot, ""
-	p.Click(*b, netip.MustParseAddr("2001:db8:1234:5678::1"), []byte("Googlebot/2.1"), nil)
+	p.Click(b, &attribution.Seen{IP: netip.MustParseAddr("2001:db8:1234:5678::1"), UserAgent: []byte("Googlebot/2.1")})
 	p.Emit(&Event{Type: TypeAssociationCreated, Subject: "customer/u1", Time: c.At,
 		Data: Data{Program: "shop", Customer: "u1", Promoter: "alice", Outcome: "created"}})
 	if err := p.Close(context.Background()); err != nil {
@@ -198,7 +199,7 @@ func TestPipelineOutages(t *testing.T) {
 				n := 0
 				send := func(k int) {
 					for range k {
-						if !p.Click(*click(n), netip.Addr{}, nil, nil) {
+						if !p.Click(click(n), &attribution.Seen{}) {
 							t.Fatal("dropped")
 						}
 						n++
@@ -256,7 +257,7 @@ func TestPipelineCloseKeepsLog(t *testing.T) {
 	st.set(true, nil)
 	p := newPipeline(t, testConfig(dir, st, sink))
 	for i := range 50 {
-		p.Click(*click(i), netip.Addr{}, nil, nil)
+		p.Click(click(i), &attribution.Seen{})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
@@ -297,7 +298,7 @@ func TestPipelinePendingAfterCrash(t *testing.T) {
 	st := newTestStore()
 	p := newPipeline(t, testConfig(dir, st, nil))
 	for i := range 10 {
-		p.Click(*click(i), netip.Addr{}, nil, nil)
+		p.Click(click(i), &attribution.Seen{})
 	}
 	p.Close(context.Background())
 	st.check(t, 10)
@@ -327,7 +328,7 @@ func TestPipelineQueueFullDrops(t *testing.T) {
 	p := newPipeline(t, cfg)
 	ok := 0
 	for i := range 20 {
-		if p.Click(*click(i), netip.Addr{}, nil, nil) {
+		if p.Click(click(i), &attribution.Seen{}) {
 			ok++
 		}
 	}
@@ -346,7 +347,7 @@ func TestPipelineLogFull(t *testing.T) {
 	cfg.MaxBytes = 20 << 10
 	p := newPipeline(t, cfg)
 	for i := range 500 {
-		p.Click(*click(i), netip.Addr{}, nil, nil)
+		p.Click(click(i), &attribution.Seen{})
 	}
 	waitFor(t, "drops", func() bool {
 		return testutil.ToFloat64(p.m.appended)+testutil.ToFloat64(p.m.dropped.WithLabelValues("log_full")) == 500
@@ -372,7 +373,7 @@ func TestPipelineFiles(t *testing.T) {
 	cfg.Files, cfg.FileKeep, cfg.SegmentBytes = true, 3, 2000
 	p := newPipeline(t, cfg)
 	for i := range 100 {
-		p.Click(*click(i), netip.Addr{}, nil, nil)
+		p.Click(click(i), &attribution.Seen{})
 		if i%10 == 9 {
 			time.Sleep(3 * time.Millisecond) // several writes, several files
 		}
@@ -433,7 +434,7 @@ func TestPipelineCloseRacingClicks(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 2000 {
-				if p.Click(*click(g*2000 + i), netip.Addr{}, nil, nil) {
+				if p.Click(click(g*2000+i), &attribution.Seen{}) {
 					mu.Lock()
 					accepted++
 					mu.Unlock()

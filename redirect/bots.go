@@ -16,11 +16,36 @@ var (
 	hdrXMoz         = []byte("X-Moz")
 	hdrSecFetchMode = []byte("Sec-Fetch-Mode")
 	hdrSecFetchDest = []byte("Sec-Fetch-Dest")
+	hdrSecFetchSite = []byte("Sec-Fetch-Site")
+	hdrSecFetchUser = []byte("Sec-Fetch-User")
+	hdrSecGPC       = []byte("Sec-Gpc") // as fasthttp normalises Sec-GPC
 	strPrefetch     = []byte("prefetch")
 	strPreview      = []byte("preview")
 	strNavigate     = []byte("navigate")
 	strDocument     = []byte("document")
+	strUserActive   = []byte("?1")
+	strOne          = []byte("1")
 )
+
+// fetchSites are the Sec-Fetch-Site values the spec defines.
+var fetchSites = [...]attribution.FetchSite{attribution.FetchSiteCrossSite, attribution.FetchSiteSameSite,
+	attribution.FetchSiteSameOrigin, attribution.FetchSiteNone}
+
+func fetchSite(v []byte) attribution.FetchSite {
+	for _, s := range fetchSites {
+		if string(v) == string(s) {
+			return s
+		}
+	}
+	return attribution.FetchSiteOther
+}
+
+// request is what classify reads off a request's headers besides its
+// verdict.
+type request struct {
+	navigate bool // Sec-Fetch-Mode: navigate
+	gpc      bool // Sec-GPC: 1
+}
 
 // classify returns OutcomeBot for crawlers, link-preview fetchers, HEAD
 // requests and prefetches; OutcomeSuspect for requests a browser marks as not
@@ -30,7 +55,7 @@ var (
 // It reads the headers in one pass rather than one lookup per header: each
 // fasthttp lookup copies and normalises its key and scans every header.
 // fasthttp has already normalised the request's header names.
-func (b *botFilter) classify(req *fasthttp.Request) attribution.Outcome {
+func (b *botFilter) classify(req *fasthttp.Request, seen *attribution.Seen, r *request) attribution.Outcome {
 	h := &req.Header
 	if h.IsHead() {
 		return attribution.OutcomeBot
@@ -43,7 +68,14 @@ func (b *botFilter) classify(req *fasthttp.Request) attribution.Outcome {
 		case bytes.Equal(k, hdrXPurpose):
 			prefetch = prefetch || bytes.Contains(v, strPreview)
 		case bytes.Equal(k, hdrSecFetchMode):
-			notNavigation = notNavigation || len(v) > 0 && !bytes.Equal(v, strNavigate)
+			r.navigate = bytes.Equal(v, strNavigate)
+			notNavigation = notNavigation || len(v) > 0 && !r.navigate
+		case bytes.Equal(k, hdrSecFetchSite):
+			seen.FetchSite = fetchSite(v)
+		case bytes.Equal(k, hdrSecFetchUser):
+			seen.UserActivation = bytes.Equal(v, strUserActive)
+		case bytes.Equal(k, hdrSecGPC):
+			r.gpc = bytes.Equal(v, strOne)
 		case bytes.Equal(k, hdrSecFetchDest):
 			notNavigation = notNavigation || len(v) > 0 && !bytes.Equal(v, strDocument)
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/logsample"
+	"github.com/refgate/refgate/internal/ratelimit"
 )
 
 // Links resolves a link code. It returns (nil, nil) for an unknown or
@@ -23,13 +24,12 @@ type Links interface {
 	Lookup(code []byte) (*Target, error)
 }
 
-// ClickLog takes every click (attributed, bot, suspect or self-click) off
-// the request path: its record for the store and its event, together;
-// events.Pipeline is one. Click must not block and must copy userAgent and
-// referer; the record is passed by value so it stays on the handler's
-// stack.
+// ClickLog takes every click (whatever its outcome) off the request path:
+// its record for the store and its event, together; events.Pipeline is
+// one. Click must not block, and must copy what it keeps of c and seen
+// (both are reused when the handler returns).
 type ClickLog interface {
-	Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool
+	Click(c *attribution.Click, seen *attribution.Seen) bool
 }
 
 // Config is what a Handler needs. Links, Log and Signer are required.
@@ -51,6 +51,11 @@ type Config struct {
 	// User-Agent [DefaultBotList]: the embedded crawler-user-agents
 	// release and the generic patterns.
 	Bots *BotList
+	// AttributionRate is how many attributable clicks a second one client
+	// address (ratelimit.Key) may have, with bursts of 4x, per instance;
+	// past it a click is redirected without a cookie, as rate_limited.
+	// 0 = no limit. The limit runs on real time, not the server's clock.
+	AttributionRate float64
 }
 
 // Handler serves the public edge: GET /r/{code} and GET /healthz.
@@ -59,6 +64,7 @@ type Handler struct {
 	bots     *botFilter
 	draining atomic.Bool
 	scratch  sync.Pool
+	limit    *ratelimit.Limiter
 	logEvery logsample.Sampler // one log line a second: a flood of bad clicks is not a flood of lines
 }
 
@@ -76,7 +82,8 @@ func New(cfg Config) *Handler {
 	if cfg.Bots == nil {
 		cfg.Bots = DefaultBotList()
 	}
-	h := &Handler{cfg: cfg, bots: newBotFilter(cfg.Bots, 16384)}
+	h := &Handler{cfg: cfg, bots: newBotFilter(cfg.Bots, 16384),
+		limit: ratelimit.New(ratelimit.Config{Rate: cfg.AttributionRate, Burst: int(4 * cfg.AttributionRate), Now: time.Now})}
 	h.scratch.New = func() any { return new(scratch) }
 	return h
 }
@@ -89,6 +96,11 @@ func (h *Handler) SetDraining(v bool) { h.draining.Store(v) }
 // buffers go back to the pool when the handler returns.
 type scratch struct {
 	vid, cid, tok, hdr, loc, ip, fp []byte
+	// Kept here rather than on the stack: an idle keep-alive connection's
+	// goroutine keeps the stack its deepest request needed.
+	rec   attribution.Click
+	seen  attribution.Seen
+	token cookie.Token
 }
 
 // Prebuilt header names and values: no per-request conversions.
@@ -165,13 +177,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	}
 	t, err := h.cfg.Links.Lookup(code)
 	if err != nil {
-		m.unavailable.Inc()
-		m.clickErrors.WithLabelValues("link_lookup").Inc()
-		if h.logEvery.Allow(time.Second) {
-			h.cfg.Logger.Error("cannot resolve link; answering 503", "code", string(code), "err", err)
-		}
-		ctx.Response.Header.SetCanonical(hdrRetryAfter, valOne)
-		h.jsonError(ctx, fasthttp.StatusServiceUnavailable, bodyUnavailable)
+		h.unavailable(ctx, code, err)
 		return
 	}
 	if t == nil {
@@ -185,29 +191,38 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 
 	dest := t.Link.Destination
 	if to := ctx.QueryArgs().PeekBytes(argTo); len(to) > 0 {
-		// The override is taken only if the program allows its host; any
-		// other value is ignored, never followed.
-		if u, host, err := attribution.ParseDestination(string(to)); err == nil && t.Program.AllowsHost(host) {
-			dest = u.String()
-		}
+		dest = override(t, to, dest)
 	}
 
-	outcome := h.bots.classify(&ctx.Request)
-	selfCheck := outcome == "" && len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil
-	ip := h.clientIP(ctx)
-	if selfCheck && h.isSelfClick(ip, t, s) {
+	seen := &s.seen
+	*seen = attribution.Seen{IP: h.clientIP(ctx), UserAgent: ctx.UserAgent(), Referer: ctx.Referer()}
+	var r request
+	outcome := h.bots.classify(&ctx.Request, seen, &r)
+	p := t.Program
+	switch {
+	case outcome != "":
+	case seen.FetchSite == attribution.FetchSiteCrossSite && r.navigate && !seen.UserActivation && p.UserActivationRequired():
+		// A navigation from another site that no gesture started: a meta
+		// refresh, location set by a script, a form submitted by one.
+		outcome = attribution.OutcomeSuspect
+	case r.gpc && p.HonorGPC:
+		outcome = attribution.OutcomeGPC
+	case len(t.PromoterIPs) > 0 && h.cfg.Hasher != nil && h.isSelfClick(seen.IP, t, s):
 		outcome = attribution.OutcomeSelfClick
+	case !h.limit.Allow(seen.IP):
+		// Only clicks that would set a cookie use the address's budget.
+		outcome = attribution.OutcomeRateLimited
 	}
 
-	now := h.cfg.Now()
-	rec := attribution.Click{Program: t.Program.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
-		At: now, Outcome: outcome, Model: t.Program.ClickModel}
+	rec := &s.rec
+	*rec = attribution.Click{Program: p.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
+		At: h.cfg.Now(), Outcome: outcome, Model: p.ClickModel}
 	if outcome == "" {
 		rec.Outcome = attribution.OutcomeAttributed
-		dest = h.attribute(ctx, t, s, &rec, dest)
+		dest = h.attribute(ctx, t, s, rec, dest)
 	}
-	if !h.cfg.Log.Click(rec, ip, ctx.UserAgent(), ctx.Referer()) && h.logEvery.Allow(time.Second) {
-		h.cfg.Logger.Error("click queue full; click dropped", "code", t.Link.Code)
+	if !h.cfg.Log.Click(rec, seen) {
+		h.dropped(t.Link.Code)
 	}
 	m.clicks[rec.Outcome].Inc()
 
@@ -218,6 +233,34 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	hdr.SetCanonical(hdrReferrerPolicy, valReferrer)
 	hdr.SetCanonical(hdrRobots, valNoIndex)
 	ctx.Response.ResetBody()
+}
+
+// unavailable answers 503 when the link store cannot tell what code is.
+// It and dropped are kept out of click, which every connection's goroutine
+// needs stack for: the rare paths' locals would be in its frame.
+func (h *Handler) unavailable(ctx *fasthttp.RequestCtx, code []byte, err error) {
+	h.cfg.Metrics.unavailable.Inc()
+	h.cfg.Metrics.clickErrors.WithLabelValues("link_lookup").Inc()
+	if h.logEvery.Allow(time.Second) {
+		h.cfg.Logger.Error("cannot resolve link; answering 503", "code", string(code), "err", err)
+	}
+	ctx.Response.Header.SetCanonical(hdrRetryAfter, valOne)
+	h.jsonError(ctx, fasthttp.StatusServiceUnavailable, bodyUnavailable)
+}
+
+func (h *Handler) dropped(code string) {
+	if h.logEvery.Allow(time.Second) {
+		h.cfg.Logger.Error("click queue full; click dropped", "code", code)
+	}
+}
+
+// override is the destination ?to= asks for if the program allows its host,
+// else dest: any other value is ignored, never followed.
+func override(t *Target, to []byte, dest string) string {
+	if u, host, err := attribution.ParseDestination(string(to)); err == nil && t.Program.AllowsHost(host) {
+		return u.String()
+	}
+	return dest
 }
 
 // attribute sets the visitor and attribution cookies for a real click, fills
@@ -236,23 +279,23 @@ func (h *Handler) attribute(ctx *fasthttp.RequestCtx, t *Target, s *scratch, rec
 	rec.Visitor = string(vid)
 	rec.ExpiresAt = now.Add(t.Program.CookieTTL())
 
-	var tok cookie.Token
+	tok := &s.token
 	if t.Program.ClickModel == attribution.FirstClick {
 		// An unexpired valid cookie of this program stands. The click still
 		// counts for its link, but it is not the visitor's click: the record
 		// goes without a visitor, so the store leaves the first one alone.
 		if old := ctx.Request.Header.CookieBytes(t.cookieName); len(old) > 0 &&
-			h.cfg.Signer.Verify(old, now, &tok) == nil && tok.Program == t.Program.ID {
+			h.cfg.Signer.Verify(old, now, tok) == nil && tok.Program == t.Program.ID {
 			rec.Visitor = ""
 			return dest
 		}
 	}
 	s.cid = cookie.AppendClickID(s.cid[:0], now)
 	rec.ID = string(s.cid)
-	tok = cookie.Token{Program: t.Program.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
+	*tok = cookie.Token{Program: t.Program.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
 		Click: rec.ID, Visitor: rec.Visitor, Issued: now, Expires: rec.ExpiresAt}
 	var err error
-	s.tok, err = h.cfg.Signer.AppendToken(s.tok[:0], &tok)
+	s.tok, err = h.cfg.Signer.AppendToken(s.tok[:0], tok)
 	if err != nil { // only for over-long ids, which validation prevents
 		h.cfg.Metrics.clickErrors.WithLabelValues("sign").Inc()
 		h.cfg.Logger.Error("cannot sign token", "err", err)

@@ -2,6 +2,7 @@ package redirect
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -27,12 +28,16 @@ const browserUA = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 
 type recorder struct {
 	mu     sync.Mutex
 	clicks []attribution.Click
+	seen   []attribution.Seen
 }
 
-func (r *recorder) Click(c attribution.Click, _ netip.Addr, _, _ []byte) bool {
+func (r *recorder) Click(c *attribution.Click, seen *attribution.Seen) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.clicks = append(r.clicks, c)
+	r.clicks = append(r.clicks, *c)
+	s := *seen
+	s.UserAgent, s.Referer = bytes.Clone(s.UserAgent), bytes.Clone(s.Referer)
+	r.seen = append(r.seen, s)
 	return true
 }
 
@@ -712,5 +717,128 @@ func TestExpiredEntryDoesNotWait(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("clicks on a cached link waited for a hanging store")
+	}
+}
+
+// Cross-site navigations no gesture started are suspect unless the program
+// says otherwise; every click records what Sec-Fetch-Site and
+// Sec-Fetch-User said.
+func TestClickUserActivation(t *testing.T) {
+	e := newEdge(t, nil)
+	relaxed := &attribution.Program{ID: "relaxed", CookieDays: 7, AllowedHosts: []string{"shop.example.com"},
+		RequireUserActivation: new(bool)}
+	relaxed.Normalize()
+	e.st.PutProgram(context.Background(), relaxed)
+	e.st.CreateLink(context.Background(), &attribution.Link{Code: "relax1", Program: "relaxed", Promoter: "alice", Destination: "https://shop.example.com/"})
+	nav := func(site, user string) [][2]string {
+		h := [][2]string{{"Sec-Fetch-Mode", "navigate"}, {"Sec-Fetch-Dest", "document"}}
+		if site != "" {
+			h = append(h, [2]string{"Sec-Fetch-Site", site})
+		}
+		if user != "" {
+			h = append(h, [2]string{"Sec-Fetch-User", user})
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name, code string
+		headers    [][2]string
+		want       attribution.Outcome
+		site       attribution.FetchSite
+		activated  bool
+	}{
+		{"tapped link from another site", "shop1", nav("cross-site", "?1"), attribution.OutcomeAttributed, attribution.FetchSiteCrossSite, true},
+		{"meta refresh or location= from another site", "shop1", nav("cross-site", ""), attribution.OutcomeSuspect, attribution.FetchSiteCrossSite, false},
+		{"Sec-Fetch-User ?0", "shop1", nav("cross-site", "?0"), attribution.OutcomeSuspect, attribution.FetchSiteCrossSite, false},
+		{"typed or bookmarked", "shop1", nav("none", ""), attribution.OutcomeAttributed, attribution.FetchSiteNone, false},
+		{"same site, no gesture", "shop1", nav("same-site", ""), attribution.OutcomeAttributed, attribution.FetchSiteSameSite, false},
+		{"a browser without fetch metadata", "shop1", nil, attribution.OutcomeAttributed, attribution.FetchSiteAbsent, false},
+		{"an odd value", "shop1", nav("elsewhere", "?1"), attribution.OutcomeAttributed, attribution.FetchSiteOther, true},
+		{"program that does not require it", "relax1", nav("cross-site", ""), attribution.OutcomeAttributed, attribution.FetchSiteCrossSite, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := e.do(t, req{uri: "/r/" + tc.code, headers: tc.headers})
+			if resp.StatusCode() != 302 {
+				t.Fatalf("status %d", resp.StatusCode())
+			}
+			_, cookie := setCookies(resp)["rg_"+map[string]string{"shop1": "shop", "relax1": "relaxed"}[tc.code]]
+			if c := e.q.last(t); c.Outcome != tc.want || cookie != (tc.want == attribution.OutcomeAttributed) {
+				t.Errorf("outcome %s, cookie %v; want %s", c.Outcome, cookie, tc.want)
+			}
+			if s := e.q.seen[len(e.q.seen)-1]; s.FetchSite != tc.site || s.UserActivation != tc.activated {
+				t.Errorf("seen site %q activation %v, want %q %v", s.FetchSite, s.UserActivation, tc.site, tc.activated)
+			}
+		})
+	}
+}
+
+func TestClickGPC(t *testing.T) {
+	e := newEdge(t, nil)
+	gpc := &attribution.Program{ID: "private", CookieDays: 7, AllowedHosts: []string{"shop.example.com"}, HonorGPC: true}
+	gpc.Normalize()
+	e.st.PutProgram(context.Background(), gpc)
+	e.st.CreateLink(context.Background(), &attribution.Link{Code: "priv1", Program: "private", Promoter: "alice", Destination: "https://shop.example.com/"})
+	for _, tc := range []struct {
+		code, value string
+		want        attribution.Outcome
+	}{
+		{"priv1", "1", attribution.OutcomeGPC},
+		{"priv1", "0", attribution.OutcomeAttributed},
+		{"shop1", "1", attribution.OutcomeAttributed}, // honor_gpc is false there
+	} {
+		resp := e.do(t, req{uri: "/r/" + tc.code, headers: [][2]string{{"Sec-GPC", tc.value}}})
+		cs := setCookies(resp)
+		if c := e.q.last(t); resp.StatusCode() != 302 || c.Outcome != tc.want || c.Visitor != "" && tc.want == attribution.OutcomeGPC {
+			t.Errorf("%s Sec-GPC %s: %d %s, want %s", tc.code, tc.value, resp.StatusCode(), c.Outcome, tc.want)
+		}
+		if _, ok := cs["rg_private"]; ok && tc.want == attribution.OutcomeGPC {
+			t.Errorf("cookie set under Sec-GPC: %v", cs)
+		}
+	}
+}
+
+// Past --attribution-rate, an address's clicks are redirected without a
+// cookie or a visitor; another address is not held back, and bots do not
+// use up the budget.
+func TestClickRateLimit(t *testing.T) {
+	e := newEdge(t, func(c *Config) { c.AttributionRate = 1 }) // burst 4
+	for range 10 {
+		e.do(t, req{uri: "/r/shop1", remote: "198.51.100.1", headers: [][2]string{{"User-Agent", "Googlebot/2.1"}}})
+	}
+	outcomes := map[attribution.Outcome]int{}
+	for range 10 {
+		resp := e.do(t, req{uri: "/r/shop1", remote: "198.51.100.1"})
+		c := e.q.last(t)
+		outcomes[c.Outcome]++
+		_, cookie := setCookies(resp)["rg_shop"]
+		if resp.StatusCode() != 302 || string(resp.Header.Peek("Location")) != "https://shop.example.com/landing?utm=x" {
+			t.Fatalf("limited click not redirected: %d", resp.StatusCode())
+		}
+		if c.Outcome == attribution.OutcomeRateLimited && (cookie || c.Visitor != "" || c.ID != "") {
+			t.Errorf("rate-limited click got a cookie %v or a visitor %q", cookie, c.Visitor)
+		}
+	}
+	if outcomes[attribution.OutcomeAttributed] != 4 || outcomes[attribution.OutcomeRateLimited] != 6 {
+		t.Errorf("one address, 10 clicks at once: %v; want 4 attributed, 6 rate_limited", outcomes)
+	}
+	// The same /64 is the same client; another address is not.
+	if e.do(t, req{uri: "/r/shop1", remote: "2001:db8:1:2::1"}); e.q.last(t).Outcome != attribution.OutcomeAttributed {
+		t.Error("first IPv6 click limited")
+	}
+	for range 4 {
+		e.do(t, req{uri: "/r/shop1", remote: "2001:db8:1:2::9"})
+	}
+	if c := e.q.last(t); c.Outcome != attribution.OutcomeRateLimited {
+		t.Errorf("fifth click from one /64: %s", c.Outcome)
+	}
+	if e.do(t, req{uri: "/r/shop1", remote: "198.51.100.2"}); e.q.last(t).Outcome != attribution.OutcomeAttributed {
+		t.Error("another address limited")
+	}
+	// Behind a trusted proxy, the limit is the client's, not the proxy's.
+	for i := range 6 {
+		e.do(t, req{uri: "/r/shop1", remote: "10.0.0.1", headers: [][2]string{{"X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i+1)}}})
+		if c := e.q.last(t); c.Outcome != attribution.OutcomeAttributed {
+			t.Errorf("client %d behind the proxy: %s", i, c.Outcome)
+		}
 	}
 }

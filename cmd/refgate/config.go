@@ -100,7 +100,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GeoIPASNDB, "geoip-asn-db", "", "optional GeoLite2 ASN database file, reloaded when it changes")
 	fs.StringVar(&c.BotPatterns, "bot-patterns", "", "crawler list in the crawler-user-agents JSON format, read at start, replacing the built-in one; empty = built-in")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
-	fs.IntVar(&c.EdgeMaxConns, "edge-max-conns", 20000, "edge: open connections in all; past it new ones are closed on accept")
+	fs.IntVar(&c.EdgeMaxConns, "edge-max-conns", 10000, "edge: open connections in all; past it new ones are closed on accept")
 	fs.IntVar(&c.EdgeMaxConnsPerIP, "edge-max-conns-per-ip", 256, "edge: open connections per client address (IPv4 address, IPv6 /64; trusted proxies exempt); 0 = no cap")
 	fs.DurationVar(&c.EdgeIdleTimeout, "edge-idle-timeout", 10*time.Second, "edge: how long a keep-alive connection may wait for its next request")
 	fs.Float64Var(&c.AttributionRate, "attribution-rate", 5, "attributable clicks per second per client address (IPv4 address, IPv6 /64), burst 4x; past it a click is redirected without a cookie (rate_limited); 0 = no limit")

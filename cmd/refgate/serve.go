@@ -149,7 +149,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
 	m.Edge = redirect.New(redirect.Config{Links: cache, Log: m.Pipeline, Signer: signer, Hasher: hasher,
 		Now: m.Clock.Now, TrustedProxies: trusted, CookieDomain: c.CookieDomain, CookieSecure: c.CookieSecure,
-		Logger: log, Metrics: metrics, Bots: bots})
+		Logger: log, Metrics: metrics, Bots: bots, AttributionRate: c.AttributionRate})
 	var apiEvents api.Emitter
 	if c.Events { // an interface holding a nil pointer would not be nil
 		apiEvents = m.Pipeline
