@@ -122,7 +122,8 @@ type item struct {
 
 type span struct{ off, n uint32 }
 
-// Longest user agent and referer kept; a longer one is cut.
+// Longest user agent and referer kept; a longer one is cut (a referer once
+// stripped of its query, fragment and user part).
 const (
 	maxUserAgent = 512
 	maxReferer   = 1024
@@ -212,15 +213,15 @@ func New(cfg Config) (*Pipeline, error) {
 
 // Click queues one click: its record for the store and its event. ip is the
 // client IP as seen (it is looked up in GeoIP, then anonymised, off the
-// click path); userAgent and referer are copied. It returns false when the
+// click path); userAgent and referer are copied, the referer without its
+// query, fragment and user part (refererParts). It returns false when the
 // click was dropped because the queue is full.
 func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer []byte) bool {
 	if len(userAgent) > maxUserAgent {
 		userAgent = userAgent[:maxUserAgent]
 	}
-	if len(referer) > maxReferer {
-		referer = referer[:maxReferer]
-	}
+	// Stripped while it is copied: the raw header is never written anywhere.
+	refHead, refTail := refererParts(referer)
 	p.mu.Lock()
 	b := p.buf
 	if len(b.items) >= p.cfg.QueueSize || p.closed.Load() {
@@ -231,8 +232,8 @@ func (p *Pipeline) Click(c attribution.Click, ip netip.Addr, userAgent, referer 
 	it := item{click: c, ip: ip}
 	it.ua = span{uint32(len(b.arena)), uint32(len(userAgent))}
 	b.arena = append(b.arena, userAgent...)
-	it.ref = span{uint32(len(b.arena)), uint32(len(referer))}
-	b.arena = append(b.arena, referer...)
+	it.ref = span{uint32(len(b.arena)), uint32(len(refHead) + len(refTail))}
+	b.arena = append(append(b.arena, refHead...), refTail...)
 	b.items = append(b.items, it)
 	p.mu.Unlock()
 	return true

@@ -101,7 +101,8 @@ func TestPipelineClickEvent(t *testing.T) {
 	p := newPipeline(t, testConfig(t.TempDir(), st, sink))
 	c := click(1)
 	c.ExpiresAt = c.At.Add(7 * 24 * time.Hour)
-	p.Click(*c, netip.MustParseAddr("::ffff:81.2.69.142"), []byte("Mozilla/5.0"), []byte("https://blog.example/"))
+	p.Click(*c, netip.MustParseAddr("::ffff:81.2.69.142"), []byte("Mozilla/5.0"),
+		[]byte("https://reader:pw@blog.example/post?session=5f3a9c&email=a%40b.example#comments"))
 	b := click(2)
 	b.Outcome, b.Visitor = attribution.OutcomeBot, ""
 	p.Click(*b, netip.MustParseAddr("2001:db8:1234:5678::1"), []byte("Googlebot/2.1"), nil)
@@ -124,7 +125,7 @@ func TestPipelineClickEvent(t *testing.T) {
 	}
 	d := e.Data
 	if d.IP != "81.2.69.0" || d.Geo == nil || d.Geo.Country != "GB" || d.UserAgent != "Mozilla/5.0" ||
-		d.Referer != "https://blog.example/" || d.ClickID != "c00001" || d.Visitor != "v1" || d.Bot ||
+		d.Referer != "https://blog.example/post" || d.ClickID != "c00001" || d.Visitor != "v1" || d.Bot ||
 		d.ExpiresAt == nil || d.Outcome != "attributed" {
 		t.Fatalf("click data: %+v", d)
 	}
