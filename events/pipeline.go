@@ -41,9 +41,15 @@ type Config struct {
 	Sink Sink
 	// Files makes the log the JSON Lines event files (events-NNNNNN.jsonl,
 	// the embedded store's sink): its segments are kept once the store has
-	// taken them, the oldest deleted beyond FileKeep (0: none).
-	Files    bool
-	FileKeep int
+	// taken them, and the oldest of those deleted while there are more than
+	// FileKeep files, while the files hold more than FileKeepBytes in all,
+	// or while the oldest was last written more than FileMaxAge ago. A
+	// bound that is 0 is off; a file the store has not taken is never
+	// deleted.
+	Files         bool
+	FileKeep      int
+	FileKeepBytes int64
+	FileMaxAge    time.Duration
 	// SegmentBytes is the size at which a segment is closed and the next
 	// begun [MaxBytes/8, at most 16 MiB; Files: 64 MiB].
 	SegmentBytes int64
@@ -179,7 +185,8 @@ func New(cfg Config) (*Pipeline, error) {
 	lc := seglog.Config{Dir: cfg.Dir, Prefix: "spool-", Suffix: ".jsonl", SegmentBytes: cfg.SegmentBytes,
 		MaxBytes: cfg.MaxBytes, Readers: []seglog.Reader{{Name: ToStore, Tail: true}}}
 	if cfg.Files {
-		lc.Prefix, lc.Digits, lc.Retain, lc.Keep = "events-", 6, true, cfg.FileKeep
+		lc.Prefix, lc.Digits, lc.Retain = "events-", 6, true
+		lc.Keep, lc.KeepBytes, lc.MaxAge = cfg.FileKeep, cfg.FileKeepBytes, cfg.FileMaxAge
 	}
 	if cfg.Sink != nil {
 		lc.Readers = append(lc.Readers, seglog.Reader{Name: ToSink})
@@ -344,6 +351,9 @@ func (p *Pipeline) write() {
 				return
 			case <-t.C:
 				p.sync()
+				if p.cfg.Files && p.cfg.FileMaxAge > 0 {
+					p.log.Trim() // an idle log ages out too
+				}
 			}
 		}
 	}()

@@ -407,6 +407,50 @@ func TestPipelineFiles(t *testing.T) {
 	st.check(t, 100)
 }
 
+// TestPipelineFilesBounded: the event files are kept within FileKeepBytes
+// once the store has taken them, and files it has not taken are kept
+// whatever the bound (an outage of the store must not lose clicks);
+// refgate_event_files_bytes reports what is on disk.
+func TestPipelineFilesBounded(t *testing.T) {
+	dir := t.TempDir()
+	st := newTestStore()
+	cfg := testConfig(dir, st, nil)
+	reg := prometheus.NewRegistry()
+	cfg.Files, cfg.FileKeepBytes, cfg.SegmentBytes, cfg.Registerer = true, 5000, 1000, reg
+	p := newPipeline(t, cfg)
+	onDisk := func() (n int64, files int) {
+		fs, err := EventFiles(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if info, err := os.Stat(f.Path); err == nil {
+				n += info.Size()
+			}
+		}
+		return n, len(fs)
+	}
+	st.set(true, nil) // the store is down: nothing is taken
+	for i := range 100 {
+		p.Click(*click(i), netip.Addr{}, nil, nil)
+		if i%10 == 9 {
+			time.Sleep(3 * time.Millisecond)
+		}
+	}
+	waitFor(t, "the log", func() bool { return p.Depth() == 0 && p.LogBytes() > 10000 })
+	if n, _ := onDisk(); n < p.LogBytes() {
+		t.Fatalf("files the store has not taken were deleted: %d bytes on disk, %d not taken", n, p.LogBytes())
+	}
+	st.set(false, nil)
+	waitFor(t, "store", func() bool { return st.count() == 100 })
+	waitFor(t, "the bound", func() bool { n, _ := onDisk(); return n <= 5000+1000 })
+	n, files := onDisk()
+	if got := testutil.ToFloat64(p.m.filesBytes); int64(got) != n {
+		t.Errorf("refgate_event_files_bytes %v, %d bytes in %d files on disk", got, n, files)
+	}
+	st.check(t, 100)
+}
+
 func splitLines(b []byte) [][]byte {
 	var out [][]byte
 	for len(b) > 0 {

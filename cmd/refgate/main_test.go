@@ -302,9 +302,13 @@ func TestConfigPrecedence(t *testing.T) {
 	if c.TrustedProxies != "127.0.0.0/8,::1/128" || c.ShutdownDelay != 0 || c.RedisURL != "" {
 		t.Errorf("defaults: %+v", c)
 	}
+	// The event files are bounded by default: 30 days, 10 GiB.
+	if c.EventsFileMaxAge != 720*time.Hour || c.EventsFileKeepBytes != 10<<30 || c.EventsFileKeep != 0 {
+		t.Errorf("event file bounds: %v %d %d", c.EventsFileMaxAge, c.EventsFileKeepBytes, c.EventsFileKeep)
+	}
 	var bad Config
 	for _, args := range [][]string{{"--log-format", "xml"}, {"--no-such-flag"}, {"--redis-url", "redis://a", "--redis-addrs", "b:1"}, {"extra"},
-		{"--phone-region", "XX"}, {"--phone-region", ""}} {
+		{"--phone-region", "XX"}, {"--phone-region", ""}, {"--events-file-max-age", "-1h"}, {"--events-file-keep-bytes", "-1"}} {
 		if err := bad.ParseFlags("serve", args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}

@@ -300,7 +300,8 @@ func (m *Main) openPipeline(ctx context.Context, st store.Store) error {
 		case *redisstore.Store:
 			cfg.Sink = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
 		default:
-			cfg.Files, cfg.FileKeep, cfg.SegmentBytes = true, c.EventsFileKeep, c.EventsFileMaxBytes
+			cfg.Files, cfg.SegmentBytes = true, c.EventsFileMaxBytes
+			cfg.FileKeep, cfg.FileKeepBytes, cfg.FileMaxAge = c.EventsFileKeep, c.EventsFileKeepBytes, c.EventsFileMaxAge
 		}
 	}
 	cfg.Dir = events.LogDir(c.DataDir, cfg.Files)
