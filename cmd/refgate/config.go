@@ -67,6 +67,7 @@ type Config struct {
 	EventsFileKeepBytes int64
 	EventsFileMaxAge    time.Duration
 	SpoolMaxBytes       int64
+	SweepInterval       time.Duration
 }
 
 // secretFlags are masked when the effective configuration is logged.
@@ -115,6 +116,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.EventsFileKeepBytes, "events-file-keep-bytes", 10<<30, "embedded store: most bytes of event files kept, oldest deleted first once the store has taken them; 0 = no bound on the size")
 	fs.DurationVar(&c.EventsFileMaxAge, "events-file-max-age", 720*time.Hour, "embedded store: an event file last written longer ago is deleted once the store has taken it; 0 = no bound on the age")
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the local log of clicks and events that the store or the sink has not taken; past it new ones are dropped")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Hour, "embedded store: how often records expired for a week (visitors' clicks, click claims, associations) are deleted; 0 = never")
 }
 
 // ParseFlags reads args, then REFGATE_* environment variables, then the YAML
@@ -170,6 +172,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EventsStreams < 1 || c.EventsFileMaxBytes < 1 || c.SpoolMaxBytes < 1 {
 		errs = append(errs, errors.New("--events-streams, --events-file-max-bytes and --spool-max-bytes must be positive"))
+	}
+	if c.SweepInterval < 0 {
+		errs = append(errs, errors.New("--sweep-interval must not be negative"))
 	}
 	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 || c.EventsFileKeepBytes < 0 || c.EventsFileMaxAge < 0 {
 		errs = append(errs, errors.New("--events-stream-maxlen, --events-file-keep, --events-file-keep-bytes and --events-file-max-age must not be negative"))

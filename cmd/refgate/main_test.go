@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/buildtest"
 	"github.com/refgate/refgate/internal/redistest"
+	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/embedded"
 )
 
@@ -265,6 +267,44 @@ func TestEndToEndEmbeddedAndRestart(t *testing.T) {
 	if err != nil || c.ID != parsed.Click || c.Promoter != "alice" {
 		t.Errorf("visitor record: %+v %v", c, err)
 	}
+}
+
+// TestSweepFollowsTestClock: the embedded store sweeps by the server's
+// clock, so advancing the test clock past a click's expiry and the grace
+// sweeps its visitor record.
+func TestSweepFollowsTestClock(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), func(c *Config) { c.TestClock, c.SweepInterval = true, 20*time.Millisecond })
+	setup(t, m, "sweep01")
+	resp := click(t, m.EdgeAddr(), "sweep01")
+	var vid string
+	for _, c := range resp.Cookies() {
+		if c.Name == "rg_vid" {
+			vid = c.Value
+		}
+	}
+	ctx := context.Background()
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !done(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 5s", what)
+			}
+		}
+	}
+	waitFor("visitor record", func() bool { _, err := m.Store.VisitorClick(ctx, "shop", vid); return err == nil })
+	// 7 cookie days and 7 days' grace: a day short of them, the record stays.
+	if s, b := callAPI(t, m, "POST", "/v1/admin/test-clock", `{"advance":"312h"}`); s != 200 {
+		t.Fatalf("test clock: %d %v", s, b)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := m.Store.VisitorClick(ctx, "shop", vid); err != nil {
+		t.Fatalf("swept within the grace: %v", err)
+	}
+	callAPI(t, m, "POST", "/v1/admin/test-clock", `{"advance":"25h"}`)
+	waitFor("sweep", func() bool {
+		_, err := m.Store.VisitorClick(ctx, "shop", vid)
+		return errors.Is(err, store.ErrNotFound)
+	})
 }
 
 func TestGeneratedTokensLoggedOnce(t *testing.T) {

@@ -231,7 +231,14 @@ func storeKind(c *Config) string {
 func (m *Main) openStore() (store.Store, error) {
 	c := &m.Config
 	if c.RedisURL == "" && c.RedisAddrs == "" {
-		s, err := embedded.Open(c.DataDir)
+		// Swept by the server's clock, the one the rules read: with
+		// --test-clock, moving it expires records as it expires cookies.
+		sweep := c.SweepInterval
+		if sweep == 0 {
+			sweep = -1 // off
+		}
+		s, err := embedded.New(embedded.Config{Dir: c.DataDir, Now: m.Clock.Now, SweepInterval: sweep,
+			Registerer: m.Registry, Logger: m.Logger})
 		if err != nil {
 			return nil, err
 		}
