@@ -185,6 +185,30 @@ func (c *Customer) Prune(now time.Time, grace time.Duration) bool {
 	return changed || len(c.Applied) != n
 }
 
+// ClickIDs returns the ids of the clicks c's record names (its
+// associations', those of its remembered writes), sorted, each once.
+func (c *Customer) ClickIDs() []string {
+	var ids []string
+	add := func(a *Association) {
+		if a != nil && a.Click != "" {
+			ids = append(ids, a.Click)
+		}
+	}
+	for _, st := range c.Programs {
+		add(st.Assoc)
+	}
+	for _, a := range c.Applied {
+		add(a.Assoc)
+		for _, d := range a.Decisions {
+			if d.Click != "" {
+				ids = append(ids, d.Click)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
 // Empty reports whether c holds nothing a rule reads: not paid, not
 // agent-served, no fingerprints, no program state, no remembered write. A
 // customer that is not stored reads the same.

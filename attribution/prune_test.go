@@ -40,3 +40,18 @@ func TestPrune(t *testing.T) {
 	f("OldWriteGoes", Customer{ID: "c", Applied: []Applied{{Op: "a", At: t0}, {Op: "b", At: t0.Add(grace)}}}, t0.Add(ReplayWindow+grace+time.Second),
 		true, false, func(c *Customer) bool { return len(c.Applied) == 1 && c.Applied[0].Op == "b" })
 }
+
+func TestCustomerAlias(t *testing.T) {
+	a := hasher.CustomerAlias("cust-1001")
+	if a != hasher.CustomerAlias("cust-1001") || a == hasher.CustomerAlias("cust-1002") || !ValidID(a) ||
+		len(a) != len(AliasPrefix)+22 || a[:len(AliasPrefix)] != AliasPrefix {
+		t.Errorf("alias %q", a)
+	}
+	if other := NewFingerprintHasher([]byte("another-key-0123")); other.CustomerAlias("cust-1001") == a {
+		t.Error("the alias does not depend on the key")
+	}
+	// Not a fingerprint of the same value: another kind.
+	if fp, _ := hasher.Hash(Fingerprints{Devices: []string{"cust-1001"}}); fp[0][len(FPDevice)+1:] == a[len(AliasPrefix):] {
+		t.Error("alias and fingerprint share a hash")
+	}
+}

@@ -19,6 +19,9 @@ var (
 	bDecisions = []byte("decisions") // program 0x00 customer → []Decision JSON, newest first
 	bOrderIdx  = []byte("orderidx")  // order → customer
 	bClickUse  = []byte("clickuse")  // click 0x00 customer → claimValue (expiry, id of the claim that bound it)
+	// customer 0x00 program → empty: the customer has a decision log in
+	// the program, so that erasing the customer finds every one.
+	bDecisionLogs = []byte("decisionlogs")
 )
 
 func (s *Store) Customer(_ context.Context, id string) (*attribution.Customer, error) {
@@ -60,6 +63,9 @@ func (s *Store) UpdateCustomer(_ context.Context, id, order string, fn store.Upd
 			}
 		}
 		for _, d := range u.Decisions {
+			if err := tx.Bucket(bDecisionLogs).Put([]byte(id+"\x00"+d.Program), []byte{}); err != nil {
+				return err
+			}
 			dk := []byte(d.Program + "\x00" + id)
 			var ds []attribution.Decision
 			if b := tx.Bucket(bDecisions).Get(dk); b != nil {
