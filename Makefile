@@ -47,7 +47,8 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./redirect    -run '^$$' -fuzz '^FuzzClientIP$$'         -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDecodeProgram$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzStorefrontBodies$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./events      -run '^$$' -fuzz '^FuzzSpoolReplay$$'     -fuzztime $(FUZZTIME)
+	$(GO) test ./events      -run '^$$' -fuzz '^FuzzLogReplay$$'       -fuzztime $(FUZZTIME)
+	$(GO) test ./events      -run '^$$' -fuzz '^FuzzStripReferer$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzFastJSONMatchesStd$$' -fuzztime $(FUZZTIME)
 
 lint: ## gofmt and go vet

@@ -99,7 +99,7 @@ func New(cfg Config) *Server {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
-		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events, PublicURL: cfg.PublicURL}}
+		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events, PublicURL: cfg.PublicURL, Logger: cfg.Logger}}
 	if cfg.TestClock {
 		s.svc.Clock = cfg.Clock
 	}
@@ -196,6 +196,7 @@ var routes = []route{
 	{"POST", "/v1/admin/test-clock", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.testClock(ctx) }},
 	{"POST", "/v1/bind", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.bind(ctx) }},
 	{"PUT", "/v1/customers/{id}", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putCustomer(ctx, p[0]) }},
+	{"DELETE", "/v1/customers/{id}", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.deleteCustomer(ctx, p[0]) }},
 	{"GET", "/v1/attribution", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.attribution(ctx) }},
 	{"GET", "/v1/attribution/explain", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.explain(ctx) }},
 	{"POST", "/v1/conversions", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.convert(ctx) }},

@@ -153,6 +153,7 @@ type mOrder struct {
 	commission        int64
 	refunds           map[string]mRefund
 	nRefunds          int
+	erased            bool // its customer was erased since
 }
 
 // mInfo is customer_info, fingerprints, or a PUT of a customer.
@@ -168,8 +169,9 @@ type model struct {
 	customers []*mCustomer
 	links     map[string]*mLink
 	visits    map[[2]int]*mClick      // (program, visitor) → the visitor's click record
-	uses      map[string]map[int]bool // click id → customers it binds
+	uses      map[string]map[int]bool // click id → customers it binds (an erased one: a negative number)
 	orders    map[string]*mOrder
+	nErased   int
 }
 
 func (m *model) active(st *mState) *mAssoc {
@@ -524,14 +526,43 @@ func (m *model) refund(order, id string, amount int64) (RefundAnswer, string) {
 	}
 	o.refunded += amount
 	comm := halfUp(o.granted, o.amount-o.refunded, o.amount)
-	c := m.customers[o.customer]
-	st := c.states[o.program]
-	st.capUsed = max(st.capUsed-(o.commission-comm), 0) // cap use drops by the commission taken back
+	if !o.erased { // an erased customer's order is refunded alone
+		c := m.customers[o.customer]
+		st := c.states[o.program]
+		st.capUsed = max(st.capUsed-(o.commission-comm), 0) // cap use drops by the commission taken back
+		m.log(c, o.program, mDecision{event: "refund", outcome: "refunded", promoter: o.promoter, click: o.click, order: order, refund: id})
+	}
 	o.commission = comm
 	o.refunds[id] = mRefund{amount: amount, refunded: o.refunded, commission: comm}
 	o.nRefunds++
-	m.log(c, o.program, mDecision{event: "refund", outcome: "refunded", promoter: o.promoter, click: o.click, order: order, refund: id})
 	return RefundAnswer{Order: order, Refund: id, Refunded: o.refunded, Commission: comm}, ""
+}
+
+// erase is DELETE /v1/customers/{id} (DESIGN "Privacy"): the customer is
+// forgotten and its id, used again, is a new customer. Its orders stay and
+// are answered as before when reported again by the same id (with another
+// customer or other values: a conflict); a refund of one changes nothing
+// of any customer and logs nothing. The clicks it used stay used, by
+// nobody the model can name.
+func (m *model) erase(ci int) {
+	for _, o := range m.orders {
+		if o.customer == ci {
+			o.erased = true
+		}
+	}
+	for _, u := range m.uses {
+		if u[ci] {
+			m.nErased++
+			delete(u, ci)
+			u[-m.nErased] = true
+		}
+	}
+	c := m.customers[ci]
+	*c = mCustomer{id: c.id, fps: map[string]bool{}}
+	for range m.programs {
+		c.states = append(c.states, &mState{paidProducts: map[string]bool{}})
+		c.log = append(c.log, nil)
+	}
 }
 
 // putCustomer is PUT /v1/customers/{id}.

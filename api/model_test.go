@@ -198,6 +198,7 @@ type driver struct {
 	seen     map[string]bool     // every event id emitted
 	evIDs    map[string][]string // order id, or order id/refund id → the event ids its decision emitted
 	stepIDs  map[string]bool     // event ids first emitted in this step
+	unlogged int                 // of them, decisions no explain log keeps (refunds of an erased customer's orders)
 }
 
 func (d *driver) fatalf(format string, args ...any) {
@@ -372,14 +373,14 @@ func runModel(rt *rapid.T, st store.Store, prefix string, stats *modelStats) int
 		{3, func() { d.doClick() }}, {1, d.doForgedToken}, {4, d.doBind}, {3, d.doClickAndBind}, {2, d.doBindAgain},
 		{4, d.doConvert}, {2, d.doConvertAgain},
 		{3, d.doRefund}, {1, d.doPutCustomer}, {1, d.doEditProgram}, {1, d.doEditPromoter}, {1, d.doDeleteLink},
-		{2, d.doAdvance},
+		{2, d.doAdvance}, {1, d.doErase},
 	}
 	total := 0
 	for _, a := range actions {
 		total += a.weight
 	}
 	for d.step = 0; d.step < modelSteps; d.step++ {
-		d.stepIDs = map[string]bool{}
+		d.stepIDs, d.unlogged = map[string]bool{}, 0
 		before := d.logLens()
 		n := rapid.IntRange(0, total-1).Draw(rt, "action")
 		for _, a := range actions {
@@ -427,7 +428,7 @@ func (d *driver) checkLogs(before [][]int, full bool) {
 	newIDs := 0
 	for ci, c := range d.m.customers {
 		for pi, p := range d.m.programs {
-			fresh := after[ci][pi] - before[ci][pi]
+			fresh := max(after[ci][pi]-before[ci][pi], 0) // fewer: erased
 			newIDs += fresh
 			if fresh == 0 && !full {
 				continue
@@ -451,8 +452,8 @@ func (d *driver) checkLogs(before [][]int, full bool) {
 			}
 		}
 	}
-	if newIDs != len(d.stepIDs) {
-		d.fatalf("%d new decisions, %d new event ids", newIDs, len(d.stepIDs))
+	if newIDs+d.unlogged != len(d.stepIDs) {
+		d.fatalf("%d new decisions (%d not logged), %d new event ids", newIDs, d.unlogged, len(d.stepIDs))
 	}
 }
 
@@ -817,7 +818,31 @@ func (d *driver) doRefund() {
 		return
 	}
 	d.count(mDecision{event: "refund", outcome: "refunded"})
-	d.evIDs[key] = d.fresh("refund "+key, ids, added(lens, d.logLens()))
+	logged := added(lens, d.logLens())
+	if o.erased {
+		d.stats.reasons["refund/erased"]++
+		logged, d.unlogged = 1, d.unlogged+1 // its event, no log entry
+	}
+	d.evIDs[key] = d.fresh("refund "+key, ids, logged)
+}
+
+// doErase: the storefront erases a customer; sometimes again at once (a
+// retry), which changes nothing more.
+func (d *driver) doErase() {
+	ci := rapid.IntRange(0, len(d.m.customers)-1).Draw(d.rt, "customer")
+	id := d.m.customers[ci].id
+	for range rapid.IntRange(1, 2).Draw(d.rt, "erasures") {
+		d.must(d.sv.EraseCustomer(d.ctx, id))
+		if ids := d.rec.take(); len(ids) != 0 {
+			d.fatalf("erasing %s emitted %v", id, ids)
+		}
+	}
+	d.m.erase(ci)
+	d.stats.reasons["customer/erased"]++
+	d.tracef("erase %s", id)
+	if _, err := d.st.Customer(d.ctx, id); !errors.Is(err, store.ErrNotFound) {
+		d.fatalf("customer %s after its erasure: %v", id, err)
+	}
 }
 
 // doPutCustomer: the storefront reports what it knows of a customer.

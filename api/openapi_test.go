@@ -98,6 +98,7 @@ func TestOpenAPIExamples(t *testing.T) {
 		{"POST", "/v1/conversions", "/v1/conversions"},
 		{"POST", "/v1/conversions/ord-1/refunds", "/v1/conversions/{order}/refunds"},
 		{"GET", "/v1/attribution/explain?program=tencent&customer=cust-1001", "/v1/attribution/explain"},
+		{"DELETE", "/v1/customers/cust-1001", "/v1/customers/{id}"},
 		{"POST", "/v1/admin/test-clock", "/v1/admin/test-clock"},
 		{"GET", "/livez", "/livez"},
 		{"GET", "/readyz", "/readyz"},

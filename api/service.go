@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,8 @@ type Service struct {
 	PublicURL string
 	// Clock is the test clock MoveClock moves; nil for none.
 	Clock *clock.Clock
+	// Logger takes the line each erasure logs; nil for none.
+	Logger *slog.Logger
 
 	cacheOnce sync.Once
 	cache     *entityCache
@@ -400,6 +403,41 @@ func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.
 	return &out, nil
 }
 
+// EraseCustomer forgets a customer (DESIGN "Privacy"): its record
+// (fingerprints, associations, flags), its decision logs in every program
+// and its claims of clicks go; its orders stay, decisions and amounts
+// included, with the customer replaced by its keyed hash
+// (FingerprintHasher.CustomerAlias). The same order reported again then
+// gets its stored decision, never a second one; a refund of it is applied
+// to the order alone. Erasing is idempotent: an unknown or erased
+// customer is erased already, and an erasure that failed part-way (an
+// error, a crash) is finished by the next. The customer id may be used
+// again afterwards, as a new customer.
+//
+// There is no event type for it: it is logged, with the alias, not the
+// id, and counts of what went. An id with the alias prefix ("erased:") is
+// refused (EInvalid): it names what is kept of an erased customer.
+func (sv *Service) EraseCustomer(ctx context.Context, id string) error {
+	switch {
+	case !attribution.ValidID(id):
+		return attribution.Errorf(attribution.EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
+	case strings.HasPrefix(id, attribution.AliasPrefix):
+		// An alias holds an erased customer's orders: erasing it would
+		// move them again, out of reach of the customer's id.
+		return attribution.Errorf(attribution.EInvalid, "customer ids starting with %q name erased customers; they cannot be erased again", attribution.AliasPrefix)
+	}
+	alias := sv.Hasher.CustomerAlias(id)
+	e, err := sv.Store.EraseCustomer(ctx, id, alias)
+	if err != nil {
+		return err
+	}
+	if sv.Logger != nil {
+		sv.Logger.Info("customer erased", "alias", alias, "record", e.Customer, "orders", e.Orders,
+			"decision_logs", e.DecisionLogs, "click_claims", e.ClickClaims)
+	}
+	return nil
+}
+
 // AttributionAnswer is the attribution lookup response body.
 type AttributionAnswer struct {
 	Attributed bool       `json:"attributed"`
@@ -514,6 +552,9 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 		return nil, err
 	}
 	if owner != in.Customer {
+		if alias := sv.Hasher.CustomerAlias(in.Customer); owner == alias {
+			return sv.erasedOrder(ctx, p, in, alias)
+		}
 		return nil, attribution.Errorf(attribution.EConflict, "order %s was reported for another customer", in.Order)
 	}
 	var out *attribution.Order
@@ -541,6 +582,33 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 		return nil, err
 	}
 	sv.decided(fresh, in.Customer, out.Decisions, func(d *attribution.Decision) *events.Event {
+		return conversionEvent(out, d)
+	})
+	return conversionAnswer(out), nil
+}
+
+// erasedOrder answers an order of a customer since erased, reported again:
+// its record is the alias's now, and the same order gets its stored
+// decision (and its events again, under their ids, with the alias for the
+// customer), never a new one. The conflict check compares the request's
+// customer by its alias, the rest as for any order: other values are a
+// conflict. Nothing is written: the customer stays erased.
+func (sv *Service) erasedOrder(ctx context.Context, p *attribution.Program, in ConversionInput, alias string) (*ConversionAnswer, error) {
+	var out *attribution.Order
+	err := sv.Store.UpdateCustomer(ctx, alias, in.Order, func(_ *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+		if o == nil { // claimed, but its decision was never stored
+			return nil, attribution.Errorf(attribution.EConflict, "order %s was reported for a customer since erased, and never decided", in.Order)
+		}
+		if err := o.CheckSame(p.ID, alias, in.Amount, in.Currency, in.Product, in.Prepaid); err != nil {
+			return nil, err
+		}
+		out = o
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sv.decided(false, alias, out.Decisions, func(d *attribution.Decision) *events.Event {
 		return conversionEvent(out, d)
 	})
 	return conversionAnswer(out), nil
@@ -590,8 +658,14 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 			r.Decision = events.NewID()
 		}
 		rec, ord, d = *r, *o, o.RefundDecision(r)
-		if !fresh {
+		switch {
+		case !fresh:
 			return nil, nil
+		case o.Erased:
+			// The customer is gone: the order alone keeps the refund,
+			// and no customer record or decision log is made for the
+			// alias.
+			return &store.CustomerUpdate{Order: o}, nil
 		}
 		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{d}}, nil
 	})

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +143,31 @@ func TestServiceMoveClock(t *testing.T) {
 	}
 	if d := sv.Now().Sub(now); d < 0 || d > time.Minute {
 		t.Errorf("Now reads %v after the clock moved to %v", sv.Now(), now)
+	}
+}
+
+// TestEraseCustomerLogged: an erasure is logged (there is no event type for
+// it) with the customer's alias and what went, never the id.
+func TestEraseCustomerLogged(t *testing.T) {
+	sv := newAdminService(t)
+	var logs strings.Builder
+	sv.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	ctx := context.Background()
+	if _, err := sv.PutCustomer(ctx, "cust-7", attribution.CustomerInfo{Paid: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sv.EraseCustomer(ctx, "cust-7"); err != nil {
+		t.Fatal(err)
+	}
+	line := logs.String()
+	if !strings.Contains(line, "customer erased") || !strings.Contains(line, "alias="+sv.Hasher.CustomerAlias("cust-7")) ||
+		!strings.Contains(line, "record=true") || strings.Contains(line, "cust-7") {
+		t.Errorf("log: %s", line)
+	}
+	if err := sv.EraseCustomer(ctx, "a b"); errCode(err) != attribution.EInvalid {
+		t.Errorf("a bad id: %v", err)
+	}
+	if err := sv.EraseCustomer(ctx, sv.Hasher.CustomerAlias("cust-7")); errCode(err) != attribution.EInvalid {
+		t.Errorf("an alias: %v", err)
 	}
 }

@@ -91,6 +91,16 @@ func (s *Server) putCustomer(ctx *fasthttp.RequestCtx, id string) {
 	s.reply(ctx, 200, a)
 }
 
+func (s *Server) deleteCustomer(ctx *fasthttp.RequestCtx, id string) {
+	c, cancel := s.storeCtx()
+	defer cancel()
+	if err := s.svc.EraseCustomer(c, id); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
+
 func (s *Server) attribution(ctx *fasthttp.RequestCtx) {
 	q := ctx.QueryArgs()
 	program, customer, token := string(q.Peek("program")), string(q.Peek("customer")), string(q.Peek("token"))

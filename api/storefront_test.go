@@ -259,6 +259,83 @@ func TestConversionsAndRefunds(t *testing.T) {
 	}
 }
 
+// TestEraseCustomer: DELETE /v1/customers/{id} forgets the customer
+// (attribution, explain, fingerprints); its order keeps its decision and
+// amounts, answered again as before to the same order, and refunds go on;
+// deleting again is fine.
+func TestEraseCustomer(t *testing.T) {
+	e := newEnv(t, false)
+	e.seedStorefront()
+	e.call("PUT", "/v1/customers/c1", sfTok, `{"fingerprints":{"emails":["c1@example.net"]}}`)
+	e.bind("c1", "register", tok(e.token("shop", "bob", 30)))
+	r := e.convert("o1", "c1", 10000, "")
+	want := strings.TrimSpace(r.raw)
+	if r.status != 200 || r.body["commission"] != 3000.0 {
+		t.Fatalf("conversion: %s", r.raw)
+	}
+	refund := func(id string, amount int64) result {
+		t.Helper()
+		return e.call("POST", "/v1/conversions/o1/refunds", sfTok, fmt.Sprintf(`{"refund":%q,"amount":%d}`, id, amount))
+	}
+	refund("r1", 4000)
+
+	for _, token := range []string{sfTok, adminTok} { // the second time: nothing left, still 204
+		if d := e.call("DELETE", "/v1/customers/c1", token, ""); d.status != 204 || d.raw != "" {
+			t.Fatalf("delete: %d %s", d.status, d.raw)
+		}
+	}
+	if a := e.call("GET", "/v1/attribution?program=shop&customer=c1", sfTok, ""); a.status != 200 || a.body["attributed"] != false {
+		t.Errorf("attribution after erasure: %s", a.raw)
+	}
+	if x := e.call("GET", "/v1/attribution/explain?program=shop&customer=c1", sfTok, ""); x.status != 200 ||
+		strings.TrimSpace(x.raw) != `{"decisions":[]}` {
+		t.Errorf("explain after erasure: %s", x.raw)
+	}
+	if _, err := e.st.Customer(context.Background(), "c1"); err == nil {
+		t.Error("the customer record is kept")
+	}
+
+	// The order again: its decision, not a new one (the customer's record
+	// is gone, so a new decision would differ: no association), and no
+	// customer made again.
+	if again := e.convert("o1", "c1", 10000, ""); strings.TrimSpace(again.raw) != want {
+		t.Errorf("the order again after erasure:\n got %d %s\nwant %s", again.status, again.raw, want)
+	}
+	if _, err := e.st.Customer(context.Background(), "c1"); err == nil {
+		t.Error("the order again made the customer again")
+	}
+	for name, body := range map[string]string{
+		"ErrOtherCustomer": `{"program":"shop","order":"o1","customer":"c2","amount":10000,"currency":"CNY","product":"cvm","prepaid":true}`,
+		"ErrOtherAmount":   `{"program":"shop","order":"o1","customer":"c1","amount":9999,"currency":"CNY","product":"cvm","prepaid":true}`,
+	} {
+		if r := e.call("POST", "/v1/conversions", sfTok, body); r.status != 409 {
+			t.Errorf("%s after erasure: %d %s", name, r.status, r.raw)
+		}
+	}
+	// Refunds: the one made before answers as before; a new one is
+	// applied to the order.
+	if r := refund("r1", 4000); strings.TrimSpace(r.raw) != `{"order":"o1","refund":"r1","refunded":4000,"commission":1800}` {
+		t.Errorf("refund again after erasure: %s", r.raw)
+	}
+	if r := refund("r2", 1000); strings.TrimSpace(r.raw) != `{"order":"o1","refund":"r2","refunded":5000,"commission":1500}` {
+		t.Errorf("a new refund after erasure: %s", r.raw)
+	}
+	// The id is a new customer now: a new order of theirs is decided anew.
+	if r := e.convert("o2", "c1", 5000, ""); r.status != 200 || r.body["reason"] != "no_association" {
+		t.Errorf("a new order of the id used again: %s", r.raw)
+	}
+
+	if r := e.call("DELETE", "/v1/customers/a%20b", sfTok, ""); r.status != 422 {
+		t.Errorf("a bad id: %d %s", r.status, r.raw)
+	}
+	if r := e.call("DELETE", "/v1/customers/c1", "", ""); r.status != 401 {
+		t.Errorf("no token: %d", r.status)
+	}
+	if r := e.call("DELETE", "/v1/customers/c1", metTok, ""); r.status != 403 {
+		t.Errorf("metrics token: %d", r.status)
+	}
+}
+
 func TestTokenAttribution(t *testing.T) {
 	e := newEnv(t, false)
 	good := e.token("shop", "bob", 30)

@@ -30,6 +30,11 @@ type Order struct {
 	// emits their events again under the same ids.
 	Decisions []Decision     `json:"decisions,omitempty"`
 	Refunds   []RefundRecord `json:"refunds,omitempty"`
+	// Erased says the customer was erased (DELETE /v1/customers/{id}):
+	// Customer is then the keyed hash of its id
+	// (FingerprintHasher.CustomerAlias), and the order is kept for its
+	// money alone.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // RefundRecord is one refund of an order, kept by its id so that the same

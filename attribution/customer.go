@@ -158,6 +158,64 @@ func (c *Customer) Remember(a Applied) {
 	}
 }
 
+// Prune drops what of c no rule reads any more at now, grace after it
+// stopped mattering: associations that expired more than grace ago (one
+// that ended stays, as it says why), program states left with nothing, and
+// remembered writes older than ReplayWindow + grace. It reports whether c
+// changed. What a customer paid, its flags and fingerprints always stay.
+func (c *Customer) Prune(now time.Time, grace time.Duration) bool {
+	changed := false
+	for program, st := range c.Programs {
+		if a := st.Assoc; a != nil && a.Ended == "" && now.Sub(a.ExpiresAt) > grace {
+			st.Assoc, changed = nil, true
+		}
+		if st.Assoc == nil && len(st.PaidProducts) == 0 && st.CapUsed == 0 {
+			delete(c.Programs, program)
+			changed = true
+		}
+	}
+	if len(c.Programs) == 0 && c.Programs != nil {
+		c.Programs = nil
+	}
+	n := len(c.Applied)
+	c.Applied = slices.DeleteFunc(c.Applied, func(a Applied) bool { return now.Sub(a.At) > ReplayWindow+grace })
+	if len(c.Applied) == 0 {
+		c.Applied = nil
+	}
+	return changed || len(c.Applied) != n
+}
+
+// ClickIDs returns the ids of the clicks c's record names (its
+// associations', those of its remembered writes), sorted, each once.
+func (c *Customer) ClickIDs() []string {
+	var ids []string
+	add := func(a *Association) {
+		if a != nil && a.Click != "" {
+			ids = append(ids, a.Click)
+		}
+	}
+	for _, st := range c.Programs {
+		add(st.Assoc)
+	}
+	for _, a := range c.Applied {
+		add(a.Assoc)
+		for _, d := range a.Decisions {
+			if d.Click != "" {
+				ids = append(ids, d.Click)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids)
+}
+
+// Empty reports whether c holds nothing a rule reads: not paid, not
+// agent-served, no fingerprints, no program state, no remembered write. A
+// customer that is not stored reads the same.
+func (c *Customer) Empty() bool {
+	return !c.Paid && !c.AgentServed && len(c.Fingerprints) == 0 && len(c.Programs) == 0 && len(c.Applied) == 0
+}
+
 // State returns the customer's state for program, creating it if absent.
 func (c *Customer) State(program string) *ProgramState {
 	if c.Programs == nil {

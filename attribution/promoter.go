@@ -200,6 +200,19 @@ func (h *FingerprintHasher) Sum(kind, normalized string) string {
 	return string(h.AppendSum(nil, kind, []byte(normalized)))
 }
 
+// AliasPrefix starts every CustomerAlias.
+const AliasPrefix = "erased:"
+
+// CustomerAlias is the keyed hash that stands for customer id in what is
+// kept of it once it is erased (its orders): "erased:" and 22 characters of
+// URL-safe base64, itself a valid customer id. The same id gives the same
+// alias under the same key, so that an order of an erased customer
+// reported again is recognised as theirs; without the key the id cannot be
+// recovered from it, nor checked against a guess.
+func (h *FingerprintHasher) CustomerAlias(id string) string {
+	return string(h.AppendSum(nil, AliasPrefix[:len(AliasPrefix)-1], []byte(id)))
+}
+
 // IP returns the entry for an IP address, or "" if ip is not one.
 func (h *FingerprintHasher) IP(ip string) string {
 	n := NormalizeIP(ip)

@@ -216,6 +216,17 @@ func (c *Client) PutCustomer(ctx context.Context, id string, info CustomerInfo) 
 	return &out, c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(id), info, &out)
 }
 
+// DeleteCustomer erases what refgate holds about a customer: fingerprints,
+// associations and decision log, in every program. Their orders keep their
+// decisions and amounts under a keyed hash of the id: reporting one again
+// with Convert gets its decision as before, and Refund still applies. It is
+// idempotent: a customer refgate does not know, or erased already, is no
+// error, and an erasure that failed (IsUnavailable) is finished by calling
+// it again. The id may be used again afterwards, as a new customer.
+func (c *Client) DeleteCustomer(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/v1/customers/"+url.PathEscape(id), nil, nil)
+}
+
 // Attribution returns who holds a customer in a program now.
 func (c *Client) Attribution(ctx context.Context, program, customer string) (*Attribution, error) {
 	var out Attribution

@@ -177,6 +177,35 @@ func TestClientConversionConflict(t *testing.T) {
 
 // TestClientNoAnswer: refgate not listening, or not answering in time, is
 // an error that names the request and says to retry.
+// TestClientDeleteCustomer: erasing a customer forgets their attribution;
+// their order answers as before; erasing again is no error.
+func TestClientDeleteCustomer(t *testing.T) {
+	srv := apitest.Serve(t)
+	rg := client.New(srv.URL, apitest.StorefrontToken)
+	ctx := context.Background()
+	bindAlice(t, srv, rg, "c1")
+	order := client.Conversion{Program: "shop", Order: "o1", Customer: "c1", Amount: 10000, Currency: "CNY", Product: "cvm", Prepaid: true}
+	conv, err := rg.Convert(ctx, order)
+	if err != nil || !conv.Eligible {
+		t.Fatalf("convert: %+v %v", conv, err)
+	}
+	for range 2 {
+		if err := rg.DeleteCustomer(ctx, "c1"); err != nil {
+			t.Fatalf("delete: %v", err)
+		}
+	}
+	if a, err := rg.Attribution(ctx, "shop", "c1"); err != nil || a.Attributed {
+		t.Errorf("attribution after erasure: %+v %v", a, err)
+	}
+	if again, err := rg.Convert(ctx, order); err != nil || *again != *conv {
+		t.Errorf("the order again after erasure: %+v %v, want %+v", again, err, conv)
+	}
+	var e *client.Error
+	if err := rg.DeleteCustomer(ctx, "not valid"); !asError(err, &e) || e.Status != 422 {
+		t.Errorf("a bad id: %v", err)
+	}
+}
+
 func TestClientNoAnswer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

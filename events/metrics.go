@@ -8,6 +8,7 @@ type metrics struct {
 	logErrors    prometheus.Counter
 	syncDuration prometheus.Histogram
 	consumers    map[string]*consumerMetrics
+	filesBytes   prometheus.GaugeFunc // with Files only
 }
 
 // consumerMetrics are one consumer's series, labelled to="store" or "sink".
@@ -66,6 +67,14 @@ func newMetrics(reg prometheus.Registerer, p *Pipeline) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "refgate_log_max_bytes",
 			Help: "The local log's bound (--spool-max-bytes): past it, clicks and events are dropped."}, func() float64 { return float64(p.cfg.MaxBytes) }),
 	)
+	if p.cfg.Files {
+		m.filesBytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "refgate_event_files_bytes",
+			Help: "Bytes of the JSON Lines event files kept on disk (embedded store), taken by the store or not."},
+			func() float64 { n, _ := p.log.Size(); return float64(n) })
+		reg.MustRegister(m.filesBytes, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "refgate_event_files",
+			Help: "JSON Lines event files kept on disk (embedded store)."},
+			func() float64 { _, n := p.log.Size(); return float64(n) }))
+	}
 	lag := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "refgate_delivery_lag_bytes",
 		Help: "Bytes of the local log a consumer has not taken."}, to)
 	reg.MustRegister(lagCollector{p, lag})

@@ -41,9 +41,15 @@ type Config struct {
 	Sink Sink
 	// Files makes the log the JSON Lines event files (events-NNNNNN.jsonl,
 	// the embedded store's sink): its segments are kept once the store has
-	// taken them, the oldest deleted beyond FileKeep (0: none).
-	Files    bool
-	FileKeep int
+	// taken them, and the oldest of those deleted while there are more than
+	// FileKeep files, while the files hold more than FileKeepBytes in all,
+	// or while the oldest was last written more than FileMaxAge ago. A
+	// bound that is 0 is off; a file the store has not taken is never
+	// deleted.
+	Files         bool
+	FileKeep      int
+	FileKeepBytes int64
+	FileMaxAge    time.Duration
 	// SegmentBytes is the size at which a segment is closed and the next
 	// begun [MaxBytes/8, at most 16 MiB; Files: 64 MiB].
 	SegmentBytes int64
@@ -124,7 +130,8 @@ type item struct {
 
 type span struct{ off, n uint32 }
 
-// Longest user agent and referer kept; a longer one is cut.
+// Longest user agent and referer kept; a longer one is cut (a referer once
+// stripped of its query, fragment and user part).
 const (
 	maxUserAgent = 512
 	maxReferer   = 1024
@@ -180,7 +187,8 @@ func New(cfg Config) (*Pipeline, error) {
 	lc := seglog.Config{Dir: cfg.Dir, Prefix: "spool-", Suffix: ".jsonl", SegmentBytes: cfg.SegmentBytes,
 		MaxBytes: cfg.MaxBytes, Readers: []seglog.Reader{{Name: ToStore, Tail: true}}}
 	if cfg.Files {
-		lc.Prefix, lc.Digits, lc.Retain, lc.Keep = "events-", 6, true, cfg.FileKeep
+		lc.Prefix, lc.Digits, lc.Retain = "events-", 6, true
+		lc.Keep, lc.KeepBytes, lc.MaxAge = cfg.FileKeep, cfg.FileKeepBytes, cfg.FileMaxAge
 	}
 	if cfg.Sink != nil {
 		lc.Readers = append(lc.Readers, seglog.Reader{Name: ToSink})
@@ -214,16 +222,16 @@ func New(cfg Config) (*Pipeline, error) {
 
 // Click queues one click: its record for the store and its event. seen.IP
 // is the client IP as seen (it is looked up in GeoIP, then anonymised, off
-// the click path); c and what seen holds are copied. It returns false when
+// the click path); c and what seen holds are copied, the referer without
+// its query, fragment and user part (refererParts). It returns false when
 // the click was dropped because the queue is full.
 func (p *Pipeline) Click(c *attribution.Click, seen *attribution.Seen) bool {
 	userAgent, referer := seen.UserAgent, seen.Referer
 	if len(userAgent) > maxUserAgent {
 		userAgent = userAgent[:maxUserAgent]
 	}
-	if len(referer) > maxReferer {
-		referer = referer[:maxReferer]
-	}
+	// Stripped while it is copied: the raw header is never written anywhere.
+	refHead, refTail := refererParts(referer)
 	p.mu.Lock()
 	b := p.buf
 	if len(b.items) >= p.cfg.QueueSize || p.closed.Load() {
@@ -238,8 +246,8 @@ func (p *Pipeline) Click(c *attribution.Click, seen *attribution.Seen) bool {
 	it.click, it.ip, it.site, it.activated = *c, seen.IP, seen.FetchSite, seen.UserActivation
 	it.ua = span{uint32(len(b.arena)), uint32(len(userAgent))}
 	b.arena = append(b.arena, userAgent...)
-	it.ref = span{uint32(len(b.arena)), uint32(len(referer))}
-	b.arena = append(b.arena, referer...)
+	it.ref = span{uint32(len(b.arena)), uint32(len(refHead) + len(refTail))}
+	b.arena = append(append(b.arena, refHead...), refTail...)
 	p.mu.Unlock()
 	return true
 }
@@ -349,6 +357,9 @@ func (p *Pipeline) write() {
 				return
 			case <-t.C:
 				p.sync()
+				if p.cfg.Files && p.cfg.FileMaxAge > 0 {
+					p.log.Trim() // an idle log ages out too
+				}
 			}
 		}
 	}()

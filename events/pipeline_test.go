@@ -101,7 +101,8 @@ func TestPipelineClickEvent(t *testing.T) {
 	p := newPipeline(t, testConfig(t.TempDir(), st, sink))
 	c := click(1)
 	c.ExpiresAt = c.At.Add(7 * 24 * time.Hour)
-	p.Click(c, &attribution.Seen{IP: netip.MustParseAddr("::ffff:81.2.69.142"), UserAgent: []byte("Mozilla/5.0"), Referer: []byte("https://blog.example/"),
+	p.Click(c, &attribution.Seen{IP: netip.MustParseAddr("::ffff:81.2.69.142"), UserAgent: []byte("Mozilla/5.0"),
+		Referer:   []byte("https://reader:pw@blog.example/post?session=5f3a9c&email=a%40b.example#comments"),
 		FetchSite: attribution.FetchSiteCrossSite, UserActivation: true})
 	b := click(2)
 	b.Outcome, b.Visitor = attribution.OutcomeBot, ""
@@ -125,7 +126,7 @@ func TestPipelineClickEvent(t *testing.T) {
 	}
 	d := e.Data
 	if d.IP != "81.2.69.0" || d.Geo == nil || d.Geo.Country != "GB" || d.UserAgent != "Mozilla/5.0" ||
-		d.Referer != "https://blog.example/" || d.ClickID != "c00001" || d.Visitor != "v1" || d.Bot ||
+		d.Referer != "https://blog.example/post" || d.ClickID != "c00001" || d.Visitor != "v1" || d.Bot ||
 		d.ExpiresAt == nil || d.Outcome != "attributed" {
 		t.Fatalf("click data: %+v", d)
 	}
@@ -403,6 +404,50 @@ func TestPipelineFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "events-cursors")); err != nil {
 		t.Fatal(err)
+	}
+	st.check(t, 100)
+}
+
+// TestPipelineFilesBounded: the event files are kept within FileKeepBytes
+// once the store has taken them, and files it has not taken are kept
+// whatever the bound (an outage of the store must not lose clicks);
+// refgate_event_files_bytes reports what is on disk.
+func TestPipelineFilesBounded(t *testing.T) {
+	dir := t.TempDir()
+	st := newTestStore()
+	cfg := testConfig(dir, st, nil)
+	reg := prometheus.NewRegistry()
+	cfg.Files, cfg.FileKeepBytes, cfg.SegmentBytes, cfg.Registerer = true, 5000, 1000, reg
+	p := newPipeline(t, cfg)
+	onDisk := func() (n int64, files int) {
+		fs, err := EventFiles(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if info, err := os.Stat(f.Path); err == nil {
+				n += info.Size()
+			}
+		}
+		return n, len(fs)
+	}
+	st.set(true, nil) // the store is down: nothing is taken
+	for i := range 100 {
+		p.Click(click(i), &attribution.Seen{})
+		if i%10 == 9 {
+			time.Sleep(3 * time.Millisecond)
+		}
+	}
+	waitFor(t, "the log", func() bool { return p.Depth() == 0 && p.LogBytes() > 10000 })
+	if n, _ := onDisk(); n < p.LogBytes() {
+		t.Fatalf("files the store has not taken were deleted: %d bytes on disk, %d not taken", n, p.LogBytes())
+	}
+	st.set(false, nil)
+	waitFor(t, "store", func() bool { return st.count() == 100 })
+	waitFor(t, "the bound", func() bool { n, _ := onDisk(); return n <= 5000+1000 })
+	n, files := onDisk()
+	if got := testutil.ToFloat64(p.m.filesBytes); int64(got) != n {
+		t.Errorf("refgate_event_files_bytes %v, %d bytes in %d files on disk", got, n, files)
 	}
 	st.check(t, 100)
 }

@@ -61,6 +61,7 @@ func clickRequest(returning bool) *fasthttp.Request {
 	r.Header.Set("User-Agent", browserUA)
 	r.Header.Set("Sec-Fetch-Mode", "navigate")
 	r.Header.Set("Sec-Fetch-Dest", "document")
+	r.Header.Set("Referer", "https://blog.example/post/42?session=5f3a9c#comments")
 	if returning {
 		r.Header.SetCookie("rg_vid", string(cookie.AppendVisitorID(nil)))
 	}

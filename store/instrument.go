@@ -29,7 +29,7 @@ func Instrument(s Store, reg prometheus.Registerer) Store {
 	ops := map[string]opMetrics{}
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
-		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click"} {
+		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op)}
 	}
 	return &instrumented{s: s, ops: ops}
@@ -136,6 +136,11 @@ func (i *instrumented) ClaimClick(ctx context.Context, click, customer, claim st
 func (i *instrumented) ReleaseClick(ctx context.Context, click, customer, claim string) (err error) {
 	defer func(t time.Time) { i.observe("release_click", t, err) }(time.Now())
 	return i.s.ReleaseClick(ctx, click, customer, claim)
+}
+
+func (i *instrumented) EraseCustomer(ctx context.Context, id, alias string) (e Erasure, err error) {
+	defer func(t time.Time) { i.observe("erase_customer", t, err) }(time.Now())
+	return i.s.EraseCustomer(ctx, id, alias)
 }
 
 func (i *instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

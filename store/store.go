@@ -7,6 +7,8 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"time"
@@ -20,6 +22,10 @@ var (
 	ErrExists   = errors.New("already exists")
 	ErrClosed   = errors.New("store closed")
 	ErrConflict = errors.New("too much contention on one customer; try again")
+	// ErrErasing is returned by updates of a customer whose erasure
+	// started and did not finish (a failure part-way on a store where it
+	// spans several writes): EraseCustomer again finishes it.
+	ErrErasing = errors.New("customer erasure unfinished; erase the customer again")
 )
 
 // BatchKeep is how long a store remembers a RecordClicks batch id. It
@@ -131,6 +137,25 @@ type Store interface {
 	// it: a rejected bind uses nothing.
 	ReleaseClick(ctx context.Context, click, customer, claim string) error
 
+	// EraseCustomer forgets customer id: its record (fingerprints,
+	// associations, flags, what it bought) and its decision logs in every
+	// program; its claims of the clicks those name are kept under
+	// ErasedClaim names, each still one use of its click. Its order records
+	// are money records and stay, decisions, amounts and refunds
+	// included, under alias instead of id (a keyed hash of id that the
+	// caller computes): each is stored as alias's, with Customer alias and
+	// Erased set, and the order index names alias, so that the order
+	// reported again finds its decision and a refund finds its order.
+	// Erasing a customer the store does not know is no error; the
+	// Erasure says what there was.
+	//
+	// It is idempotent. Where one erasure takes several writes (on Redis
+	// Cluster the orders' index lives on other nodes), the customer is
+	// first marked: until a call finishes, its updates fail with
+	// ErrErasing and Customer answers ErrNotFound, and a call that failed
+	// part-way is finished by the next.
+	EraseCustomer(ctx context.Context, id, alias string) (Erasure, error)
+
 	// WatchInvalidations calls fn for every change to a link, program or
 	// promoter, made by this or any other instance sharing the store, and
 	// with Kind All whenever changes may have been missed (at the start and
@@ -145,6 +170,28 @@ type Store interface {
 
 // UpdateFunc computes a customer update from the current state.
 type UpdateFunc func(c *attribution.Customer, o *attribution.Order) (*CustomerUpdate, error)
+
+// ErasedClaim returns a name for an erased customer's claim of a click:
+// alias, "/" and a random part, so that every claim moved stays one use of
+// its click (binds_per_click), erased twice or not, and none names the
+// customer. The claim's own id, which hashes the customer's id unkeyed, is
+// not kept with it.
+func ErasedClaim(alias string) string {
+	var b [9]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return alias + "/" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ErasedClaimID is the claim id an erased customer's claims keep.
+const ErasedClaimID = "erased"
+
+// Erasure says what EraseCustomer erased.
+type Erasure struct {
+	Customer     bool // a customer record
+	Orders       int  // order records moved to the alias
+	DecisionLogs int  // programs whose decision log went
+	ClickClaims  int  // click claims moved to ErasedClaim names
+}
 
 // ClickClaim is ClaimClick's answer.
 type ClickClaim int

@@ -102,7 +102,8 @@ func startRefgate(t *testing.T, extra ...string) (edge, api string) {
 	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
 	edge, api = freeAddrT(t), freeAddrT(t)
 	args := append([]string{"serve", "--listen", edge, "--api-listen", api, "--data-dir", filepath.Join(t.TempDir(), "data"),
-		"--admin-token", "test-admin-token-0123456", "--storefront-token", "test-storefront-token-01"}, extra...)
+		"--admin-token", "test-admin-token-0123456", "--storefront-token", "test-storefront-token-01",
+		"--attribution-rate", "0"}, extra...) // the generator clicks from one address
 	var logs bytes.Buffer // written by one goroutine; read once it has exited
 	srv, err := startPinned(-1, &logs, bin, args...)
 	if err != nil {

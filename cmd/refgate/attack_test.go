@@ -21,10 +21,11 @@ import (
 // a hostile internet would reach the edge. They are timing- and
 // memory-sensitive, hence !race.
 
-// attackArgs run the embedded store in a fresh directory and make loopback
-// peers ordinary clients.
+// attackArgs run the embedded store in a fresh directory, make loopback
+// peers ordinary clients, and put back the shipped --attribution-rate that
+// the other tests turn off.
 func attackArgs(t *testing.T, more ...string) []string {
-	return append([]string{"--data-dir", t.TempDir(), "--trusted-proxies", "192.0.2.1/32"}, more...)
+	return append([]string{"--data-dir", t.TempDir(), "--trusted-proxies", "192.0.2.1/32", "--attribution-rate", "5"}, more...)
 }
 
 // rss is the resident set of process pid in bytes.

@@ -59,13 +59,16 @@ type Config struct {
 	BatchSize       int
 	FlushInterval   time.Duration
 
-	GeoIPASNDB         string
-	Events             bool
-	EventsStreamMaxLen int64
-	EventsStreams      int
-	EventsFileMaxBytes int64
-	EventsFileKeep     int
-	SpoolMaxBytes      int64
+	GeoIPASNDB          string
+	Events              bool
+	EventsStreamMaxLen  int64
+	EventsStreams       int
+	EventsFileMaxBytes  int64
+	EventsFileKeep      int
+	EventsFileKeepBytes int64
+	EventsFileMaxAge    time.Duration
+	SpoolMaxBytes       int64
+	SweepInterval       time.Duration
 
 	EdgeMaxConns      int
 	EdgeMaxConnsPerIP int
@@ -120,8 +123,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.EventsStreamMaxLen, "events-stream-maxlen", 10_000_000, "approximate cap of each event stream (XADD MAXLEN ~); 0 = uncapped")
 	fs.IntVar(&c.EventsStreams, "events-streams", 8, "on Redis Cluster, how many stream keys events are spread over")
 	fs.Int64Var(&c.EventsFileMaxBytes, "events-file-max-bytes", 64<<20, "embedded store: size at which a JSON Lines event file is closed and the next begun")
-	fs.IntVar(&c.EventsFileKeep, "events-file-keep", 0, "embedded store: event files kept, oldest deleted first; 0 = keep all")
+	fs.IntVar(&c.EventsFileKeep, "events-file-keep", 0, "embedded store: most event files kept, oldest deleted first once the store has taken them; 0 = no bound on the count")
+	fs.Int64Var(&c.EventsFileKeepBytes, "events-file-keep-bytes", 10<<30, "embedded store: most bytes of event files kept, oldest deleted first once the store has taken them; 0 = no bound on the size")
+	fs.DurationVar(&c.EventsFileMaxAge, "events-file-max-age", 720*time.Hour, "embedded store: an event file last written longer ago is deleted once the store has taken it; 0 = no bound on the age")
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the local log of clicks and events that the store or the sink has not taken; past it new ones are dropped")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Hour, "embedded store: how often records expired for a week (visitors' clicks, click claims, associations) are deleted; 0 = never")
 }
 
 // ParseFlags reads args, then REFGATE_* environment variables, then the YAML
@@ -178,8 +184,11 @@ func (c *Config) Validate() error {
 	if c.EventsStreams < 1 || c.EventsFileMaxBytes < 1 || c.SpoolMaxBytes < 1 {
 		errs = append(errs, errors.New("--events-streams, --events-file-max-bytes and --spool-max-bytes must be positive"))
 	}
-	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 {
-		errs = append(errs, errors.New("--events-stream-maxlen and --events-file-keep must not be negative"))
+	if c.SweepInterval < 0 {
+		errs = append(errs, errors.New("--sweep-interval must not be negative"))
+	}
+	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 || c.EventsFileKeepBytes < 0 || c.EventsFileMaxAge < 0 {
+		errs = append(errs, errors.New("--events-stream-maxlen, --events-file-keep, --events-file-keep-bytes and --events-file-max-age must not be negative"))
 	}
 	if c.EdgeMaxConns < 1 || c.EdgeMaxConnsPerIP < 0 || c.EdgeIdleTimeout <= 0 || c.AttributionRate < 0 {
 		errs = append(errs, errors.New("--edge-max-conns and --edge-idle-timeout must be positive, --edge-max-conns-per-ip and --attribution-rate not negative"))

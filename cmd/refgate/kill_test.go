@@ -152,7 +152,8 @@ func newKillable(t *testing.T, args []string) *killable {
 	probe, _ := MustRunMain(t, t.TempDir(), nil)
 	k := &killable{t: t, bin: buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate"),
 		args: append([]string{"--admin-token", adminTok, "--storefront-token", sfTok, "--cookie-keys", keys,
-			"--fingerprint-key", "fingerprint-key-0123456789", "--cookie-secure=false", "--shutdown-timeout", "5s"}, args...),
+			"--fingerprint-key", "fingerprint-key-0123456789", "--cookie-secure=false", "--shutdown-timeout", "5s",
+			"--attribution-rate", "0"}, args...), // tests click from one address
 		edge: probe.EdgeAddr(), api: probe.APIAddr()}
 	probe.Close()
 	k.start()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/internal/buildtest"
 	"github.com/refgate/refgate/internal/redistest"
+	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/embedded"
 )
 
@@ -71,7 +73,9 @@ func startBinary(t *testing.T, args ...string) *binary {
 	probe, _ := MustRunMain(t, t.TempDir(), nil)
 	b := &binary{logs: new(syncBuffer), edge: probe.EdgeAddr(), api: probe.APIAddr()}
 	probe.Close()
-	b.cmd = exec.Command(bin, append([]string{"serve", "--listen", b.edge, "--api-listen", b.api}, args...)...)
+	// Tests click from one loopback address: no attribution rate limit
+	// unless they ask for one.
+	b.cmd = exec.Command(bin, append([]string{"serve", "--listen", b.edge, "--api-listen", b.api, "--attribution-rate", "0"}, args...)...)
 	b.cmd.Stdout, b.cmd.Stderr = b.logs, b.logs
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -103,6 +107,7 @@ func MustRunMain(t *testing.T, dir string, mod func(*Config)) (*Main, *syncBuffe
 	m.Config.CookieKeys = keys
 	m.Config.FingerprintKey = "fingerprint-key-0123456789"
 	m.Config.CookieSecure = false
+	m.Config.AttributionRate = 0 // tests click from one address
 	if mod != nil {
 		mod(&m.Config)
 	}
@@ -267,6 +272,44 @@ func TestEndToEndEmbeddedAndRestart(t *testing.T) {
 	}
 }
 
+// TestSweepFollowsTestClock: the embedded store sweeps by the server's
+// clock, so advancing the test clock past a click's expiry and the grace
+// sweeps its visitor record.
+func TestSweepFollowsTestClock(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), func(c *Config) { c.TestClock, c.SweepInterval = true, 20*time.Millisecond })
+	setup(t, m, "sweep01")
+	resp := click(t, m.EdgeAddr(), "sweep01")
+	var vid string
+	for _, c := range resp.Cookies() {
+		if c.Name == "rg_vid" {
+			vid = c.Value
+		}
+	}
+	ctx := context.Background()
+	waitFor := func(what string, done func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !done(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 5s", what)
+			}
+		}
+	}
+	waitFor("visitor record", func() bool { _, err := m.Store.VisitorClick(ctx, "shop", vid); return err == nil })
+	// 7 cookie days and 7 days' grace: a day short of them, the record stays.
+	if s, b := callAPI(t, m, "POST", "/v1/admin/test-clock", `{"advance":"312h"}`); s != 200 {
+		t.Fatalf("test clock: %d %v", s, b)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, err := m.Store.VisitorClick(ctx, "shop", vid); err != nil {
+		t.Fatalf("swept within the grace: %v", err)
+	}
+	callAPI(t, m, "POST", "/v1/admin/test-clock", `{"advance":"25h"}`)
+	waitFor("sweep", func() bool {
+		_, err := m.Store.VisitorClick(ctx, "shop", vid)
+		return errors.Is(err, store.ErrNotFound)
+	})
+}
+
 func TestGeneratedTokensLoggedOnce(t *testing.T) {
 	m, logs := MustRunMain(t, t.TempDir(), func(c *Config) { c.AdminToken = ""; c.StorefrontToken = "" })
 	_ = m
@@ -302,9 +345,13 @@ func TestConfigPrecedence(t *testing.T) {
 	if c.TrustedProxies != "127.0.0.0/8,::1/128" || c.ShutdownDelay != 0 || c.RedisURL != "" {
 		t.Errorf("defaults: %+v", c)
 	}
+	// The event files are bounded by default: 30 days, 10 GiB.
+	if c.EventsFileMaxAge != 720*time.Hour || c.EventsFileKeepBytes != 10<<30 || c.EventsFileKeep != 0 {
+		t.Errorf("event file bounds: %v %d %d", c.EventsFileMaxAge, c.EventsFileKeepBytes, c.EventsFileKeep)
+	}
 	var bad Config
 	for _, args := range [][]string{{"--log-format", "xml"}, {"--no-such-flag"}, {"--redis-url", "redis://a", "--redis-addrs", "b:1"}, {"extra"},
-		{"--phone-region", "XX"}, {"--phone-region", ""}} {
+		{"--phone-region", "XX"}, {"--phone-region", ""}, {"--events-file-max-age", "-1h"}, {"--events-file-keep-bytes", "-1"}} {
 		if err := bad.ParseFlags("serve", args, io.Discard); err == nil {
 			t.Errorf("%v accepted", args)
 		}

@@ -243,7 +243,14 @@ func storeKind(c *Config) string {
 func (m *Main) openStore() (store.Store, error) {
 	c := &m.Config
 	if c.RedisURL == "" && c.RedisAddrs == "" {
-		s, err := embedded.Open(c.DataDir)
+		// Swept by the server's clock, the one the rules read: with
+		// --test-clock, moving it expires records as it expires cookies.
+		sweep := c.SweepInterval
+		if sweep == 0 {
+			sweep = -1 // off
+		}
+		s, err := embedded.New(embedded.Config{Dir: c.DataDir, Now: m.Clock.Now, SweepInterval: sweep,
+			Registerer: m.Registry, Logger: m.Logger})
 		if err != nil {
 			return nil, err
 		}
@@ -312,7 +319,8 @@ func (m *Main) openPipeline(ctx context.Context, st store.Store) error {
 		case *redisstore.Store:
 			cfg.Sink = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
 		default:
-			cfg.Files, cfg.FileKeep, cfg.SegmentBytes = true, c.EventsFileKeep, c.EventsFileMaxBytes
+			cfg.Files, cfg.SegmentBytes = true, c.EventsFileMaxBytes
+			cfg.FileKeep, cfg.FileKeepBytes, cfg.FileMaxAge = c.EventsFileKeep, c.EventsFileKeepBytes, c.EventsFileMaxAge
 		}
 	}
 	cfg.Dir = events.LogDir(c.DataDir, cfg.Files)

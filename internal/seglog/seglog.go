@@ -14,7 +14,9 @@
 //
 // Segments every reader has taken are deleted, unless the log is retained
 // (the event files of the embedded store are a log that is also the
-// output): then only the oldest taken segments beyond Keep are.
+// output): then only the oldest taken segments past the retention bounds
+// are (Keep segments, KeepBytes in all, MaxAge since the last write). A
+// segment some reader has not taken is never deleted, whatever the bounds.
 //
 // A segment a previous run left is never appended to: its last line may be
 // torn by a crash. Readers skip lines their decoder rejects.
@@ -40,6 +42,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Config says where a log lives and how it is bounded. Dir, Prefix and
@@ -58,10 +61,17 @@ type Config struct {
 	MaxBytes int64
 	// Readers are the log's readers.
 	Readers []Reader
-	// Retain keeps segments every reader has taken; Keep, if positive,
-	// then deletes the oldest of them beyond that many segments in all.
-	Retain bool
-	Keep   int
+	// Retain keeps segments every reader has taken, within bounds: the
+	// oldest taken segments are deleted while there are more than Keep
+	// segments in all, while all of them hold more than KeepBytes, or
+	// while the oldest was last written more than MaxAge ago. Each bound
+	// is off when not positive; with none, everything is kept.
+	Retain    bool
+	Keep      int
+	KeepBytes int64
+	MaxAge    time.Duration
+	// Now is the clock segment ages are measured by [time.Now].
+	Now func() time.Time
 }
 
 // Reader names a reader of the log and says where it starts when the
@@ -125,6 +135,7 @@ type Log struct {
 type segment struct {
 	seq  int
 	size int64
+	mod  time.Time // last written
 }
 
 // readers are the buffered readers of Read, reused.
@@ -145,6 +156,9 @@ func Open(cfg Config) (*Log, error) {
 	if cfg.SegmentBytes == 0 {
 		cfg.SegmentBytes = 16 << 20
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, err
 	}
@@ -158,7 +172,7 @@ func Open(cfg Config) (*Log, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.segs = append(l.segs, &segment{seq: s.Seq, size: info.Size()})
+		l.segs = append(l.segs, &segment{seq: s.Seq, size: info.Size(), mod: info.ModTime()})
 	}
 	if n := len(l.segs); n > 0 {
 		// A crash can leave the last segment with a torn line: its bytes
@@ -517,6 +531,7 @@ func (l *Log) write(b []byte) (int, int64, error) {
 	// Whatever part landed is counted, so that reads and the byte count
 	// stay in step; a torn line is skipped when read.
 	seg.size += int64(n)
+	seg.mod = l.cfg.Now()
 	l.dirty = true
 	if err != nil {
 		l.w.Close()
@@ -604,23 +619,57 @@ func (l *Log) Commit(name string, pos Pos) error {
 	return l.saveCursors()
 }
 
-// trim drops taken segments, all of them or past Keep if retained, for
-// unlock to delete. The segment being written is never dropped. Called
-// with mu held.
+// trim drops taken segments, all of them or, if retained, the oldest past
+// the retention bounds, for unlock to delete. The segment being written is
+// never dropped. Called with mu held.
 func (l *Log) trim() {
-	if l.cfg.Retain && l.cfg.Keep <= 0 {
+	c := &l.cfg
+	if c.Retain && c.Keep <= 0 && c.KeepBytes <= 0 && c.MaxAge <= 0 {
 		return
 	}
+	var total int64
+	for _, s := range l.segs {
+		total += s.size
+	}
+	now := c.Now()
 	low := l.slowest()
 	for len(l.segs) > 1 || (len(l.segs) == 1 && l.w == nil) {
 		s := l.segs[0]
 		taken := s.seq < low.Seq || s.seq == low.Seq && low.Off >= s.size
-		if !taken || (l.cfg.Retain && len(l.segs) <= l.cfg.Keep) || (l.w != nil && len(l.segs) == 1) {
+		if !taken || (l.w != nil && len(l.segs) == 1) {
+			return
+		}
+		over := !c.Retain ||
+			c.Keep > 0 && len(l.segs) > c.Keep ||
+			c.KeepBytes > 0 && total > c.KeepBytes ||
+			c.MaxAge > 0 && now.Sub(s.mod) > c.MaxAge
+		if !over {
 			return
 		}
 		l.remove = append(l.remove, l.path(s.seq))
 		l.segs = l.segs[1:]
+		total -= s.size
 	}
+}
+
+// Trim deletes the retained segments that are past the retention bounds
+// now. Appends and commits trim too; a retained log with a MaxAge is
+// trimmed on a timer as well, so that an idle one ages out.
+func (l *Log) Trim() {
+	l.mu.Lock()
+	defer l.unlock()
+	l.trim()
+}
+
+// Size is what the log's segments hold in all, taken or not, and how many
+// there are.
+func (l *Log) Size() (bytes int64, segments int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, s := range l.segs {
+		bytes += s.size
+	}
+	return bytes, len(l.segs)
 }
 
 // Read reads the records from `from` on, stopping at limit or once take

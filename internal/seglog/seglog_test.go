@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func lines(from int) func(i int) []byte {
@@ -166,6 +167,75 @@ func TestRetainKeep(t *testing.T) {
 	segs, _ := List(dir, "e-", ".jsonl")
 	if len(segs) != 2 || !strings.HasSuffix(segs[1].Path, "e-000006.jsonl") || l.Bytes() != 18 {
 		t.Fatalf("keep 2 taken: %v, %d bytes", segs, l.Bytes())
+	}
+}
+
+// TestRetainBytes: a retained log deletes its oldest taken segments while
+// all of them hold more than KeepBytes, never one a reader has not taken.
+func TestRetainBytes(t *testing.T) {
+	dir := t.TempDir()
+	l := open(t, Config{Dir: dir, Prefix: "e-", Suffix: ".jsonl", SegmentBytes: 18, Retain: true, KeepBytes: 40,
+		Readers: []Reader{{Name: "a"}}})
+	appendN(t, l, 0, 10) // 5 segments of 18 bytes
+	if n, segs := l.Size(); n != 90 || segs != 5 {
+		t.Fatalf("nothing taken, nothing deleted: %d bytes in %d segments", n, segs)
+	}
+	read(t, l, "a", 6) // the first 3 segments taken
+	if n, segs := l.Size(); n != 36 || segs != 2 {
+		t.Fatalf("taken segments past 40 bytes: %d bytes in %d segments left, want 36 in 2", n, segs)
+	}
+	read(t, l, "a", 100)
+	appendN(t, l, 10, 2)
+	read(t, l, "a", 100)
+	// 3 segments of 18 bytes: the oldest goes, the open one never does.
+	if n, segs := l.Size(); n != 36 || segs != 2 {
+		t.Fatalf("%d bytes in %d segments, want 36 in 2", n, segs)
+	}
+	if got, _ := List(dir, "e-", ".jsonl"); len(got) != 2 || !strings.HasSuffix(got[1].Path, "e-000000006.jsonl") {
+		t.Fatalf("files: %v", got)
+	}
+}
+
+// TestRetainMaxAge: a retained segment is deleted once it was last written
+// more than MaxAge ago and every reader has taken it, by Trim when nothing
+// else happens; ages of a previous run's segments are their files' times.
+func TestRetainMaxAge(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	c := Config{Dir: dir, Prefix: "e-", Suffix: ".jsonl", SegmentBytes: 18, Retain: true, MaxAge: 24 * time.Hour,
+		Readers: []Reader{{Name: "a"}}, Now: func() time.Time { return now }}
+	l := open(t, c)
+	appendN(t, l, 0, 4) // segments 1, 2
+	now = now.Add(12 * time.Hour)
+	appendN(t, l, 4, 2) // segment 3, open
+	now = now.Add(13 * time.Hour)
+	l.Trim()
+	if _, segs := l.Size(); segs != 3 {
+		t.Fatalf("segments the reader has not taken are kept however old: %d left", segs)
+	}
+	read(t, l, "a", 100)
+	l.Trim()
+	if _, segs := l.Size(); segs != 1 {
+		t.Fatalf("the taken segments older than a day go, the open one stays: %d left", segs)
+	}
+	now = now.Add(24 * time.Hour)
+	l.Trim()
+	if _, segs := l.Size(); segs != 1 {
+		t.Fatalf("the segment being written is never deleted: %d left", segs)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// After a restart the old segment is closed: its file's time says how
+	// old it is.
+	path := filepath.Join(dir, "e-000000003.jsonl")
+	if err := os.Chtimes(path, now.Add(-25*time.Hour), now.Add(-25*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	l = open(t, c)
+	l.Trim()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("a taken segment of a previous run older than MaxAge is kept: %v", err)
 	}
 }
 

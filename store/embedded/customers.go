@@ -18,7 +18,10 @@ var (
 	bOrders    = []byte("orders")    // customer 0x00 order → Order JSON
 	bDecisions = []byte("decisions") // program 0x00 customer → []Decision JSON, newest first
 	bOrderIdx  = []byte("orderidx")  // order → customer
-	bClickUse  = []byte("clickuse")  // click 0x00 customer → id of the claim that bound it
+	bClickUse  = []byte("clickuse")  // click 0x00 customer → claimValue (expiry, id of the claim that bound it)
+	// customer 0x00 program → empty: the customer has a decision log in
+	// the program, so that erasing the customer finds every one.
+	bDecisionLogs = []byte("decisionlogs")
 )
 
 func (s *Store) Customer(_ context.Context, id string) (*attribution.Customer, error) {
@@ -60,6 +63,9 @@ func (s *Store) UpdateCustomer(_ context.Context, id, order string, fn store.Upd
 			}
 		}
 		for _, d := range u.Decisions {
+			if err := tx.Bucket(bDecisionLogs).Put([]byte(id+"\x00"+d.Program), []byte{}); err != nil {
+				return err
+			}
 			dk := []byte(d.Program + "\x00" + id)
 			var ds []attribution.Decision
 			if b := tx.Bucket(bDecisions).Get(dk); b != nil {
@@ -126,17 +132,19 @@ func (s *Store) OrderOwner(_ context.Context, order string) (string, error) {
 }
 
 // ClaimClick counts the click's customers under its key prefix: there are at
-// most limit of them, so the scan is short. Expired claims are kept; they
-// are a few bytes per attributed bind.
-func (s *Store) ClaimClick(_ context.Context, click, customer, claim string, limit int, _ time.Duration) (store.ClickClaim, error) {
+// most limit of them, so the scan is short. A claim expires keep after it
+// is made, by the server's clock (the click's own expiry, as the caller
+// computes keep), and is swept SweepGrace later.
+func (s *Store) ClaimClick(_ context.Context, click, customer, claim string, limit int, keep time.Duration) (store.ClickClaim, error) {
 	got := store.ClickUsed
+	exp := s.clock().Add(max(keep, 0))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bClickUse)
 		prefix := []byte(click + "\x00")
 		key := append(prefix[:len(prefix):len(prefix)], customer...)
 		if v := b.Get(key); v != nil {
 			got = store.ClickHeld
-			if string(v) == claim {
+			if held, _, _ := parseClaim(v); held == claim {
 				got = store.ClickClaimed
 			}
 			return nil
@@ -150,7 +158,7 @@ func (s *Store) ClaimClick(_ context.Context, click, customer, claim string, lim
 			return nil
 		}
 		got = store.ClickClaimed
-		return b.Put(key, []byte(claim))
+		return b.Put(key, claimValue(claim, exp))
 	})
 	return got, translate(err)
 }
@@ -159,8 +167,10 @@ func (s *Store) ReleaseClick(_ context.Context, click, customer, claim string) e
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bClickUse)
 		key := []byte(click + "\x00" + customer)
-		if string(b.Get(key)) == claim {
-			return b.Delete(key)
+		if v := b.Get(key); v != nil {
+			if held, _, _ := parseClaim(v); held == claim {
+				return b.Delete(key)
+			}
 		}
 		return nil
 	})

@@ -1,6 +1,11 @@
 // Package embedded is the Store on a bbolt file: one command, no server to
 // install, nothing lost on restart. It serves one refgate process; several
 // instances share a Redis store instead.
+//
+// Records that expire are swept in the background (see Config): visitors'
+// click records, click claims and what of customers no rule reads any more,
+// each SweepGrace after its expiry by the server's clock. Money records
+// (orders and their refunds) and decision logs are never swept.
 package embedded
 
 import (
@@ -10,11 +15,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/refgate/refgate/attribution"
@@ -36,20 +43,74 @@ var (
 // FileName is the database file's name inside the data dir.
 const FileName = "refgate.db"
 
+// Config says where the store lives and how it sweeps. Only Dir is
+// required; the zero value of every other field takes the default in
+// brackets.
+type Config struct {
+	Dir string
+	// Now is the server's clock, the one the rules read (with
+	// --test-clock, the test clock): a record expires when its stored
+	// expiry is before it [time.Now].
+	Now func() time.Time
+	// SweepInterval is how long one sweep waits for the next [1h]; a
+	// negative one turns sweeping off. The first sweep runs one interval
+	// after Open.
+	SweepInterval time.Duration
+	// SweepGrace is how long past its expiry a record is kept [7 days],
+	// as Redis's TTLs keep records a while past theirs.
+	SweepGrace time.Duration
+	// SweepBatch is how many keys one sweep transaction looks at [2000]:
+	// a sweep holds the writer's lock only for that many deletions, so
+	// click batches and API writes never wait long behind it.
+	SweepBatch int
+	Registerer prometheus.Registerer // [a private registry]
+	Logger     *slog.Logger          // [none]
+}
+
 // Store is the bbolt-backed store.
 type Store struct {
-	db  *bolt.DB
-	now func() time.Time // when click batch ids are written, to forget them
+	db    *bolt.DB
+	cfg   Config
+	now   func() time.Time // when click batch ids are written, to forget them: the wall clock
+	clock func() time.Time // the server's clock, for expiries (Config.Now)
+	m     sweepMetrics
 
 	mu       sync.Mutex
 	watchers map[int]func(store.Invalidation)
 	nextW    int
 	closed   bool
+
+	stop  chan struct{} // closed by Close: the sweeper stops
+	swept chan struct{} // closed when the sweeper has stopped
 }
 
-// Open opens (creating if needed) dir/refgate.db. It fails after a second if
-// another process holds the file.
-func Open(dir string) (*Store, error) {
+// Open opens (creating if needed) dir/refgate.db with the default Config.
+// It fails after a second if another process holds the file.
+func Open(dir string) (*Store, error) { return New(Config{Dir: dir}) }
+
+// New opens (creating if needed) cfg.Dir/refgate.db and starts sweeping;
+// Close stops it. It fails after a second if another process holds the
+// file.
+func New(cfg Config) (*Store, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = time.Hour
+	}
+	if cfg.SweepGrace == 0 {
+		cfg.SweepGrace = 7 * 24 * time.Hour
+	}
+	if cfg.SweepBatch <= 0 {
+		cfg.SweepBatch = 2000
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	dir := cfg.Dir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cannot create data dir: %w", err)
 	}
@@ -59,7 +120,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -70,7 +131,10 @@ func Open(dir string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("cannot initialise %s: %w", path, err)
 	}
-	return &Store{db: db, now: time.Now, watchers: map[int]func(store.Invalidation){}}, nil
+	s := &Store{db: db, cfg: cfg, now: time.Now, clock: cfg.Now, m: newSweepMetrics(cfg.Registerer),
+		watchers: map[int]func(store.Invalidation){}, stop: make(chan struct{}), swept: make(chan struct{})}
+	go s.sweeper()
+	return s, nil
 }
 
 func (s *Store) put(bucket []byte, key string, v any, inv store.Invalidation) error {
@@ -322,7 +386,8 @@ func (s *Store) Ping(context.Context) error {
 	return nil
 }
 
-// Close syncs and closes the file.
+// Close stops the sweeper (a sweep under way stops after its current
+// transaction), then syncs and closes the file.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -331,5 +396,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	close(s.stop)
+	<-s.swept
 	return s.db.Close()
 }

@@ -18,9 +18,10 @@ import (
 // Customer keys share the customer's hash tag, so one customer's update is
 // one slot on a cluster:
 //
-//	refgate:customer:{C}            hash v (version), s (Customer JSON)
+//	refgate:customer:{C}            hash v (version), s (Customer JSON), e (erasure unfinished)
 //	refgate:orders:{C}              hash order id → Order JSON
 //	refgate:decisions:{C}:PROGRAM   list of Decision JSON, newest first, capped
+//	refgate:decisionlogs:{C}        set of the programs C has a decision log in
 //	refgate:order:{ORDER}           the customer an order belongs to
 //	refgate:clickuse:{CLICK}        hash customer → id of the claim that bound it
 func customerKey(id string) string { return "refgate:customer:{" + id + "}" }
@@ -28,8 +29,9 @@ func ordersKey(id string) string   { return "refgate:orders:{" + id + "}" }
 func decisionsKey(id, program string) string {
 	return "refgate:decisions:{" + id + "}:" + program
 }
-func orderIdxKey(order string) string { return "refgate:order:{" + order + "}" }
-func clickUseKey(click string) string { return "refgate:clickuse:{" + click + "}" }
+func decisionLogsKey(id string) string { return "refgate:decisionlogs:{" + id + "}" }
+func orderIdxKey(order string) string  { return "refgate:order:{" + order + "}" }
+func clickUseKey(click string) string  { return "refgate:clickuse:{" + click + "}" }
 
 // casCustomer writes a customer update if the version is still the one read.
 // Why compare-and-set with a version rather than WATCH/MULTI or a Redis
@@ -38,28 +40,40 @@ func clickUseKey(click string) string { return "refgate:clickuse:{" + click + "}
 // for that time, and a script holding the rules would duplicate them in Lua.
 // The script only checks the version and writes.
 //
-// KEYS: customer, orders, then one decisions key per decision. ARGV:
-// version read ("" if none), new version, customer JSON ("" to keep), order
-// id, order JSON ("" for none), decisions to keep, then the decisions' JSON,
-// oldest first.
+// An erasure marks the customer and bumps its version first, so that an
+// update that read it before fails here, and one that reads it after sees
+// the mark (ErrErasing): the script needs no check of its own.
+//
+// KEYS: customer, orders, decision-log programs, then one decisions key per
+// decision. ARGV: version read ("" if none), new version, customer JSON (""
+// to keep), order id, order JSON ("" for none), decisions to keep, then the
+// decisions' JSON, oldest first, then their programs in the same order.
 var casCustomer = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'v') or ''
 if v ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3]) else redis.call('HSET', KEYS[1], 'v', ARGV[2]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[5]) end
-for i = 3, #KEYS do
-  redis.call('LPUSH', KEYS[i], ARGV[i + 4])
+local n = #KEYS - 3
+for i = 4, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[i + 3])
   redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[6]) - 1)
+  redis.call('SADD', KEYS[3], ARGV[i + 3 + n])
 end
 return 1`)
 
+// Customer answers ErrNotFound for a customer whose erasure is unfinished:
+// it was asked to be forgotten.
 func (s *Store) Customer(ctx context.Context, id string) (*attribution.Customer, error) {
-	b, err := s.rdb.HGet(ctx, customerKey(id), "s").Bytes()
+	vals, err := s.rdb.HMGet(ctx, customerKey(id), "s", "e").Result()
 	if err != nil {
-		return nil, translate("hget", err)
+		return nil, translate("hmget", err)
+	}
+	js, ok := vals[0].(string)
+	if !ok || vals[1] != nil {
+		return nil, store.ErrNotFound
 	}
 	var c attribution.Customer
-	if err := json.Unmarshal(b, &c); err != nil {
+	if err := json.Unmarshal([]byte(js), &c); err != nil {
 		return nil, fmt.Errorf("corrupt customer %s: %w", id, err)
 	}
 	return &c, nil
@@ -94,7 +108,7 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 			}
 		}
 		pipe := s.rdb.Pipeline()
-		state := pipe.HMGet(ctx, customerKey(id), "v", "s")
+		state := pipe.HMGet(ctx, customerKey(id), "v", "s", "e")
 		var ord *redis.StringCmd
 		if order != "" {
 			ord = pipe.HGet(ctx, ordersKey(id), order)
@@ -106,6 +120,9 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 			return lastErr
 		}
 		vals := state.Val()
+		if vals[2] != nil {
+			return store.ErrErasing
+		}
 		version, _ := vals[0].(string)
 		c := &attribution.Customer{ID: id}
 		if js, ok := vals[1].(string); ok {
@@ -169,8 +186,8 @@ func casArgs(id, version string, u *store.CustomerUpdate) (keys []string, args [
 			return nil, nil, err
 		}
 	}
-	keys = append(make([]string, 0, 2+len(u.Decisions)), customerKey(id), ordersKey(id))
-	args = append(make([]any, 0, 6+len(u.Decisions)), version, n+1, cj, oid, oj, attribution.MaxDecisions)
+	keys = append(make([]string, 0, 3+len(u.Decisions)), customerKey(id), ordersKey(id), decisionLogsKey(id))
+	args = append(make([]any, 0, 6+2*len(u.Decisions)), version, n+1, cj, oid, oj, attribution.MaxDecisions)
 	for i := range u.Decisions {
 		dj, err := json.Marshal(&u.Decisions[i])
 		if err != nil {
@@ -178,6 +195,9 @@ func casArgs(id, version string, u *store.CustomerUpdate) (keys []string, args [
 		}
 		keys = append(keys, decisionsKey(id, u.Decisions[i].Program))
 		args = append(args, dj)
+	}
+	for i := range u.Decisions {
+		args = append(args, u.Decisions[i].Program)
 	}
 	return keys, args, nil
 }

@@ -41,6 +41,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"DecisionsPerProgram", testDecisionsPerProgram},
 		{"ClickClaims", testClickClaims},
 		{"ConcurrentClickClaims", testConcurrentClickClaims},
+		{"EraseCustomer", testEraseCustomer},
+		{"EraseUnknownCustomer", testEraseUnknownCustomer},
+		{"EraseRacingUpdates", testEraseRacingUpdates},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -637,5 +640,236 @@ func testConcurrentClickClaims(t *testing.T, s store.Store) {
 	wg.Wait()
 	if claimed != limit {
 		t.Errorf("%d of %d customers claimed a click that binds %d", claimed, n, limit)
+	}
+}
+
+// Alias is the alias the erasure tests give: stores take it from the
+// caller.
+const Alias = "erased:3q2-7wXyZ0123456789abc"
+
+// erasable writes customer c1 as the service would leave it: fingerprints,
+// an association with click k1 and a remembered bind, decisions in
+// programs p and q, two claimed orders (one refunded), a claim of k1; and
+// another customer, c2, with its own order, decisions and claim.
+func erasable(t *testing.T, s store.Store) {
+	t.Helper()
+	c := ctx(t)
+	write := func(id, order string, fn func(cu *attribution.Customer) *store.CustomerUpdate) {
+		t.Helper()
+		if order != "" {
+			if _, err := s.ClaimOrder(c, order, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.UpdateCustomer(c, id, order, func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+			return fn(cu), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"c1", "c2"} {
+		click := "k-" + id
+		if _, err := s.ClaimClick(c, click, id, "claim-"+id, 1, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		write(id, "", func(cu *attribution.Customer) *store.CustomerUpdate {
+			cu.Fingerprints = attribution.FingerprintSet{"email:x-" + id}
+			a := &attribution.Association{Promoter: "alice", Kind: attribution.Protected, Click: click, Since: t0, ExpiresAt: t0.Add(time.Hour)}
+			cu.State("p").Assoc = a
+			d := attribution.Decision{ID: "bind-" + id, Program: "p", At: t0, Event: "register", Promoter: "alice", Click: click, Outcome: "created"}
+			cu.Remember(attribution.Applied{Op: "bind:" + id, At: t0, Associated: true, Assoc: a, Decisions: []attribution.Decision{d}})
+			return &store.CustomerUpdate{Customer: cu, Decisions: []attribution.Decision{d,
+				{ID: "q-" + id, Program: "q", At: t0, Event: "login", Outcome: "rejected", Reason: "no_click"}}}
+		})
+		for i, amount := range []int64{10000, 2500} {
+			order := fmt.Sprint("o", i, "-", id)
+			write(id, order, func(cu *attribution.Customer) *store.CustomerUpdate {
+				cu.Paid = true
+				o := &attribution.Order{ID: order, Program: "p", Customer: id, Amount: amount, Currency: "CNY", Eligible: true,
+					Promoter: "alice", Click: click, Commission: amount / 10, Granted: amount / 10, At: t0,
+					Decisions: []attribution.Decision{{ID: "conv-" + order, Program: "p", At: t0, Event: "conversion", Promoter: "alice",
+						Click: click, Outcome: "attributed", Order: order}}}
+				if i == 0 {
+					o.Refunded, o.Commission = 5000, 500
+					o.Refunds = []attribution.RefundRecord{{ID: "r1", Amount: 5000, Refunded: 5000, Commission: 500, Delta: -500, At: t0}}
+				}
+				return &store.CustomerUpdate{Customer: cu, Order: o, Decisions: o.Decisions}
+			})
+		}
+	}
+}
+
+// order reads the order record customer holds for order, or nil.
+func order(t *testing.T, s store.Store, customer, id string) *attribution.Order {
+	t.Helper()
+	var got *attribution.Order
+	err := s.UpdateCustomer(ctx(t), customer, id, func(_ *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+		got = o
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatalf("reading order %s of %s: %v", id, customer, err)
+	}
+	return got
+}
+
+// testEraseCustomer: an erased customer's record, decision logs and claims
+// are gone; its orders are the alias's, whole, and the order index names
+// the alias; another customer is untouched; erasing again changes nothing.
+func testEraseCustomer(t *testing.T, s store.Store) {
+	c := ctx(t)
+	erasable(t, s)
+	before0, before1 := order(t, s, "c1", "o0-c1"), order(t, s, "c1", "o1-c1")
+	e, err := s.EraseCustomer(c, "c1", Alias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (store.Erasure{Customer: true, Orders: 2, DecisionLogs: 2, ClickClaims: 1}); e != want {
+		t.Errorf("erasure %+v, want %+v", e, want)
+	}
+	if _, err := s.Customer(c, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the customer record is kept: %v", err)
+	}
+	for _, p := range []string{"p", "q"} {
+		if ds, err := s.Decisions(c, p, "c1"); err != nil || len(ds) != 0 {
+			t.Errorf("decision log of %s kept: %v %v", p, ds, err)
+		}
+		if ds, err := s.Decisions(c, p, Alias); err != nil || len(ds) != 0 {
+			t.Errorf("a decision log of the alias in %s: %v %v", p, ds, err)
+		}
+	}
+	for _, want := range []*attribution.Order{before0, before1} {
+		if o := order(t, s, "c1", want.ID); o != nil {
+			t.Errorf("order %s is still the customer's: %+v", want.ID, o)
+		}
+		got := order(t, s, Alias, want.ID)
+		w := *want
+		w.Customer, w.Erased = Alias, true
+		if d := cmp.Diff(&w, got); d != "" {
+			t.Errorf("order %s under the alias (-want +got):\n%s", want.ID, d)
+		}
+		if owner, err := s.OrderOwner(c, want.ID); err != nil || owner != Alias {
+			t.Errorf("the index of %s names %q, %v", want.ID, owner, err)
+		}
+		if owner, err := s.ClaimOrder(c, want.ID, "c1"); err != nil || owner != Alias {
+			t.Errorf("claiming %s again: %q %v", want.ID, owner, err)
+		}
+	}
+	// The click's use still counts, no longer under the customer's id: the
+	// id is a new customer for it.
+	if got, err := s.ClaimClick(c, "k-c1", "c3", "claim-c3", 1, time.Hour); err != nil || got != store.ClickUsed {
+		t.Errorf("a click the erased customer used is free again: %v %v", got, err)
+	}
+	if got, err := s.ClaimClick(c, "k-c1", "c1", "claim-c1", 1, time.Hour); err != nil || got != store.ClickUsed {
+		t.Errorf("the claim still names the erased customer: %v %v", got, err)
+	}
+	if got, err := s.ClaimClick(c, "k-c1", "c1", "claim-c1b", 2, time.Hour); err != nil || got != store.ClickClaimed {
+		t.Errorf("the id used again is a new use of the click: %v %v", got, err)
+	}
+	// c2 is untouched.
+	if cu, err := s.Customer(c, "c2"); err != nil || !cu.Paid || len(cu.Fingerprints) != 1 {
+		t.Errorf("another customer: %+v %v", cu, err)
+	}
+	if ds, err := s.Decisions(c, "p", "c2"); err != nil || len(ds) != 3 {
+		t.Errorf("another customer's decisions: %d %v", len(ds), err)
+	}
+	if o := order(t, s, "c2", "o0-c2"); o == nil || o.Customer != "c2" || o.Erased {
+		t.Errorf("another customer's order: %+v", o)
+	}
+	if got, err := s.ClaimClick(c, "k-c2", "c2", "claim-c2", 1, time.Hour); err != nil || got != store.ClickClaimed {
+		t.Errorf("another customer's claim: %v %v", got, err)
+	}
+
+	// Again: nothing left to erase, the orders stay the alias's.
+	if e, err := s.EraseCustomer(c, "c1", Alias); err != nil || e != (store.Erasure{}) {
+		t.Errorf("erasing again: %+v %v", e, err)
+	}
+	if o := order(t, s, Alias, "o0-c1"); o == nil || o.Refunded != 5000 {
+		t.Errorf("erasing again lost an order: %+v", o)
+	}
+	// A refund after the erasure is written to the alias's order, and a
+	// further erasure does not undo it.
+	err = s.UpdateCustomer(c, Alias, "o1-c1", func(_ *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+		o.Refunded = 100
+		return &store.CustomerUpdate{Order: o}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EraseCustomer(c, "c1", Alias); err != nil {
+		t.Fatal(err)
+	}
+	if o := order(t, s, Alias, "o1-c1"); o == nil || o.Refunded != 100 {
+		t.Errorf("a refund after the erasure was undone: %+v", o)
+	}
+	// The id may be used again: a new customer.
+	if err := s.UpdateCustomer(c, "c1", "", func(cu *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+		if cu.Paid || len(cu.Fingerprints) > 0 || len(cu.Programs) > 0 {
+			t.Errorf("a customer id used again after erasure starts empty: %+v", cu)
+		}
+		cu.AgentServed = true
+		return &store.CustomerUpdate{Customer: cu}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if cu, err := s.Customer(c, "c1"); err != nil || !cu.AgentServed {
+		t.Errorf("the new customer: %+v %v", cu, err)
+	}
+}
+
+func testEraseUnknownCustomer(t *testing.T, s store.Store) {
+	if e, err := s.EraseCustomer(ctx(t), "nobody", Alias); err != nil || e != (store.Erasure{}) {
+		t.Errorf("%+v %v", e, err)
+	}
+	if _, err := s.Customer(ctx(t), "nobody"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("erasing an unknown customer made one: %v", err)
+	}
+}
+
+// testEraseRacingUpdates: updates of a customer racing its erasure each
+// either land before it (their order is then the alias's) or after it
+// (the customer's, anew), or fail; no order that was written is lost.
+func testEraseRacingUpdates(t *testing.T, s store.Store) {
+	c := ctx(t)
+	const n = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var written []string
+	for i := range n {
+		wg.Go(func() {
+			id := fmt.Sprint("race-", i)
+			err := s.UpdateCustomer(c, "c1", id, func(cu *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+				cu.Paid = true
+				return &store.CustomerUpdate{Customer: cu, Order: &attribution.Order{ID: id, Program: "p", Customer: "c1", Amount: 100},
+					Decisions: []attribution.Decision{{Program: "p", At: t0, Event: "conversion", Order: id}}}, nil
+			})
+			switch {
+			case err == nil:
+				mu.Lock()
+				written = append(written, id)
+				mu.Unlock()
+			case !errors.Is(err, store.ErrErasing) && !errors.Is(err, store.ErrConflict):
+				t.Error(err)
+			}
+		})
+		if i == n/2 {
+			wg.Go(func() {
+				if _, err := s.EraseCustomer(c, "c1", Alias); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	if _, err := s.EraseCustomer(c, "c1", Alias); err != nil { // what landed after the first
+		t.Fatal(err)
+	}
+	for _, id := range written {
+		if o := order(t, s, Alias, id); o == nil || o.Customer != Alias || o.Amount != 100 {
+			t.Errorf("order %s was written and is lost: %+v", id, o)
+		}
+	}
+	if _, err := s.Customer(c, "c1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the customer is kept: %v", err)
 	}
 }
