@@ -249,3 +249,108 @@ func waitOpen(t *testing.T, api string, n float64, within time.Duration) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestEdgeAttributionLimits runs the click rules against the real binary:
+// one address past --attribution-rate while another is not held back,
+// navigations without user activation, and Sec-GPC; each outcome is in the
+// link's stats and the metrics.
+func TestEdgeAttributionLimits(t *testing.T) {
+	k := newKillable(t, attackArgs(t))
+	api := remoteAPI(k.api)
+	setup(t, api, "lim001")
+	if s, b := callAPI(t, api, "PUT", "/v1/admin/programs/private", `{"cookie_days":7,"allowed_hosts":["shop.example.com"],"honor_gpc":true}`); s != 200 || b["require_user_activation"] != true || b["honor_gpc"] != true {
+		t.Fatalf("program: %d %v", s, b)
+	}
+	if s, b := callAPI(t, api, "POST", "/v1/admin/links", `{"program":"private","promoter":"alice","destination":"https://shop.example.com/","code":"gpc001"}`); s != 201 {
+		t.Fatalf("link: %d %v", s, b)
+	}
+	clickFrom := func(from, code string, headers ...string) (cookie bool) {
+		t.Helper()
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true},
+			CheckRedirect: noRedirect.CheckRedirect, Timeout: 5 * time.Second}
+		req := browserClick(k.edge, code)
+		for i := 0; i+1 < len(headers); i += 2 {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 302 || resp.Header.Get("Location") != "https://shop.example.com/" {
+			t.Fatalf("click from %s: %d %q", from, resp.StatusCode, resp.Header.Get("Location"))
+		}
+		for _, c := range resp.Cookies() {
+			if strings.HasPrefix(c.Name, "rg_") && c.Name != "rg_vid" {
+				return true
+			}
+		}
+		return false
+	}
+
+	// A flood from one address: the burst (20), then about 5 a second.
+	start := time.Now()
+	var got int
+	for range 100 {
+		if clickFrom("127.0.7.1", "lim001") {
+			got++
+		}
+	}
+	elapsed := time.Since(start).Seconds()
+	if most := 20 + int(5*elapsed) + 1; got < 20 || got > most {
+		t.Errorf("one address, 100 clicks in %.1fs: %d attributed, want 20..%d", elapsed, got, most)
+	}
+	for i := range 5 {
+		if !clickFrom("127.0.7.2", "lim001") {
+			t.Errorf("click %d of a second address was limited", i)
+		}
+	}
+
+	// Fetch metadata: a gesture attributes, an automatic navigation does
+	// not; a same-site one does.
+	from := "127.0.7.3"
+	if !clickFrom(from, "lim001", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document", "Sec-Fetch-User", "?1") {
+		t.Error("a tapped link from another site got no cookie")
+	}
+	if clickFrom(from, "lim001", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document") {
+		t.Error("a navigation no gesture started got a cookie")
+	}
+	if clickFrom(from, "lim001", "Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "no-cors", "Sec-Fetch-Dest", "image") {
+		t.Error("an <img> got a cookie")
+	}
+	// Sec-GPC: honoured where the program says so.
+	if clickFrom(from, "gpc001", "Sec-GPC", "1") {
+		t.Error("Sec-GPC: 1 got a cookie from a program that honours it")
+	}
+	if !clickFrom(from, "lim001", "Sec-GPC", "1") {
+		t.Error("Sec-GPC: 1 lost the cookie of a program that does not honour it")
+	}
+
+	want := map[string]float64{"attributed": float64(got + 5 + 2), "rate_limited": float64(100 - got), "suspect": 2}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, link := callAPI(t, api, "GET", "/v1/admin/links/lim001", "")
+		clicks, _ := link["clicks"].(map[string]any)
+		ok := true
+		for o, n := range want {
+			ok = ok && clicks[o] == n
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("link stats %v, want %v", clicks, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_, link := callAPI(t, api, "GET", "/v1/admin/links/gpc001", "")
+	if clicks, _ := link["clicks"].(map[string]any); clicks["gpc"] != 1.0 {
+		t.Errorf("gpc link stats %v", clicks)
+	}
+	for o, n := range map[string]float64{"rate_limited": float64(100 - got), "gpc": 1, "suspect": 2} {
+		if v := metricValue(t, k.api, `refgate_clicks_total{outcome="`+o+`"}`); v != n {
+			t.Errorf("refgate_clicks_total{outcome=%q} = %v, want %v", o, v, n)
+		}
+	}
+}
