@@ -42,6 +42,15 @@ var _ store.Store = (*Store)(nil)
 // Channel is the pub/sub channel invalidations go through.
 const Channel = "refgate:invalidate"
 
+// VisitorRecordBytes is what one visitor record costs Redis: 423 bytes of
+// MEMORY USAGE (key, value and its dictionary entry) plus its entry in the
+// expiry table and its share of both tables' slots, measured as the growth
+// of used_memory per cookie-less click less the stream entry
+// (TestRedisBytesPerClick in cmd/refgate, which fails when this drifts by
+// more than a fifth). A cookie-less click writes one, kept for the
+// program's cookie window.
+const VisitorRecordBytes = 470
+
 // gcGrace is how long past its expiry a record stays before Redis drops it.
 const gcGrace = 24 * time.Hour
 
