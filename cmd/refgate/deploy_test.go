@@ -390,6 +390,12 @@ func TestRedisConfigAndACL(t *testing.T) {
 			t.Fatalf("tail %+v as the refgate user: %d events, %v", o, n, err)
 		}
 	}
+	// The memory check at start reads INFO memory, as the same user.
+	if nodes, err := s.Memory(ctx); err != nil || len(nodes) != 1 || nodes[0].MaxMemory != 2<<30 || nodes[0].Policy != "noeviction" {
+		t.Errorf("INFO memory as the refgate user: %+v, %v", nodes, err)
+	} else if w := redisstore.MemoryWarnings(nodes[0], events.DefaultStreamMaxLen*events.StreamEntryBytes); len(w) > 0 {
+		t.Errorf("the shipped redis.conf with the default stream cap warns: %q", w)
+	}
 	// And nothing more: the refgate user cannot touch other keys or run
 	// administrative commands.
 	if err := rdb.Set(ctx, "other:key", "x", 0).Err(); err == nil {

@@ -146,3 +146,34 @@ func TestRedisBytesPerClick(t *testing.T) {
 	near("a stream entry (events.StreamEntryBytes)", perEntry, events.StreamEntryBytes)
 	near("a visitor record with its expiry (redisstore.VisitorRecordBytes)", perClick-perEntry, redisstore.VisitorRecordBytes)
 }
+
+// TestRedisMemoryWarnings: at start, refgate reads Redis's maxmemory and
+// policy (INFO memory) and warns when they put the attribution state at
+// risk; with settings that fit it says nothing.
+func TestRedisMemoryWarnings(t *testing.T) {
+	f := func(name string, redisArgs []string, maxLen int64, want ...string) {
+		t.Run(name, func(t *testing.T) {
+			srv := redistest.Start(t, redisArgs...)
+			_, logs := MustRunMain(t, t.TempDir(), func(c *Config) { c.RedisURL = srv.URL(); c.EventsStreamMaxLen = maxLen })
+			var warns []string
+			for _, line := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(line, "level=WARN") && strings.Contains(line, "maxmemory=") {
+					warns = append(warns, line)
+				}
+			}
+			if len(warns) != len(want) {
+				t.Fatalf("%d memory warnings, want %d (%q):\n%s", len(warns), len(want), want, strings.Join(warns, "\n"))
+			}
+			for i, w := range want {
+				if !strings.Contains(warns[i], w) {
+					t.Errorf("warning %q does not say %q", warns[i], w)
+				}
+			}
+		})
+	}
+	f("Fits", []string{"--maxmemory", "64mb"}, 20_000)
+	f("Unlimited", nil, 20_000, "Redis has no maxmemory")
+	f("StreamTooLarge", []string{"--maxmemory", "64mb"}, events.DefaultStreamMaxLen, "take up to 557 MB at their cap, over a third of its maxmemory (64 MB)")
+	f("Uncapped", []string{"--maxmemory", "64mb"}, 0, "the event stream is uncapped")
+	f("Evicts", []string{"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"}, 20_000, "maxmemory-policy is allkeys-lru")
+}
