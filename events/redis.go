@@ -75,6 +75,9 @@ func PerKeyMaxLen(maxLen int64, n int) int64 {
 // them.
 func (s *RedisStream) Keys() []string { return s.keys }
 
+// Client is the client the sink writes with.
+func (s *RedisStream) Client() redis.UniversalClient { return s.rdb }
+
 // MaxLen is the cap of each stream key (0: uncapped).
 func (s *RedisStream) MaxLen() int64 { return s.maxLen }
 

@@ -14,8 +14,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -289,15 +291,40 @@ func parseDurationSeconds(s string) (int64, error) {
 // TestDashboardAndAlertsUseRealMetrics: every metric the Grafana dashboard
 // and the alert rules query is one the running binary exports.
 func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
+	exported := map[string]bool{"up": true} // Prometheus's own, per target
+	gather := func(m *Main) {
+		t.Helper()
+		mfs, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			exported[mf.GetName()] = true
+		}
+	}
 	m, _ := MustRunMain(t, t.TempDir(), nil)
-	mfs, err := m.Registry.Gather()
-	if err != nil {
+	gather(m)
+	// On Redis, with a consumer group on the event stream: its metrics too.
+	srv := redistest.Start(t)
+	if err := srv.Client().XGroupCreateMkStream(context.Background(), events.StreamKey, "ops", "$").Err(); err != nil {
 		t.Fatal(err)
 	}
-	exported := map[string]bool{"up": true} // Prometheus's own, per target
-	for _, mf := range mfs {
-		exported[mf.GetName()] = true
+	mr, _ := MustRunMain(t, t.TempDir(), func(c *Config) { c.RedisURL = srv.URL() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := testutil.GatherAndCount(mr.Registry, "refgate_events_group_lag", "refgate_events_group_trimmed_total")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer group's metrics are not exported after 10 s (%d series)", n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	gather(mr)
 	name := regexp.MustCompile(`\b((?:refgate|process|go)_[a-z0-9_]+|up)\b`)
 	check := func(file, expr string) {
 		t.Helper()
@@ -389,6 +416,11 @@ func TestRedisConfigAndACL(t *testing.T) {
 		if err := events.TailRedis(ctx, rdb, []string{events.StreamKey}, o, func([]byte) error { n++; return nil }); err != nil || n != 1 {
 			t.Fatalf("tail %+v as the refgate user: %d events, %v", o, n, err)
 		}
+	}
+	// The consumer groups' lag: XINFO STREAM, XINFO GROUPS and XRANGE.
+	mon := events.NewStreamMonitor(events.StreamMonitorConfig{Client: rdb, Keys: sink.Keys(), MaxLen: sink.MaxLen()})
+	if err := mon.Poll(ctx); err != nil {
+		t.Errorf("XINFO of the event stream as the refgate user: %v", err)
 	}
 	// The memory check at start reads INFO memory, as the same user.
 	if nodes, err := s.Memory(ctx); err != nil || len(nodes) != 1 || nodes[0].MaxMemory != 2<<30 || nodes[0].Policy != "noeviction" {

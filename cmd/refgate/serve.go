@@ -143,6 +143,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if rs, ok := st.(*redisstore.Store); ok {
 		m.checkRedisMemory(rs)
 	}
+	if m.stream != nil {
+		// The consumer groups' lag against the cap: the cap trims entries
+		// whether or not every group has read them.
+		mon := events.NewStreamMonitor(events.StreamMonitorConfig{Client: m.stream.Client(), Keys: m.stream.Keys(),
+			MaxLen: m.stream.MaxLen(), Logger: log, Registerer: m.Registry})
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			mon.Run(bgCtx)
+		}()
+	}
 
 	metrics := redirect.NewMetrics(m.Registry)
 	cache := redirect.NewLinkCache(m.Store, redirect.LinkCacheConfig{TTL: c.LinkCacheTTL, Logger: log, Metrics: metrics})
