@@ -22,6 +22,26 @@ var (
 	ErrConflict = errors.New("too much contention on one customer; try again")
 )
 
+// RefusedError is a write the store refused whole although it answers:
+// Redis out of memory under noeviction (OOM), a read-only replica
+// (READONLY), a failed background save that stops writes (MISCONF), too
+// few replicas for min-replicas-to-write (NOREPLICAS), an ACL without the
+// command (NOPERM). Nothing was written; reads still work. Instrument
+// counts these by Reason and reports the store's writes degraded until a
+// write is taken again.
+type RefusedError struct {
+	Reason  string // one of RefusalReasons
+	Message string // the store's own words, such as "OOM command not allowed when used memory > 'maxmemory'."
+	Err     error  // the driver's error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// RefusalReasons are RefusedError's reasons, the values of the reason label
+// of refgate_store_write_errors_total.
+var RefusalReasons = []string{"oom", "readonly", "misconf", "noreplicas", "noperm"}
+
 // BatchKeep is how long a store remembers a RecordClicks batch id. It
 // bounds the memory the ids take (one id per link per batch on Redis, per
 // batch on bbolt) and must outlast every retry of a batch: the driver's

@@ -133,7 +133,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.Store = store.Instrument(st, m.Registry)
+	inst := store.Instrument(st, m.Registry)
+	m.Store = inst
 
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -178,7 +179,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
-		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline})
+		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline,
+		StoreWrites: inst})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)

@@ -28,6 +28,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -164,7 +165,38 @@ func translate(op string, err error) error {
 	case errors.Is(err, redis.ErrClosed):
 		return store.ErrClosed
 	}
+	if r := refusal(err); r != nil {
+		err = r
+	}
 	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// refusals are the error prefixes with which Redis refuses a write while it
+// answers, and their store.RefusedError reasons.
+var refusals = []struct{ prefix, reason string }{
+	{"OOM ", "oom"},
+	{"READONLY ", "readonly"},
+	{"MISCONF ", "misconf"},
+	{"NOREPLICAS ", "noreplicas"},
+	{"NOPERM ", "noperm"},
+}
+
+// refusal returns err as a store.RefusedError if Redis refused the command,
+// whether sent alone or called by a script (Redis 7 keeps the error's prefix
+// and adds where in the script it came from), or nil.
+func refusal(err error) *store.RefusedError {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return nil
+	}
+	msg := re.Error()
+	for _, r := range refusals {
+		if strings.HasPrefix(msg, r.prefix) {
+			msg, _, _ = strings.Cut(msg, " script: ")
+			return &store.RefusedError{Reason: r.reason, Message: msg, Err: err}
+		}
+	}
+	return nil
 }
 
 // setAndPublish writes a value and publishes its invalidation in one script:
