@@ -182,6 +182,11 @@ type CustomerUpdate struct {
 	// Decisions are logged, each for its Program (the latest MaxDecisions
 	// per program are kept), in the order given: the last is the newest.
 	Decisions []attribution.Decision
+	// Now is the server's time of the update. A store that drops records
+	// no longer needed (Redis, by TTL) keeps the customer and its decision
+	// logs until Customer.KeepUntil(Now) and a grace period; the zero time
+	// keeps them for ever. Orders are kept for ever.
+	Now time.Time
 }
 
 // InvalidationKind says what an Invalidation is about.

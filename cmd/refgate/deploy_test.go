@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store"
@@ -405,6 +406,18 @@ func TestRedisConfigAndACL(t *testing.T) {
 	s, _ := redisstore.New(redisstore.Config{URL: srv.URL(), Username: "refgate", Password: "CHANGE-ME-REFGATE-PASSWORD"})
 	defer s.Close()
 	rdb := s.Client()
+	// A customer's keys expire (PEXPIRE) until it pays, then are kept
+	// (PERSIST): the conformance suite's updates say no time, so neither.
+	for _, paid := range []bool{false, true} {
+		err := s.UpdateCustomer(ctx, "acl-c", "", func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+			c.Paid = paid
+			return &store.CustomerUpdate{Customer: c, Now: time.Now(),
+				Decisions: []attribution.Decision{{Program: "p", At: time.Now(), Event: "login"}}}, nil
+		})
+		if err != nil {
+			t.Fatalf("customer update (paid %v) as the refgate user: %v", paid, err)
+		}
+	}
 	// The event stream: refgate writes it, and `refgate events tail` (plain
 	// and as a consumer group) reads it, as the same user.
 	sink := events.NewRedisStream(rdb, []string{events.StreamKey}, 1000)

@@ -14,9 +14,21 @@
 //	refgate:invalidate              pub/sub channel of cache invalidations
 //
 // Expiry is decided by comparing stored times with the server's clock, never
-// by a TTL alone: TTLs are garbage collection, set a day past the record's
-// lifetime and relative to when it is written, so a server clock that runs
-// ahead of Redis's (a test clock) cannot make Redis drop a live record.
+// by a TTL alone: TTLs are garbage collection, relative to when a record is
+// written, so a server clock that runs ahead of Redis's (a test clock)
+// cannot make Redis drop a live record. No TTL is longer than the window
+// its record serves (at most 365 days) plus a week:
+//
+//	visitor record    the click's cookie window + 1 day
+//	click use claim   the token's remaining life + 1 day
+//	batch marker      store.BatchKeep (2 minutes)
+//	customer and its decision logs
+//	                  its latest association's expiry + 7 days; none once
+//	                  the customer paid or is agent-served (every later
+//	                  order and bind depends on that)
+//
+// Orders and the order index have none: they are money records, like the
+// programs, promoters, links and their counters they refer to.
 package redisstore
 
 import (
@@ -454,7 +466,7 @@ func (s *Store) RecordClicks(ctx context.Context, batch string, clicks []attribu
 		}
 		k := visitorKey(c.Visitor, c.Program)
 		exp := c.ExpiresAt.UnixMilli()
-		gc := c.ExpiresAt.Sub(c.At) + gcGrace
+		gc := min(max(c.ExpiresAt.Sub(c.At), 0), maxWindow) + gcGrace
 		if c.Model == attribution.FirstClick {
 			keepFirst.EvalSha(ctx, pipe, []string{k}, c.At.UnixMilli(), exp, b, gc.Milliseconds())
 		} else {
