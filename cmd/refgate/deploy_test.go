@@ -305,7 +305,8 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	}
 	m, _ := MustRunMain(t, t.TempDir(), nil)
 	gather(m)
-	// On Redis, with a consumer group on the event stream: its metrics too.
+	// On Redis, with a consumer group on the event stream: its metrics and
+	// Redis's memory too.
 	srv := redistest.Start(t)
 	if err := srv.Client().XGroupCreateMkStream(context.Background(), events.StreamKey, "ops", "$").Err(); err != nil {
 		t.Fatal(err)
@@ -313,11 +314,12 @@ func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
 	mr, _ := MustRunMain(t, t.TempDir(), func(c *Config) { c.RedisURL = srv.URL() })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n, err := testutil.GatherAndCount(mr.Registry, "refgate_events_group_lag", "refgate_events_group_trimmed_total")
+		n, err := testutil.GatherAndCount(mr.Registry, "refgate_events_group_lag", "refgate_events_group_trimmed_total",
+			"refgate_redis_used_memory_bytes", "refgate_redis_maxmemory_bytes")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 2 {
+		if n == 4 {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -143,6 +143,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if rs, ok := st.(*redisstore.Store); ok {
 		m.checkRedisMemory(rs)
+		mem := redisstore.NewMemoryGauges(rs, m.Registry)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			mem.Run(bgCtx, 5*time.Second)
+		}()
 	}
 	if m.stream != nil {
 		// The consumer groups' lag against the cap: the cap trims entries

@@ -6,7 +6,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -141,4 +144,71 @@ func MemoryWarnings(n NodeMemory, reserved int64) []string {
 		w = append(w, fmt.Sprintf("Redis uses %s of its maxmemory %s: it refuses writes once full", mb(n.Used), mb(n.MaxMemory)))
 	}
 	return w
+}
+
+// MemoryGauges exports what Memory reads, per server (a Cluster's masters:
+// a set fixed by the deployment), as refgate_redis_used_memory_bytes{node}
+// and refgate_redis_maxmemory_bytes{node}: at maxmemory, with noeviction,
+// Redis refuses every write, so the ratio of the two says how much time is
+// left. Run polls.
+type MemoryGauges struct {
+	s         *Store
+	used, max *prometheus.GaugeVec
+	errs      prometheus.Counter
+	mu        sync.Mutex
+	nodes     map[string]bool
+}
+
+// NewMemoryGauges registers the gauges on reg.
+func NewMemoryGauges(s *Store, reg prometheus.Registerer) *MemoryGauges {
+	f := promauto.With(reg)
+	return &MemoryGauges{s: s, nodes: map[string]bool{},
+		used: f.NewGaugeVec(prometheus.GaugeOpts{Name: "refgate_redis_used_memory_bytes",
+			Help: "Redis's used_memory (INFO memory), per server; at maxmemory it refuses writes."}, []string{"node"}),
+		max: f.NewGaugeVec(prometheus.GaugeOpts{Name: "refgate_redis_maxmemory_bytes",
+			Help: "Redis's maxmemory (INFO memory), per server; 0: no limit."}, []string{"node"}),
+		errs: f.NewCounter(prometheus.CounterOpts{Name: "refgate_redis_memory_poll_errors_total",
+			Help: "Reads of Redis's INFO memory that failed."}),
+	}
+}
+
+// Poll reads every server's memory once.
+func (g *MemoryGauges) Poll(ctx context.Context) error {
+	nodes, err := g.s.Memory(ctx)
+	if err != nil {
+		g.errs.Inc()
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		seen[n.Addr] = true
+		g.used.WithLabelValues(n.Addr).Set(float64(n.Used))
+		g.max.WithLabelValues(n.Addr).Set(float64(n.MaxMemory))
+	}
+	for addr := range g.nodes {
+		if !seen[addr] { // a master gone after a failover
+			g.used.DeleteLabelValues(addr)
+			g.max.DeleteLabelValues(addr)
+		}
+	}
+	g.nodes = seen
+	return nil
+}
+
+// Run polls every interval until ctx is done.
+func (g *MemoryGauges) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		c, cancel := context.WithTimeout(ctx, every)
+		g.Poll(c)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/refgate/refgate/internal/redistest"
 )
 
@@ -23,6 +26,13 @@ func TestMemory(t *testing.T) {
 		}
 		if addr, err := s.NodeFor(ctx, "refgate:events"); err != nil || addr != srv.Addr {
 			t.Fatalf("NodeFor = %q, %v", addr, err)
+		}
+		g := NewMemoryGauges(s, prometheus.NewRegistry())
+		if err := g.Poll(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if max, used := testutil.ToFloat64(g.max.WithLabelValues(srv.Addr)), testutil.ToFloat64(g.used.WithLabelValues(srv.Addr)); max != 3<<20 || used <= 0 {
+			t.Errorf("gauges: maxmemory %v, used %v", max, used)
 		}
 	})
 	t.Run("Cluster", func(t *testing.T) {
