@@ -36,8 +36,8 @@ func StreamKeys(cluster bool, n int) []string {
 const StreamEntryBytes = 730
 
 // DefaultStreamMaxLen is the default cap of the events kept in the
-// stream(s): about 584 MB at StreamEntryBytes, a little over a quarter of
-// the 2 GB maxmemory of the shipped deploy/redis/redis.conf, leaving the
+// stream(s): about 557 MiB at StreamEntryBytes, 27% of the 2 GiB maxmemory
+// of the shipped deploy/redis/redis.conf (a third at most), leaving the
 // rest to the attribution state (visitor records, customers, orders). At
 // 1,000 clicks/s that is some 13 minutes of events: the stream is a buffer
 // for consumers, not an archive.

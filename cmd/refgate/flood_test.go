@@ -35,7 +35,7 @@ func TestRedisFloodWithinMemory(t *testing.T) {
 		flood     = 70_000
 	)
 	if need := int64(flood) * (events.StreamEntryBytes + redisstore.VisitorRecordBytes); need <= maxMemory {
-		t.Fatalf("the flood needs %d MB uncapped, not more than maxmemory: make it larger", need>>20)
+		t.Fatalf("the flood needs %d MiB uncapped, not more than maxmemory: make it larger", need>>20)
 	}
 	srv := redistest.Start(t, "--maxmemory", fmt.Sprint(maxMemory), "--maxmemory-policy", "noeviction")
 	rdb := srv.Client()
@@ -72,7 +72,7 @@ func TestRedisFloodWithinMemory(t *testing.T) {
 	xlen, _ := rdb.XLen(ctx, events.StreamKey).Result()
 	visitors, _ := rdb.DBSize(ctx).Result()
 	if used >= maxMemory {
-		t.Errorf("Redis uses %d MB of maxmemory %d MB", used>>20, maxMemory>>20)
+		t.Errorf("Redis uses %d MiB of maxmemory %d MiB", used>>20, maxMemory>>20)
 	}
 	if xlen > maxLen*11/10 {
 		t.Errorf("the stream holds %d events, cap %d", xlen, maxLen)
@@ -92,7 +92,7 @@ func TestRedisFloodWithinMemory(t *testing.T) {
 	}
 	storefront.CloseIdleConnections()
 	k.stop()
-	t.Logf("%d cookie-less clicks in %s from as many addresses (uncapped they would need %d MB): stream %d events (cap %d), %d keys, Redis at %d of %d MB; binds and conversions after it answered 200",
+	t.Logf("%d cookie-less clicks in %s from as many addresses (uncapped they would need %d MiB): stream %d events (cap %d), %d keys, Redis at %d of %d MiB; binds and conversions after it answered 200",
 		flood, sent.Round(time.Millisecond), int64(flood)*(events.StreamEntryBytes+redisstore.VisitorRecordBytes)>>20,
 		xlen, maxLen, visitors, used>>20, maxMemory>>20)
 }

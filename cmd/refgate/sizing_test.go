@@ -173,7 +173,7 @@ func TestRedisMemoryWarnings(t *testing.T) {
 	}
 	f("Fits", []string{"--maxmemory", "64mb"}, 20_000)
 	f("Unlimited", nil, 20_000, "Redis has no maxmemory")
-	f("StreamTooLarge", []string{"--maxmemory", "64mb"}, events.DefaultStreamMaxLen, "take up to 557 MB at their cap, over a third of its maxmemory (64 MB)")
+	f("StreamTooLarge", []string{"--maxmemory", "64mb"}, events.DefaultStreamMaxLen, "take up to 557 MiB at their cap, over a third of its maxmemory (64 MiB)")
 	f("Uncapped", []string{"--maxmemory", "64mb"}, 0, "the event stream is uncapped")
 	f("Evicts", []string{"--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru"}, 20_000, "maxmemory-policy is allkeys-lru")
 }

@@ -122,7 +122,7 @@ func nodeMemory(ctx context.Context, c *redis.Client) (NodeMemory, error) {
 //   - already over nine tenths full.
 func MemoryWarnings(n NodeMemory, reserved int64) []string {
 	var w []string
-	mb := func(b int64) string { return strconv.FormatInt((b+(1<<19))>>20, 10) + " MB" }
+	mb := func(b int64) string { return strconv.FormatInt((b+(1<<19))>>20, 10) + " MiB" }
 	if n.MaxMemory == 0 {
 		w = append(w, "Redis has no maxmemory (0: unlimited): it grows until the machine or its container kills it; set maxmemory (deploy/redis/redis.conf: 2gb) and maxmemory-policy noeviction")
 	}

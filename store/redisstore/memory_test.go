@@ -89,8 +89,8 @@ func TestMemoryWarnings(t *testing.T) {
 	f(NodeMemory{Policy: "noeviction"}, 584_000_000, "no maxmemory")
 	f(NodeMemory{MaxMemory: 2 * gb, Policy: "allkeys-lru"}, 0, "allkeys-lru: when full it evicts any key")
 	f(NodeMemory{MaxMemory: 2 * gb, Policy: "volatile-ttl"}, 0, "visitor records and click claims")
-	f(shipped, 7_300_000_000, "take up to 6962 MB at their cap, over a third of its maxmemory (2048 MB)")
+	f(shipped, 7_300_000_000, "take up to 6962 MiB at their cap, over a third of its maxmemory (2048 MiB)")
 	f(shipped, -1, "uncapped")
-	f(NodeMemory{MaxMemory: 64 << 20, Policy: "noeviction", Used: 60 << 20}, 0, "uses 60 MB of its maxmemory 64 MB")
+	f(NodeMemory{MaxMemory: 64 << 20, Policy: "noeviction", Used: 60 << 20}, 0, "uses 60 MiB of its maxmemory 64 MiB")
 	f(NodeMemory{Policy: "allkeys-random"}, -1, "no maxmemory", "allkeys-random", "uncapped")
 }
