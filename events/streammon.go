@@ -1,6 +1,7 @@
 package events
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -154,7 +155,7 @@ func (m *StreamMonitor) Poll(ctx context.Context) error {
 	for i, k := range m.cfg.Keys {
 		s, gs, err := readStream(streams[i], groups[i])
 		if err != nil {
-			first = cmpOr(first, fmt.Errorf("stream %s: %w", k, err))
+			first = cmp.Or(first, fmt.Errorf("stream %s: %w", k, err))
 			for key := range m.groups { // keep what is known of this key
 				if key[0] == k {
 					seen[key] = true
@@ -230,13 +231,6 @@ func (m *StreamMonitor) countAfter(ctx context.Context, key string, id streamID,
 		return int64(len(msgs))
 	}
 	return max(estimate, exactUpTo)
-}
-
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 func isNoKey(err error) bool {
