@@ -61,6 +61,15 @@ type Config struct {
 	Events Emitter
 	// Log reports the pipeline's state in /readyz; nil for none.
 	Log Log
+	// StoreWrites reports in /readyz whether the store takes writes; nil
+	// for none.
+	StoreWrites StoreWrites
+}
+
+// StoreWrites says whether the store takes writes; store.Instrumented is
+// one.
+type StoreWrites interface {
+	WriteHealth() store.WriteHealth
 }
 
 // Log is the pipeline of clicks and events as /readyz sees it;
@@ -281,23 +290,46 @@ func (s *Server) ready(ctx *fasthttp.RequestCtx) {
 			}
 		}
 	}
+	if w := s.cfg.StoreWrites; w != nil {
+		r.StoreWrites = &storeWrites{Status: "ok"}
+		if h := w.WriteHealth(); h.Refused {
+			since := h.Since.UTC()
+			r.StoreWrites = &storeWrites{Status: "degraded", Reason: h.Reason, Error: h.Message, Since: &since, Refused: h.Refusals}
+			r.Status, r.Store = "degraded", "degraded"
+		}
+	}
 	if err := s.cfg.Store.Ping(c); err != nil {
 		s.cfg.Logger.Warn("not ready: store does not answer", "err", err)
 		r.Status, r.Store = "store unavailable", "unavailable"
 		s.reply(ctx, 503, r)
 		return
 	}
-	// A failing event sink does not make the instance unready: clicks are
-	// answered and events wait in the log. It is reported, and alerted on.
+	// A store that answers but refuses writes (Redis full, a read-only
+	// replica) keeps the instance ready, and so does a failing event sink:
+	// clicks are answered from the link cache and wait in the log, reads
+	// answer. Every instance shares the store, so taking them all out of
+	// the load balancer would only add the clicks to what fails. It is
+	// reported here and in the metrics, and alerted on.
 	s.reply(ctx, 200, r)
 }
 
 // readiness is the /readyz body.
 type readiness struct {
-	Status string           `json:"status"`
-	Store  string           `json:"store"`
-	Log    *logReadiness    `json:"log,omitempty"`
-	Events *eventsReadiness `json:"events,omitempty"`
+	Status      string           `json:"status"` // ok, degraded (the store refuses writes), store unavailable, draining
+	Store       string           `json:"store"`  // ok, degraded, unavailable
+	StoreWrites *storeWrites     `json:"store_writes,omitempty"`
+	Log         *logReadiness    `json:"log,omitempty"`
+	Events      *eventsReadiness `json:"events,omitempty"`
+}
+
+// storeWrites says whether the store takes writes: degraded from the first
+// write it refuses until one is taken again.
+type storeWrites struct {
+	Status  string     `json:"status"`           // ok or degraded
+	Reason  string     `json:"reason,omitempty"` // store.RefusalReasons: oom, readonly, ...
+	Error   string     `json:"error,omitempty"`  // the store's words
+	Since   *time.Time `json:"since,omitempty"`
+	Refused int64      `json:"refused,omitempty"` // writes refused since
 }
 
 // logReadiness is the state of the local log of clicks and events and of

@@ -50,11 +50,19 @@ func newEnv(t testing.TB, testClock bool) *env {
 	t.Cleanup(func() { st.Close() })
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "refgate_test_total", Help: "x"}))
+	return newEnvWith(t, Config{Store: st, TestClock: testClock, Gatherer: reg})
+}
+
+// newEnvWith serves the API as newEnv does, with cfg's store, test clock,
+// gatherer and store writes' health.
+func newEnvWith(t testing.TB, cfg Config) *env {
+	t.Helper()
+	st := cfg.Store
 	c := new(clock.Clock)
 	signer, _ := cookie.NewSigner([]cookie.Key{{ID: "k1", Secret: []byte("0123456789abcdef0123")}})
 	s := New(Config{Store: st, AdminToken: adminTok, StorefrontToken: sfTok, MetricsToken: metTok, Clock: c,
-		TestClock: testClock, Hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")), Signer: signer,
-		PublicURL: "https://go.example.com/", Gatherer: reg})
+		TestClock: cfg.TestClock, Hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")), Signer: signer,
+		PublicURL: "https://go.example.com/", Gatherer: cfg.Gatherer, StoreWrites: cfg.StoreWrites})
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: s.ServeFastHTTP, ErrorHandler: s.ErrorHandler, MaxRequestBodySize: MaxBodySize}
 	go srv.Serve(ln)

@@ -312,7 +312,7 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 		rec.Decisions = withIDs(append(ds, res.Decision))
 		c.Remember(rec)
 		fresh = true
-		return &store.CustomerUpdate{Customer: c, Decisions: rec.Decisions}, nil
+		return &store.CustomerUpdate{Customer: c, Decisions: rec.Decisions, Now: now}, nil
 	})
 	if err != nil {
 		// The claim stays: the write may have landed. A retry of the same
@@ -394,7 +394,7 @@ func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.
 		if !fresh {
 			return nil, nil
 		}
-		return &store.CustomerUpdate{Customer: c, Decisions: ended}, nil
+		return &store.CustomerUpdate{Customer: c, Decisions: ended, Now: now}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -576,7 +576,7 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 			Currency: in.Currency, Product: in.Product, Prepaid: in.Prepaid, Promoter: pr, Now: now})
 		ord.Decisions = withIDs(append(ended, ord.Decisions...))
 		out, fresh = &ord, true
-		return &store.CustomerUpdate{Customer: c, Order: &ord, Decisions: ord.Decisions}, nil
+		return &store.CustomerUpdate{Customer: c, Order: &ord, Decisions: ord.Decisions, Now: now}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -667,7 +667,7 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 			// alias.
 			return &store.CustomerUpdate{Order: o}, nil
 		}
-		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{d}}, nil
+		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{d}, Now: now}, nil
 	})
 	if err != nil {
 		return nil, err

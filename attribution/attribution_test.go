@@ -413,3 +413,26 @@ func TestClickReplaces(t *testing.T) {
 	f(FirstClick, t0.Add(7*24*time.Hour), old, true)
 	f(FirstClick, t0, nil, true)
 }
+
+func TestKeepUntil(t *testing.T) {
+	now := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	f := func(name string, c Customer, want time.Time, wantForever bool) {
+		t.Run(name, func(t *testing.T) {
+			got, forever := c.KeepUntil(now)
+			if forever != wantForever || !got.Equal(want) {
+				t.Errorf("KeepUntil = %v, %v; want %v, %v", got, forever, want, wantForever)
+			}
+		})
+	}
+	assoc := func(d time.Duration) *ProgramState {
+		return &ProgramState{Assoc: &Association{Promoter: "a", Kind: Protected, Since: now, ExpiresAt: now.Add(d)}}
+	}
+	f("Forever/Paid", Customer{Paid: true}, time.Time{}, true)
+	f("Forever/AgentServed", Customer{AgentServed: true}, time.Time{}, true)
+	f("Forever/CapUsed", Customer{Programs: map[string]*ProgramState{"p": {CapUsed: 1}}}, time.Time{}, true)
+	f("FingerprintsOnly", Customer{Fingerprints: FingerprintSet{"x"}}, now, false)
+	f("LatestAssociation", Customer{Programs: map[string]*ProgramState{"p": assoc(30 * day), "q": assoc(90 * day)}}, now.Add(90*day), false)
+	f("ExpiredAssociation", Customer{Programs: map[string]*ProgramState{"p": assoc(-day)}}, now, false)
+	f("RememberedWrite", Customer{Applied: []Applied{{Op: "x", At: now}}}, now.Add(ReplayWindow), false)
+}

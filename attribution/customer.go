@@ -150,6 +150,36 @@ func (c *Customer) Recall(op string, now time.Time) *Applied {
 	return nil
 }
 
+// KeepUntil says how long c matters, for a store that drops what no longer
+// does: for ever (forever true) once the customer has paid or is
+// agent-served, facts that decide every later bind and order (old_customer,
+// repeat_purchase, customer_cap, agent_served), like the money records;
+// otherwise until the latest expiry of its associations, ended ones too
+// (an attribution lookup says why one ended), and of the writes it
+// remembers for retries. A customer with neither, known only by
+// fingerprints, matters until now: binds and conversions bring the
+// fingerprints again.
+func (c *Customer) KeepUntil(now time.Time) (until time.Time, forever bool) {
+	if c.Paid || c.AgentServed {
+		return time.Time{}, true
+	}
+	until = now
+	for _, s := range c.Programs {
+		if len(s.PaidProducts) > 0 || s.CapUsed > 0 {
+			return time.Time{}, true
+		}
+		if s.Assoc != nil && s.Assoc.ExpiresAt.After(until) {
+			until = s.Assoc.ExpiresAt
+		}
+	}
+	for i := range c.Applied {
+		if t := c.Applied[i].At.Add(ReplayWindow); t.After(until) {
+			until = t
+		}
+	}
+	return until, false
+}
+
 // Remember records a write, forgetting the oldest past MaxApplied.
 func (c *Customer) Remember(a Applied) {
 	c.Applied = append(c.Applied, a)

@@ -72,10 +72,10 @@ var (
 )
 
 // keyWriterStream is the stream of the events, capped as refgate's is by
-// default.
+// default (events.DefaultStreamMaxLen).
 const (
 	keyWriterStream = "refgate-load:events"
-	keyWriterMaxLen = 10_000_000
+	keyWriterMaxLen = 800_000
 )
 
 // NewKeyWriter starts the writer; Close stops it after a last write. With

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,9 +16,20 @@ import (
 // Instrument wraps s so that every call is timed in
 // refgate_store_duration_seconds{op} and every failure counted in
 // refgate_store_errors_total{op}. ErrNotFound and ErrExists are answers,
-// not failures. op is the method name in snake case: a fixed set.
-func Instrument(s Store, reg prometheus.Registerer) Store {
+// not failures. op is the method name in snake case: a fixed set. A write
+// the store refuses (a RefusedError) is also counted in
+// refgate_store_write_errors_total{reason}, and WriteHealth reports the
+// store's writes refused until one is taken again.
+func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 	f := promauto.With(reg)
+	refused := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "refgate_store_write_errors_total",
+		Help: "Store writes refused while the store answers, by reason: oom (Redis out of memory under noeviction), readonly (a replica), misconf (a failed save stops writes), noreplicas, noperm (the ACL).",
+	}, []string{"reason"})
+	byReason := map[string]prometheus.Counter{}
+	for _, r := range RefusalReasons {
+		byReason[r] = refused.WithLabelValues(r)
+	}
 	errs := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "refgate_store_errors_total",
 		Help: "Store calls that failed, by operation.",
@@ -30,126 +43,186 @@ func Instrument(s Store, reg prometheus.Registerer) Store {
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
 		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer"} {
-		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op)}
+		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op), writes[op], clears[op]}
 	}
-	return &instrumented{s: s, ops: ops}
+	return &Instrumented{s: s, ops: ops, refused: byReason}
 }
+
+// writes are the operations that write; clears those whose success means
+// the store took a write (a click claim already held, or a release, which
+// Redis allows even when full, does not).
+var (
+	writes = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
+		"record_clicks": true, "update_customer": true, "claim_order": true, "claim_click": true, "release_click": true, "erase_customer": true}
+	clears = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
+		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true}
+)
 
 type opMetrics struct {
-	errs prometheus.Counter
-	dur  prometheus.Observer
+	errs          prometheus.Counter
+	dur           prometheus.Observer
+	write, clears bool
 }
 
-type instrumented struct {
-	s   Store
-	ops map[string]opMetrics
+// Instrumented is a Store with metrics; see Instrument.
+type Instrumented struct {
+	s       Store
+	ops     map[string]opMetrics
+	refused map[string]prometheus.Counter
+
+	refusing atomic.Bool // health.Refused, read without the lock on every write
+	mu       sync.Mutex
+	health   WriteHealth
 }
 
-func (i *instrumented) observe(op string, start time.Time, err error) {
+var _ Store = (*Instrumented)(nil)
+
+// WriteHealth is whether the store takes writes, as the latest writes it
+// answered say.
+type WriteHealth struct {
+	Refused  bool
+	Reason   string    // of the latest refusal, one of RefusalReasons
+	Message  string    // the store's words
+	Since    time.Time // the first refusal since a write was last taken
+	Refusals int64     // writes refused since then
+}
+
+// WriteHealth reports the store's writes refused from the first write it
+// refuses (a RefusedError) until one is taken again.
+func (i *Instrumented) WriteHealth() WriteHealth {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.health
+}
+
+func (i *Instrumented) observe(op string, start time.Time, err error) {
 	m := i.ops[op]
 	m.dur.Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) {
 		m.errs.Inc()
 	}
+	var re *RefusedError
+	switch {
+	case !m.write:
+	case err == nil && m.clears:
+		if i.refusing.Load() {
+			i.mu.Lock()
+			i.health = WriteHealth{}
+			i.refusing.Store(false)
+			i.mu.Unlock()
+		}
+	case errors.As(err, &re):
+		if c := i.refused[re.Reason]; c != nil {
+			c.Inc()
+		}
+		i.mu.Lock()
+		if !i.health.Refused {
+			i.health = WriteHealth{Refused: true, Since: time.Now()}
+		}
+		i.health.Reason, i.health.Message = re.Reason, re.Message
+		i.health.Refusals++
+		i.refusing.Store(true)
+		i.mu.Unlock()
+	}
 }
 
-func (i *instrumented) PutProgram(ctx context.Context, p *attribution.Program) (err error) {
+func (i *Instrumented) PutProgram(ctx context.Context, p *attribution.Program) (err error) {
 	defer func(t time.Time) { i.observe("put_program", t, err) }(time.Now())
 	return i.s.PutProgram(ctx, p)
 }
 
-func (i *instrumented) Program(ctx context.Context, id string) (p *attribution.Program, err error) {
+func (i *Instrumented) Program(ctx context.Context, id string) (p *attribution.Program, err error) {
 	defer func(t time.Time) { i.observe("program", t, err) }(time.Now())
 	return i.s.Program(ctx, id)
 }
 
-func (i *instrumented) PutPromoter(ctx context.Context, p *attribution.Promoter) (err error) {
+func (i *Instrumented) PutPromoter(ctx context.Context, p *attribution.Promoter) (err error) {
 	defer func(t time.Time) { i.observe("put_promoter", t, err) }(time.Now())
 	return i.s.PutPromoter(ctx, p)
 }
 
-func (i *instrumented) Promoter(ctx context.Context, id string) (p *attribution.Promoter, err error) {
+func (i *Instrumented) Promoter(ctx context.Context, id string) (p *attribution.Promoter, err error) {
 	defer func(t time.Time) { i.observe("promoter", t, err) }(time.Now())
 	return i.s.Promoter(ctx, id)
 }
 
-func (i *instrumented) CreateLink(ctx context.Context, l *attribution.Link) (err error) {
+func (i *Instrumented) CreateLink(ctx context.Context, l *attribution.Link) (err error) {
 	defer func(t time.Time) { i.observe("create_link", t, err) }(time.Now())
 	return i.s.CreateLink(ctx, l)
 }
 
-func (i *instrumented) Link(ctx context.Context, code string) (l *attribution.Link, err error) {
+func (i *Instrumented) Link(ctx context.Context, code string) (l *attribution.Link, err error) {
 	defer func(t time.Time) { i.observe("link", t, err) }(time.Now())
 	return i.s.Link(ctx, code)
 }
 
-func (i *instrumented) DeleteLink(ctx context.Context, code string) (err error) {
+func (i *Instrumented) DeleteLink(ctx context.Context, code string) (err error) {
 	defer func(t time.Time) { i.observe("delete_link", t, err) }(time.Now())
 	return i.s.DeleteLink(ctx, code)
 }
 
-func (i *instrumented) LinkStats(ctx context.Context, code string) (m map[attribution.Outcome]int64, err error) {
+func (i *Instrumented) LinkStats(ctx context.Context, code string) (m map[attribution.Outcome]int64, err error) {
 	defer func(t time.Time) { i.observe("link_stats", t, err) }(time.Now())
 	return i.s.LinkStats(ctx, code)
 }
 
-func (i *instrumented) RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) (err error) {
+func (i *Instrumented) RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) (err error) {
 	defer func(t time.Time) { i.observe("record_clicks", t, err) }(time.Now())
 	return i.s.RecordClicks(ctx, batch, clicks)
 }
 
-func (i *instrumented) VisitorClick(ctx context.Context, program, visitor string) (c *attribution.Click, err error) {
+func (i *Instrumented) VisitorClick(ctx context.Context, program, visitor string) (c *attribution.Click, err error) {
 	defer func(t time.Time) { i.observe("visitor_click", t, err) }(time.Now())
 	return i.s.VisitorClick(ctx, program, visitor)
 }
 
-func (i *instrumented) Customer(ctx context.Context, id string) (c *attribution.Customer, err error) {
+func (i *Instrumented) Customer(ctx context.Context, id string) (c *attribution.Customer, err error) {
 	defer func(t time.Time) { i.observe("customer", t, err) }(time.Now())
 	return i.s.Customer(ctx, id)
 }
 
-func (i *instrumented) UpdateCustomer(ctx context.Context, id, order string, fn UpdateFunc) (err error) {
+func (i *Instrumented) UpdateCustomer(ctx context.Context, id, order string, fn UpdateFunc) (err error) {
 	defer func(t time.Time) { i.observe("update_customer", t, err) }(time.Now())
 	return i.s.UpdateCustomer(ctx, id, order, fn)
 }
 
-func (i *instrumented) Decisions(ctx context.Context, program, customer string) (d []attribution.Decision, err error) {
+func (i *Instrumented) Decisions(ctx context.Context, program, customer string) (d []attribution.Decision, err error) {
 	defer func(t time.Time) { i.observe("decisions", t, err) }(time.Now())
 	return i.s.Decisions(ctx, program, customer)
 }
 
-func (i *instrumented) ClaimOrder(ctx context.Context, order, customer string) (owner string, err error) {
+func (i *Instrumented) ClaimOrder(ctx context.Context, order, customer string) (owner string, err error) {
 	defer func(t time.Time) { i.observe("claim_order", t, err) }(time.Now())
 	return i.s.ClaimOrder(ctx, order, customer)
 }
 
-func (i *instrumented) OrderOwner(ctx context.Context, order string) (customer string, err error) {
+func (i *Instrumented) OrderOwner(ctx context.Context, order string) (customer string, err error) {
 	defer func(t time.Time) { i.observe("order_owner", t, err) }(time.Now())
 	return i.s.OrderOwner(ctx, order)
 }
 
-func (i *instrumented) ClaimClick(ctx context.Context, click, customer, claim string, limit int, keep time.Duration) (c ClickClaim, err error) {
+func (i *Instrumented) ClaimClick(ctx context.Context, click, customer, claim string, limit int, keep time.Duration) (c ClickClaim, err error) {
 	defer func(t time.Time) { i.observe("claim_click", t, err) }(time.Now())
 	return i.s.ClaimClick(ctx, click, customer, claim, limit, keep)
 }
 
-func (i *instrumented) ReleaseClick(ctx context.Context, click, customer, claim string) (err error) {
+func (i *Instrumented) ReleaseClick(ctx context.Context, click, customer, claim string) (err error) {
 	defer func(t time.Time) { i.observe("release_click", t, err) }(time.Now())
 	return i.s.ReleaseClick(ctx, click, customer, claim)
 }
 
-func (i *instrumented) EraseCustomer(ctx context.Context, id, alias string) (e Erasure, err error) {
+func (i *Instrumented) EraseCustomer(ctx context.Context, id, alias string) (e Erasure, err error) {
 	defer func(t time.Time) { i.observe("erase_customer", t, err) }(time.Now())
 	return i.s.EraseCustomer(ctx, id, alias)
 }
 
-func (i *instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {
+func (i *Instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {
 	return i.s.WatchInvalidations(ctx, fn)
 }
 
-func (i *instrumented) Ping(ctx context.Context) (err error) {
+func (i *Instrumented) Ping(ctx context.Context) (err error) {
 	defer func(t time.Time) { i.observe("ping", t, err) }(time.Now())
 	return i.s.Ping(ctx)
 }
 
-func (i *instrumented) Close() error { return i.s.Close() }
+func (i *Instrumented) Close() error { return i.s.Close() }

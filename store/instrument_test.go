@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/embedded"
 	"github.com/refgate/refgate/store/storetest"
@@ -53,5 +55,78 @@ func errorsFor(t *testing.T, reg *prometheus.Registry, op string) float64 {
 		}
 	}
 	t.Fatalf("no refgate_store_errors_total{op=%q}", op)
+	return 0
+}
+
+// refusing is a store whose writes the test refuses.
+type refusing struct {
+	store.Store
+	err error
+}
+
+func (r *refusing) PutProgram(ctx context.Context, p *attribution.Program) error {
+	if r.err != nil {
+		return r.err
+	}
+	return r.Store.PutProgram(ctx, p)
+}
+
+func (r *refusing) ReleaseClick(ctx context.Context, click, customer, claim string) error { return nil }
+
+func TestInstrumentWriteHealth(t *testing.T) {
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	r := &refusing{Store: st}
+	s := store.Instrument(r, reg)
+	ctx := context.Background()
+	if h := s.WriteHealth(); h.Refused {
+		t.Fatalf("health before any write: %+v", h)
+	}
+	oom := &store.RefusedError{Reason: "oom", Message: "OOM command not allowed", Err: errors.New("OOM command not allowed")}
+	r.err = fmt.Errorf("redis set: %w", oom)
+	s.PutProgram(ctx, storetest.Program("p"))
+	s.PutProgram(ctx, storetest.Program("p"))
+	h := s.WriteHealth()
+	if !h.Refused || h.Reason != "oom" || h.Message != "OOM command not allowed" || h.Refusals != 2 || h.Since.IsZero() {
+		t.Fatalf("health after two refused writes: %+v", h)
+	}
+	if got := writeErrors(t, reg); got != 2 {
+		t.Errorf("refgate_store_write_errors_total{reason=oom} = %v, want 2", got)
+	}
+	// Reads, and a release that Redis allows even when full, say nothing
+	// of writes.
+	s.Program(ctx, "p")
+	s.ReleaseClick(ctx, "k", "c", "claim")
+	if h := s.WriteHealth(); !h.Refused {
+		t.Fatalf("a read or a release cleared the refusal: %+v", h)
+	}
+	r.err = nil
+	if err := s.PutProgram(ctx, storetest.Program("p")); err != nil {
+		t.Fatal(err)
+	}
+	if h := s.WriteHealth(); h.Refused {
+		t.Fatalf("health after a write was taken: %+v", h)
+	}
+}
+
+// writeErrors is refgate_store_write_errors_total{reason="oom"}.
+func writeErrors(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "refgate_store_write_errors_total" && m.GetLabel()[0].GetValue() == "oom" {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatal(`no refgate_store_write_errors_total{reason="oom"}`)
 	return 0
 }

@@ -28,6 +28,26 @@ var (
 	ErrErasing = errors.New("customer erasure unfinished; erase the customer again")
 )
 
+// RefusedError is a write the store refused whole although it answers:
+// Redis out of memory under noeviction (OOM), a read-only replica
+// (READONLY), a failed background save that stops writes (MISCONF), too
+// few replicas for min-replicas-to-write (NOREPLICAS), an ACL without the
+// command (NOPERM). Nothing was written; reads still work. Instrument
+// counts these by Reason and reports the store's writes degraded until a
+// write is taken again.
+type RefusedError struct {
+	Reason  string // one of RefusalReasons
+	Message string // the store's own words, such as "OOM command not allowed when used memory > 'maxmemory'."
+	Err     error  // the driver's error
+}
+
+func (e *RefusedError) Error() string { return e.Err.Error() }
+func (e *RefusedError) Unwrap() error { return e.Err }
+
+// RefusalReasons are RefusedError's reasons, the values of the reason label
+// of refgate_store_write_errors_total.
+var RefusalReasons = []string{"oom", "readonly", "misconf", "noreplicas", "noperm"}
+
 // BatchKeep is how long a store remembers a RecordClicks batch id. It
 // bounds the memory the ids take (one id per link per batch on Redis, per
 // batch on bbolt) and must outlast every retry of a batch: the driver's
@@ -209,6 +229,11 @@ type CustomerUpdate struct {
 	// Decisions are logged, each for its Program (the latest MaxDecisions
 	// per program are kept), in the order given: the last is the newest.
 	Decisions []attribution.Decision
+	// Now is the server's time of the update. A store that drops records
+	// no longer needed (Redis, by TTL) keeps the customer and its decision
+	// logs until Customer.KeepUntil(Now) and a grace period; the zero time
+	// keeps them for ever. Orders are kept for ever.
+	Now time.Time
 }
 
 // InvalidationKind says what an Invalidation is about.

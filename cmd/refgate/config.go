@@ -16,6 +16,7 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
+	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/geo"
 	"github.com/refgate/refgate/redirect"
 	"github.com/refgate/refgate/store/redisstore"
@@ -120,7 +121,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.BatchSize, "batch-size", 512, "click records per store write, events per sink write")
 	fs.DurationVar(&c.FlushInterval, "flush-interval", 50*time.Millisecond, "longest a click record or an event waits in the log for a full delivery batch")
 	fs.BoolVar(&c.Events, "events", true, "emit click and decision events (Redis Stream on Redis, JSON Lines files on the embedded store)")
-	fs.Int64Var(&c.EventsStreamMaxLen, "events-stream-maxlen", 10_000_000, "approximate cap of each event stream (XADD MAXLEN ~); 0 = uncapped")
+	fs.Int64Var(&c.EventsStreamMaxLen, "events-stream-maxlen", events.DefaultStreamMaxLen, "approximate number of events kept in the Redis event stream(s), all keys together (XADD MAXLEN ~, each key its share); 0 = uncapped")
 	fs.IntVar(&c.EventsStreams, "events-streams", 8, "on Redis Cluster, how many stream keys events are spread over")
 	fs.Int64Var(&c.EventsFileMaxBytes, "events-file-max-bytes", 64<<20, "embedded store: size at which a JSON Lines event file is closed and the next begun")
 	fs.IntVar(&c.EventsFileKeep, "events-file-keep", 0, "embedded store: most event files kept, oldest deleted first once the store has taken them; 0 = no bound on the count")

@@ -14,8 +14,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
@@ -26,6 +28,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/redistest"
 	"github.com/refgate/refgate/store"
@@ -289,15 +292,42 @@ func parseDurationSeconds(s string) (int64, error) {
 // TestDashboardAndAlertsUseRealMetrics: every metric the Grafana dashboard
 // and the alert rules query is one the running binary exports.
 func TestDashboardAndAlertsUseRealMetrics(t *testing.T) {
+	exported := map[string]bool{"up": true} // Prometheus's own, per target
+	gather := func(m *Main) {
+		t.Helper()
+		mfs, err := m.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			exported[mf.GetName()] = true
+		}
+	}
 	m, _ := MustRunMain(t, t.TempDir(), nil)
-	mfs, err := m.Registry.Gather()
-	if err != nil {
+	gather(m)
+	// On Redis, with a consumer group on the event stream: its metrics and
+	// Redis's memory too.
+	srv := redistest.Start(t)
+	if err := srv.Client().XGroupCreateMkStream(context.Background(), events.StreamKey, "ops", "$").Err(); err != nil {
 		t.Fatal(err)
 	}
-	exported := map[string]bool{"up": true} // Prometheus's own, per target
-	for _, mf := range mfs {
-		exported[mf.GetName()] = true
+	mr, _ := MustRunMain(t, t.TempDir(), func(c *Config) { c.RedisURL = srv.URL() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, err := testutil.GatherAndCount(mr.Registry, "refgate_events_group_lag", "refgate_events_group_trimmed_total",
+			"refgate_redis_used_memory_bytes", "refgate_redis_maxmemory_bytes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the consumer group's metrics are not exported after 10 s (%d series)", n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
+	gather(mr)
 	name := regexp.MustCompile(`\b((?:refgate|process|go)_[a-z0-9_]+|up)\b`)
 	check := func(file, expr string) {
 		t.Helper()
@@ -378,6 +408,18 @@ func TestRedisConfigAndACL(t *testing.T) {
 	s, _ := redisstore.New(redisstore.Config{URL: srv.URL(), Username: "refgate", Password: "CHANGE-ME-REFGATE-PASSWORD"})
 	defer s.Close()
 	rdb := s.Client()
+	// A customer's keys expire (PEXPIRE) until it pays, then are kept
+	// (PERSIST): the conformance suite's updates say no time, so neither.
+	for _, paid := range []bool{false, true} {
+		err := s.UpdateCustomer(ctx, "acl-c", "", func(c *attribution.Customer, _ *attribution.Order) (*store.CustomerUpdate, error) {
+			c.Paid = paid
+			return &store.CustomerUpdate{Customer: c, Now: time.Now(),
+				Decisions: []attribution.Decision{{Program: "p", At: time.Now(), Event: "login"}}}, nil
+		})
+		if err != nil {
+			t.Fatalf("customer update (paid %v) as the refgate user: %v", paid, err)
+		}
+	}
 	// The event stream: refgate writes it, and `refgate events tail` (plain
 	// and as a consumer group) reads it, as the same user.
 	sink := events.NewRedisStream(rdb, []string{events.StreamKey}, 1000)
@@ -389,6 +431,17 @@ func TestRedisConfigAndACL(t *testing.T) {
 		if err := events.TailRedis(ctx, rdb, []string{events.StreamKey}, o, func([]byte) error { n++; return nil }); err != nil || n != 1 {
 			t.Fatalf("tail %+v as the refgate user: %d events, %v", o, n, err)
 		}
+	}
+	// The consumer groups' lag: XINFO STREAM, XINFO GROUPS and XRANGE.
+	mon := events.NewStreamMonitor(events.StreamMonitorConfig{Client: rdb, Keys: sink.Keys(), MaxLen: sink.MaxLen()})
+	if err := mon.Poll(ctx); err != nil {
+		t.Errorf("XINFO of the event stream as the refgate user: %v", err)
+	}
+	// The memory check at start reads INFO memory, as the same user.
+	if nodes, err := s.Memory(ctx); err != nil || len(nodes) != 1 || nodes[0].MaxMemory != 2<<30 || nodes[0].Policy != "noeviction" {
+		t.Errorf("INFO memory as the refgate user: %+v, %v", nodes, err)
+	} else if w := redisstore.MemoryWarnings(nodes[0], events.DefaultStreamMaxLen*events.StreamEntryBytes); len(w) > 0 {
+		t.Errorf("the shipped redis.conf with the default stream cap warns: %q", w)
 	}
 	// And nothing more: the refgate user cannot touch other keys or run
 	// administrative commands.

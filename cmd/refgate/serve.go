@@ -46,7 +46,8 @@ type Main struct {
 	// Pipeline carries every click's record to the store and every event
 	// to the sink, through the local log.
 	Pipeline *events.Pipeline
-	Geo      *geo.DB // nil without --geoip-db
+	Geo      *geo.DB             // nil without --geoip-db
+	stream   *events.RedisStream // the sink on Redis; nil otherwise
 	Edge     *redirect.Handler
 	API      *api.Server
 
@@ -137,12 +138,33 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.Store = store.Instrument(st, m.Registry)
+	inst := store.Instrument(st, m.Registry)
+	m.Store = inst
 
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	if err := m.openPipeline(bgCtx, st); err != nil {
 		return err
+	}
+	if rs, ok := st.(*redisstore.Store); ok {
+		m.checkRedisMemory(rs)
+		mem := redisstore.NewMemoryGauges(rs, m.Registry)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			mem.Run(bgCtx, 5*time.Second)
+		}()
+	}
+	if m.stream != nil {
+		// The consumer groups' lag against the cap: the cap trims entries
+		// whether or not every group has read them.
+		mon := events.NewStreamMonitor(events.StreamMonitorConfig{Client: m.stream.Client(), Keys: m.stream.Keys(),
+			MaxLen: m.stream.MaxLen(), Logger: log, Registerer: m.Registry})
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			mon.Run(bgCtx)
+		}()
 	}
 
 	metrics := redirect.NewMetrics(m.Registry)
@@ -168,7 +190,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
-		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline})
+		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline,
+		StoreWrites: inst})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)
@@ -317,7 +340,8 @@ func (m *Main) openPipeline(ctx context.Context, st store.Store) error {
 		}
 		switch s := st.(type) {
 		case *redisstore.Store:
-			cfg.Sink = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
+			m.stream = events.NewRedisStream(s.Client(), events.StreamKeys(storeKind(c) == "redis-cluster", c.EventsStreams), c.EventsStreamMaxLen)
+			cfg.Sink = m.stream
 		default:
 			cfg.Files, cfg.SegmentBytes = true, c.EventsFileMaxBytes
 			cfg.FileKeep, cfg.FileKeepBytes, cfg.FileMaxAge = c.EventsFileKeep, c.EventsFileKeepBytes, c.EventsFileMaxAge
@@ -330,6 +354,46 @@ func (m *Main) openPipeline(ctx context.Context, st store.Store) error {
 	}
 	m.Pipeline = p
 	return nil
+}
+
+// checkRedisMemory reads Redis's memory settings (INFO memory, on every
+// master of a Cluster) and logs a warning for each that puts the
+// attribution state at risk (redisstore.MemoryWarnings): no maxmemory, an
+// eviction policy, or event streams that at their cap would take more than
+// a third of it, at events.StreamEntryBytes per entry. It only warns: a
+// deliberate setup (a Redis of its own for the stream) is the operator's
+// call.
+func (m *Main) checkRedisMemory(st *redisstore.Store) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	nodes, err := st.Memory(ctx)
+	if err != nil {
+		m.Logger.Warn("cannot read Redis's memory settings (INFO memory); check maxmemory and maxmemory-policy yourself", "err", err)
+		return
+	}
+	streams := map[string]int64{} // stream keys per node
+	var maxLen int64
+	if m.stream != nil {
+		maxLen = m.stream.MaxLen()
+		for _, k := range m.stream.Keys() {
+			addr, err := st.NodeFor(ctx, k)
+			if err != nil {
+				m.Logger.Warn("cannot tell which Redis holds the event stream", "key", k, "err", err)
+				continue
+			}
+			streams[addr]++
+		}
+	}
+	for _, n := range nodes {
+		reserved := streams[n.Addr] * maxLen * events.StreamEntryBytes
+		if streams[n.Addr] > 0 && maxLen == 0 {
+			reserved = -1
+		}
+		for _, w := range redisstore.MemoryWarnings(n, reserved) {
+			m.Logger.Warn(w, "redis", n.Addr, "maxmemory", n.MaxMemory, "maxmemory_policy", n.Policy,
+				"used_memory", n.Used, "stream_keys", streams[n.Addr], "stream_bytes_at_cap", max(reserved, 0))
+		}
+	}
 }
 
 // cookieKeys returns --cookie-keys, or the key kept in the data dir

@@ -44,22 +44,60 @@ func clickUseKey(click string) string  { return "refgate:clickuse:{" + click + "
 // update that read it before fails here, and one that reads it after sees
 // the mark (ErrErasing): the script needs no check of its own.
 //
+// The customer, its decision logs and the set of their programs share one
+// lifetime, set with every update (customerTTL): for ever once the customer
+// paid or is agent-served (attribution.Customer.KeepUntil), else until its
+// latest association expires plus customerGrace. Orders (and the order
+// index) have no TTL: they are money records, and a retried order must find
+// its decision however late it comes.
+//
 // KEYS: customer, orders, decision-log programs, then one decisions key per
 // decision. ARGV: version read ("" if none), new version, customer JSON (""
-// to keep), order id, order JSON ("" for none), decisions to keep, then the
-// decisions' JSON, oldest first, then their programs in the same order.
+// to keep), order id, order JSON ("" for none), decisions to keep, the TTL
+// in ms (-1: none; "": keep the customer's and give it to the others), then
+// the decisions' JSON, oldest first, then their programs in the same order.
 var casCustomer = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 'v') or ''
 if v ~= ARGV[1] then return 0 end
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'v', ARGV[2], 's', ARGV[3]) else redis.call('HSET', KEYS[1], 'v', ARGV[2]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], ARGV[5]) end
+local ttl = tonumber(ARGV[7]) or redis.call('PTTL', KEYS[1])
+local function keep(k)
+  if ttl > 0 then redis.call('PEXPIRE', k, ttl) elseif ttl == -1 then redis.call('PERSIST', k) end
+end
+keep(KEYS[1])
 local n = #KEYS - 3
 for i = 4, #KEYS do
-  redis.call('LPUSH', KEYS[i], ARGV[i + 3])
+  redis.call('LPUSH', KEYS[i], ARGV[i + 4])
   redis.call('LTRIM', KEYS[i], 0, tonumber(ARGV[6]) - 1)
-  redis.call('SADD', KEYS[3], ARGV[i + 3 + n])
+  redis.call('SADD', KEYS[3], ARGV[i + 4 + n])
+  keep(KEYS[i])
 end
+if n > 0 then keep(KEYS[3]) end
 return 1`)
+
+// customerGrace is how long a customer no longer needed (a never-paid
+// customer whose associations expired) is kept: a week to look up why an
+// association ended or explain a decision disputed after its window.
+const customerGrace = 7 * 24 * time.Hour
+
+// maxWindow is the longest window any record serves: cookie_days,
+// protect_days and associate_days are at most 365, and a token expiring
+// more than 365 days after its issue does not bind.
+const maxWindow = 365 * 24 * time.Hour
+
+// customerTTL is the TTL argument of casCustomer for u: "" when u does not
+// say (no customer, or no time), "-1" for a customer kept for ever.
+func customerTTL(u *store.CustomerUpdate) string {
+	if u.Customer == nil || u.Now.IsZero() {
+		return ""
+	}
+	until, forever := u.Customer.KeepUntil(u.Now)
+	if forever {
+		return "-1"
+	}
+	return strconv.FormatInt((min(max(until.Sub(u.Now), 0), maxWindow) + customerGrace).Milliseconds(), 10)
+}
 
 // Customer answers ErrNotFound for a customer whose erasure is unfinished:
 // it was asked to be forgotten.
@@ -187,7 +225,7 @@ func casArgs(id, version string, u *store.CustomerUpdate) (keys []string, args [
 		}
 	}
 	keys = append(make([]string, 0, 3+len(u.Decisions)), customerKey(id), ordersKey(id), decisionLogsKey(id))
-	args = append(make([]any, 0, 6+2*len(u.Decisions)), version, n+1, cj, oid, oj, attribution.MaxDecisions)
+	args = append(make([]any, 0, 7+2*len(u.Decisions)), version, n+1, cj, oid, oj, attribution.MaxDecisions, customerTTL(u))
 	for i := range u.Decisions {
 		dj, err := json.Marshal(&u.Decisions[i])
 		if err != nil {
@@ -252,11 +290,11 @@ var releaseClick = redis.NewScript(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 return 1`)
 
-// ClaimClick keeps the claim keep plus a day: the TTL is garbage
-// collection, relative to the write, so a server clock ahead of or behind
-// Redis's cannot drop a live claim.
+// ClaimClick keeps the claim keep (at most maxWindow: the token's life)
+// plus a day: the TTL is garbage collection, relative to the write, so a
+// server clock ahead of or behind Redis's cannot drop a live claim.
 func (s *Store) ClaimClick(ctx context.Context, click, customer, claim string, limit int, keep time.Duration) (store.ClickClaim, error) {
-	ttl := max(keep, 0) + gcGrace
+	ttl := min(max(keep, 0), maxWindow) + gcGrace
 	n, err := claimClick.Run(ctx, s.rdb, []string{clickUseKey(click)}, customer, claim, limit, ttl.Milliseconds()).Int()
 	if err != nil {
 		return store.ClickUsed, translate("claim click", err)

@@ -14,9 +14,21 @@
 //	refgate:invalidate              pub/sub channel of cache invalidations
 //
 // Expiry is decided by comparing stored times with the server's clock, never
-// by a TTL alone: TTLs are garbage collection, set a day past the record's
-// lifetime and relative to when it is written, so a server clock that runs
-// ahead of Redis's (a test clock) cannot make Redis drop a live record.
+// by a TTL alone: TTLs are garbage collection, relative to when a record is
+// written, so a server clock that runs ahead of Redis's (a test clock)
+// cannot make Redis drop a live record. No TTL is longer than the window
+// its record serves (at most 365 days) plus a week:
+//
+//	visitor record    the click's cookie window + 1 day
+//	click use claim   the token's remaining life + 1 day
+//	batch marker      store.BatchKeep (2 minutes)
+//	customer and its decision logs
+//	                  its latest association's expiry + 7 days; none once
+//	                  the customer paid or is agent-served (every later
+//	                  order and bind depends on that)
+//
+// Orders and the order index have none: they are money records, like the
+// programs, promoters, links and their counters they refer to.
 package redisstore
 
 import (
@@ -28,6 +40,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	gojson "github.com/goccy/go-json"
@@ -41,6 +54,15 @@ var _ store.Store = (*Store)(nil)
 
 // Channel is the pub/sub channel invalidations go through.
 const Channel = "refgate:invalidate"
+
+// VisitorRecordBytes is what one visitor record costs Redis: 423 bytes of
+// MEMORY USAGE (key, value and its dictionary entry) plus its entry in the
+// expiry table and its share of both tables' slots, measured as the growth
+// of used_memory per cookie-less click less the stream entry
+// (TestRedisBytesPerClick in cmd/refgate, which fails when this drifts by
+// more than a fifth). A cookie-less click writes one, kept for the
+// program's cookie window.
+const VisitorRecordBytes = 470
 
 // gcGrace is how long past its expiry a record stays before Redis drops it.
 const gcGrace = 24 * time.Hour
@@ -155,7 +177,38 @@ func translate(op string, err error) error {
 	case errors.Is(err, redis.ErrClosed):
 		return store.ErrClosed
 	}
+	if r := refusal(err); r != nil {
+		err = r
+	}
 	return fmt.Errorf("redis %s: %w", op, err)
+}
+
+// refusals are the error prefixes with which Redis refuses a write while it
+// answers, and their store.RefusedError reasons.
+var refusals = []struct{ prefix, reason string }{
+	{"OOM ", "oom"},
+	{"READONLY ", "readonly"},
+	{"MISCONF ", "misconf"},
+	{"NOREPLICAS ", "noreplicas"},
+	{"NOPERM ", "noperm"},
+}
+
+// refusal returns err as a store.RefusedError if Redis refused the command,
+// whether sent alone or called by a script (Redis 7 keeps the error's prefix
+// and adds where in the script it came from), or nil.
+func refusal(err error) *store.RefusedError {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return nil
+	}
+	msg := re.Error()
+	for _, r := range refusals {
+		if strings.HasPrefix(msg, r.prefix) {
+			msg, _, _ = strings.Cut(msg, " script: ")
+			return &store.RefusedError{Reason: r.reason, Message: msg, Err: err}
+		}
+	}
+	return nil
 }
 
 // setAndPublish writes a value and publishes its invalidation in one script:
@@ -413,7 +466,7 @@ func (s *Store) RecordClicks(ctx context.Context, batch string, clicks []attribu
 		}
 		k := visitorKey(c.Visitor, c.Program)
 		exp := c.ExpiresAt.UnixMilli()
-		gc := c.ExpiresAt.Sub(c.At) + gcGrace
+		gc := min(max(c.ExpiresAt.Sub(c.At), 0), maxWindow) + gcGrace
 		if c.Model == attribution.FirstClick {
 			keepFirst.EvalSha(ctx, pipe, []string{k}, c.At.UnixMilli(), exp, b, gc.Milliseconds())
 		} else {
