@@ -1,5 +1,10 @@
 # refgate: make help lists the targets.
 GO      ?= go
+# The toolchain every target builds and tests with (go.mod's toolchain line):
+# go1.26.8 carries standard-library vulnerabilities fixed later. The go
+# command fetches it from the module proxy on first use; override with
+# make GOTOOLCHAIN=local ... to use the installed Go.
+export GOTOOLCHAIN := go1.27.3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s

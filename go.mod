@@ -2,6 +2,8 @@ module github.com/refgate/refgate
 
 go 1.26.8
 
+toolchain go1.27.3
+
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.4.0
 	github.com/fsnotify/fsnotify v1.10.1
