@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint
+.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,3 +59,6 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+vulncheck: ## govulncheck against the pinned vulnerability database snapshot (VULNDB in .ci/vulncheck)
+	./.ci/vulncheck
