@@ -14,6 +14,7 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
+	"github.com/refgate/refgate/api"
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/events"
@@ -26,39 +27,40 @@ import (
 // REFGATE_* environment variables and YAML keys derived from them) are part
 // of the contract in DESIGN.md.
 type Config struct {
-	Listen          string
-	APIListen       string
-	DataDir         string
-	RedisURL        string
-	RedisAddrs      string
-	RedisCluster    bool
-	RedisUsername   string
-	RedisPassword   string
-	RedisPoolSize   int
-	RedisTimeout    time.Duration
-	AdminToken      string
-	StorefrontToken string
-	MetricsToken    string
-	CookieKeys      string
-	CookieDomain    string
-	CookieSecure    bool
-	FingerprintKey  string
-	PhoneRegion     string
-	GeoIPDB         string
-	BotPatterns     string
-	TrustedProxies  string
-	TestClock       bool
-	ConfigFile      string
-	LogFormat       string
-	LogLevel        string
-	ShutdownDelay   time.Duration
-	ShutdownTimeout time.Duration
-	KeepFullIP      bool
-	PublicURL       string
-	LinkCacheTTL    time.Duration
-	QueueSize       int
-	BatchSize       int
-	FlushInterval   time.Duration
+	Listen           string
+	APIListen        string
+	DataDir          string
+	RedisURL         string
+	RedisAddrs       string
+	RedisCluster     bool
+	RedisUsername    string
+	RedisPassword    string
+	RedisPoolSize    int
+	RedisTimeout     time.Duration
+	AdminToken       string
+	StorefrontToken  string
+	MetricsToken     string
+	AuthFailureLimit int
+	CookieKeys       string
+	CookieDomain     string
+	CookieSecure     bool
+	FingerprintKey   string
+	PhoneRegion      string
+	GeoIPDB          string
+	BotPatterns      string
+	TrustedProxies   string
+	TestClock        bool
+	ConfigFile       string
+	LogFormat        string
+	LogLevel         string
+	ShutdownDelay    time.Duration
+	ShutdownTimeout  time.Duration
+	KeepFullIP       bool
+	PublicURL        string
+	LinkCacheTTL     time.Duration
+	QueueSize        int
+	BatchSize        int
+	FlushInterval    time.Duration
 
 	GeoIPASNDB          string
 	Events              bool
@@ -95,6 +97,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /v1/admin/*, /metrics and pprof; empty = generate and log once")
 	fs.StringVar(&c.StorefrontToken, "storefront-token", "", "bearer token for the storefront API; empty = generate and log once")
 	fs.StringVar(&c.MetricsToken, "metrics-token", "", "optional bearer token that may read /metrics only")
+	fs.IntVar(&c.AuthFailureLimit, "auth-failure-limit", api.DefaultAuthFailureLimit, "failed API authentications (no or unknown token) one client address (IPv4, IPv6 /64) may have per minute before its requests without a known token get 429; 0 = no limit")
 	fs.StringVar(&c.CookieKeys, "cookie-keys", "", "cookie signing keys kid:secret,kid2:secret2 (first signs, all verify); empty = generate and keep one in the data dir")
 	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "Domain attribute of the cookies; empty = host-only")
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", true, "Secure attribute on the cookies")
@@ -166,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RedisCluster && c.RedisURL == "" && c.RedisAddrs == "" {
 		errs = append(errs, errors.New("--redis-cluster needs --redis-addrs or --redis-url"))
+	}
+	if c.AuthFailureLimit < 0 {
+		errs = append(errs, errors.New("--auth-failure-limit must not be negative (0 = no limit)"))
 	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, errors.New("--shutdown-delay must not be negative"))
