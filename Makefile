@@ -21,7 +21,7 @@ build-load: ## build bin/refgate-load, the load generator
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate-load ./cmd/refgate-load
 
 run: ## run the server on the embedded store in ./data
-	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token --storefront-token dev-storefront-token --cookie-secure=false
+	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token-local --storefront-token dev-storefront-token --cookie-secure=false
 
 test: ## vet and run every test with the race detector (needs redis-server)
 	$(GO) vet ./...
