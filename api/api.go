@@ -464,11 +464,20 @@ func (s *Server) storeCtx() (context.Context, context.CancelFunc) {
 }
 
 // decode reads the body as exactly one JSON value into v, refusing unknown
-// fields (400), trailing data (400) and an empty body (400).
+// fields (400), trailing data (400), an empty body (400) and an object that
+// names a key twice at any depth (400: see duplicateKey).
 func decode(ctx *fasthttp.RequestCtx, v any) error {
 	body := ctx.PostBody()
 	if len(bytes.TrimSpace(body)) == 0 {
 		return attribution.Errorf(attribution.EMalformed, "empty body; want a JSON object")
+	}
+	if key, path, dup := duplicateKey(body); dup {
+		where := "the top-level object"
+		if path != "" {
+			where = "the object at " + path
+		}
+		return attribution.Errorf(attribution.EMalformed,
+			"duplicate key %q in %s: a key may appear once per object (keys that differ only in case are one key)", key, where)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
