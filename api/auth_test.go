@@ -181,3 +181,16 @@ func TestAuthThrottleOff(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIThrottled: every route that needs a token documents the 429
+// of the failed-authentication throttle beside its 401.
+func TestOpenAPIThrottled(t *testing.T) {
+	doc := loadSpec(t)
+	for path, item := range doc.Paths.Map() {
+		for method, op := range item.Operations() {
+			if op.Responses.Status(401) != nil && op.Responses.Status(429) == nil {
+				t.Errorf("%s %s documents 401 and not 429", method, path)
+			}
+		}
+	}
+}
