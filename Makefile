@@ -1,10 +1,15 @@
 # refgate: make help lists the targets.
 GO      ?= go
+# The toolchain every target builds and tests with (go.mod's toolchain line):
+# go1.26.8 carries standard-library vulnerabilities fixed later. The go
+# command fetches it from the module proxy on first use; override with
+# make GOTOOLCHAIN=local ... to use the installed Go.
+export GOTOOLCHAIN := go1.27.3
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint
+.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,12 +21,12 @@ build-load: ## build bin/refgate-load, the load generator
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate-load ./cmd/refgate-load
 
 run: ## run the server on the embedded store in ./data
-	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token --storefront-token dev-storefront-token --cookie-secure=false
+	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token-local --storefront-token dev-storefront-token --cookie-secure=false
 
 test: ## vet and run every test with the race detector (needs redis-server)
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on ./...
-	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|RedisOutage60s|RedisFlood' ./redirect ./loadtest ./cmd/refgate
+	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|RedisOutage60s|RedisFlood' ./redirect ./internal/ratelimit ./loadtest ./cmd/refgate
 
 test-short: ## the tests without the race detector and without building the binary
 	$(GO) test -short ./...
@@ -47,6 +52,8 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./redirect    -run '^$$' -fuzz '^FuzzClientIP$$'         -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDecodeProgram$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./api         -run '^$$' -fuzz '^FuzzStorefrontBodies$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDuplicateKey$$'     -fuzztime $(FUZZTIME)
+	$(GO) test ./api         -run '^$$' -fuzz '^FuzzDuplicateKeyRaw$$'  -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzLogReplay$$'       -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzStripReferer$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzFastJSONMatchesStd$$' -fuzztime $(FUZZTIME)
@@ -54,3 +61,6 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+vulncheck: ## govulncheck against the pinned vulnerability database snapshot (VULNDB in .ci/vulncheck)
+	./.ci/vulncheck

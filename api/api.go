@@ -4,6 +4,11 @@
 // storefront or admin token for the rest. /livez and /readyz are open (they
 // say nothing but up or down); /metrics and /debug/pprof need the admin
 // token, or the metrics token for /metrics.
+//
+// Failed authentications are throttled per client address: past
+// Config.AuthFailureLimit a minute, a request without a known token gets
+// 429 instead of 401. A request with a known token is never throttled, so
+// that someone behind the storefront's NAT cannot lock the storefront out.
 package api
 
 import (
@@ -12,14 +17,18 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/pprof"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -29,6 +38,9 @@ import (
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/clock"
+	"github.com/refgate/refgate/internal/logsample"
+	"github.com/refgate/refgate/internal/ratelimit"
+	"github.com/refgate/refgate/redirect"
 	"github.com/refgate/refgate/store"
 )
 
@@ -64,6 +76,16 @@ type Config struct {
 	// StoreWrites reports in /readyz whether the store takes writes; nil
 	// for none.
 	StoreWrites StoreWrites
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// (redirect.ClientIP, the edge's rule), for the throttle of failed
+	// authentications; none: the client is the TCP peer.
+	TrustedProxies []netip.Prefix
+	// AuthFailureLimit is how many failed authentications (no or unknown
+	// token) one client address (IPv4 address, IPv6 /64) may have per
+	// minute, all at once or spread out, before its requests without a
+	// known token get 429 [DefaultAuthFailureLimit]; negative: no limit.
+	// The throttle's clock is Clock.
+	AuthFailureLimit int
 }
 
 // StoreWrites says whether the store takes writes; store.Instrumented is
@@ -71,6 +93,15 @@ type Config struct {
 type StoreWrites interface {
 	WriteHealth() store.WriteHealth
 }
+
+// DefaultAuthFailureLimit is Config.AuthFailureLimit's default: 10 failed
+// authentications a minute per client address, as a burst of 10, then one
+// every 6 seconds.
+const DefaultAuthFailureLimit = 10
+
+// authLogEvery is how often a failed authentication is logged at most: a
+// scan of tokens must not become a flood of log lines.
+const authLogEvery = time.Second
 
 // Log is the pipeline of clicks and events as /readyz sees it;
 // events.Pipeline is one.
@@ -87,6 +118,12 @@ type Server struct {
 	svc      *Service
 	metrics  fasthttp.RequestHandler
 	draining atomic.Bool
+
+	authLimit     *ratelimit.Limiter
+	authFailed    prometheus.Counter // answered 401
+	authThrottled prometheus.Counter // answered 429
+	authLog       logsample.Sampler
+	authUnlogged  atomic.Int64 // failed authentications not logged since the last line
 }
 
 // New returns the API handler.
@@ -113,7 +150,37 @@ func New(cfg Config) *Server {
 		s.svc.Clock = cfg.Clock
 	}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	s.initAuthThrottle()
 	return s
+}
+
+func (s *Server) initAuthThrottle() {
+	n := s.cfg.AuthFailureLimit
+	if n == 0 {
+		n = DefaultAuthFailureLimit
+	}
+	rl := ratelimit.Config{Now: s.cfg.Clock.Now}
+	if n > 0 {
+		rl.Rate, rl.Burst = float64(n)/60, n
+	}
+	s.authLimit = ratelimit.New(rl)
+	f := promauto.With(s.cfg.Registerer)
+	s.authFailed = f.NewCounter(prometheus.CounterOpts{
+		Name: "refgate_api_auth_failures_total",
+		Help: "API requests without a known bearer token answered 401.",
+	})
+	s.authThrottled = f.NewCounter(prometheus.CounterOpts{
+		Name: "refgate_api_auth_throttled_total",
+		Help: "API requests without a known bearer token answered 429: their client address had too many failed authentications.",
+	})
+	f.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "refgate_api_auth_throttle_addresses",
+		Help: fmt.Sprintf("Client addresses the failed-authentication throttle keeps (at most %d).", ratelimit.DefaultMaxAddrs),
+	}, func() float64 { return float64(s.authLimit.Len()) })
+	f.NewCounterFunc(prometheus.CounterOpts{
+		Name: "refgate_api_auth_throttle_evictions_total",
+		Help: "Client addresses dropped from the full failed-authentication throttle while still throttled or close to it.",
+	}, func() float64 { return float64(s.authLimit.Evictions()) })
 }
 
 // Invalidate drops cached programs and promoters; wire it to the store's
@@ -160,13 +227,13 @@ func (s *Server) role(ctx *fasthttp.RequestCtx) role {
 	return roleNone
 }
 
-// require checks the bearer token: 401 without a known one, 403 with one
-// that may not do this.
+// require checks the bearer token: 401 without a known one (429 once the
+// client address has had too many of those), 403 with one that may not do
+// this.
 func (s *Server) require(ctx *fasthttp.RequestCtx, need role) bool {
 	r := s.role(ctx)
 	if r == roleNone {
-		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="refgate"`)
-		s.fail(ctx, attribution.Errorf(attribution.EUnauthorized, "missing or unknown bearer token"))
+		s.unauthorized(ctx)
 		return false
 	}
 	if r < need || (need == roleMetrics && r == roleStorefront) {
@@ -174,6 +241,50 @@ func (s *Server) require(ctx *fasthttp.RequestCtx, need role) bool {
 		return false
 	}
 	return true
+}
+
+// unauthorized answers a request without a known token: 401, which
+// counts against its client address, or 429 with Retry-After once the
+// address has no failures left. The token was compared first, so a known
+// token always gets through: the throttle cannot lock out a storefront
+// that shares its address with an attacker. It slows nobody's guessing
+// (a throttled guesser still learns from a 200); tokens of 16 bytes or
+// more do that. What it does is keep a scan cheap and visible: counted,
+// and logged once a second with its client address.
+func (s *Server) unauthorized(ctx *fasthttp.RequestCtx) {
+	client := s.clientIP(ctx)
+	ok, wait := s.authLimit.Take(client)
+	var e *attribution.Error
+	if ok {
+		s.authFailed.Inc()
+		ctx.Response.Header.Set("WWW-Authenticate", `Bearer realm="refgate"`)
+		e = attribution.Errorf(attribution.EUnauthorized, "missing or unknown bearer token")
+	} else {
+		s.authThrottled.Inc()
+		secs := int64((wait + time.Second - 1) / time.Second)
+		ctx.Response.Header.Set("Retry-After", strconv.FormatInt(secs, 10))
+		e = attribution.Errorf(attribution.ETooManyRequests,
+			"too many failed authentications from this address; retry in %d s", secs)
+	}
+	status := statusOf[e.Code]
+	if s.authLog.Allow(authLogEvery) {
+		s.cfg.Logger.Warn("api authentication failed", "client", client.String(), "method", string(ctx.Method()),
+			"path", string(ctx.Path()), "status", status, "code", e.Code, "unlogged_before", s.authUnlogged.Swap(0))
+	} else {
+		s.authUnlogged.Add(1)
+	}
+	s.reply(ctx, status, map[string]*attribution.Error{"error": e})
+}
+
+// clientIP is the address the request came from: the TCP peer, or what
+// X-Forwarded-For says when the peer is a trusted proxy.
+func (s *Server) clientIP(ctx *fasthttp.RequestCtx) netip.Addr {
+	peer, _ := netip.AddrFromSlice(ctx.RemoteIP())
+	var xff [][]byte
+	if len(s.cfg.TrustedProxies) > 0 {
+		xff = ctx.Request.Header.PeekAll("X-Forwarded-For")
+	}
+	return redirect.ClientIP(peer, xff, s.cfg.TrustedProxies)
 }
 
 // route is one API route. Patterns match whole path segments; {name}
@@ -353,11 +464,20 @@ func (s *Server) storeCtx() (context.Context, context.CancelFunc) {
 }
 
 // decode reads the body as exactly one JSON value into v, refusing unknown
-// fields (400), trailing data (400) and an empty body (400).
+// fields (400), trailing data (400), an empty body (400) and an object that
+// names a key twice at any depth (400: see duplicateKey).
 func decode(ctx *fasthttp.RequestCtx, v any) error {
 	body := ctx.PostBody()
 	if len(bytes.TrimSpace(body)) == 0 {
 		return attribution.Errorf(attribution.EMalformed, "empty body; want a JSON object")
+	}
+	if key, path, dup := duplicateKey(body); dup {
+		where := "the top-level object"
+		if path != "" {
+			where = "the object at " + path
+		}
+		return attribution.Errorf(attribution.EMalformed,
+			"duplicate key %q in %s: a key may appear once per object (keys that differ only in case are one key)", key, where)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()

@@ -54,7 +54,8 @@ func newEnv(t testing.TB, testClock bool) *env {
 }
 
 // newEnvWith serves the API as newEnv does, with cfg's store, test clock,
-// gatherer and store writes' health.
+// gatherer, registerer, logger, store writes' health, trusted proxies and
+// failed-authentication limit.
 func newEnvWith(t testing.TB, cfg Config) *env {
 	t.Helper()
 	st := cfg.Store
@@ -62,7 +63,8 @@ func newEnvWith(t testing.TB, cfg Config) *env {
 	signer, _ := cookie.NewSigner([]cookie.Key{{ID: "k1", Secret: []byte("0123456789abcdef0123")}})
 	s := New(Config{Store: st, AdminToken: adminTok, StorefrontToken: sfTok, MetricsToken: metTok, Clock: c,
 		TestClock: cfg.TestClock, Hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")), Signer: signer,
-		PublicURL: "https://go.example.com/", Gatherer: cfg.Gatherer, StoreWrites: cfg.StoreWrites})
+		PublicURL: "https://go.example.com/", Gatherer: cfg.Gatherer, Registerer: cfg.Registerer, Logger: cfg.Logger,
+		StoreWrites: cfg.StoreWrites, TrustedProxies: cfg.TrustedProxies, AuthFailureLimit: cfg.AuthFailureLimit})
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: s.ServeFastHTTP, ErrorHandler: s.ErrorHandler, MaxRequestBodySize: MaxBodySize}
 	go srv.Serve(ln)

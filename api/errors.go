@@ -20,6 +20,7 @@ var statusOf = map[string]int{
 	attribution.EConflict:         http.StatusConflict,
 	attribution.ETooLarge:         http.StatusRequestEntityTooLarge,
 	attribution.EInvalid:          http.StatusUnprocessableEntity,
+	attribution.ETooManyRequests:  http.StatusTooManyRequests,
 	attribution.EUnavailable:      http.StatusServiceUnavailable,
 	attribution.EInternal:         http.StatusInternalServerError,
 }

@@ -28,10 +28,11 @@ func TestStatusOfEveryCode(t *testing.T) {
 	f(attribution.EConflict, 409)
 	f(attribution.ETooLarge, 413)
 	f(attribution.EInvalid, 422)
+	f(attribution.ETooManyRequests, 429)
 	f(attribution.EInternal, 500)
 	f(attribution.EUnavailable, 503)
-	if len(statusOf) != 10 {
-		t.Errorf("statusOf has %d codes, the test knows 10", len(statusOf))
+	if len(statusOf) != 11 {
+		t.Errorf("statusOf has %d codes, the test knows 11", len(statusOf))
 	}
 }
 

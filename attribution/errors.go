@@ -22,6 +22,7 @@ const (
 	EConflict         = "conflict"           // 409
 	ETooLarge         = "too_large"          // request body too large: 413
 	EInvalid          = "invalid"            // valid syntax, bad values: 422
+	ETooManyRequests  = "too_many_requests"  // slow down, see Retry-After: 429
 	EInternal         = "internal"           // a bug: 500
 	EUnavailable      = "unavailable"        // a store or sink cannot answer: 503
 )

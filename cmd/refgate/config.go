@@ -14,10 +14,12 @@ import (
 	"github.com/peterbourgon/ff/v3"
 	"github.com/peterbourgon/ff/v3/ffyaml"
 
+	"github.com/refgate/refgate/api"
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/geo"
+	"github.com/refgate/refgate/internal/secrets"
 	"github.com/refgate/refgate/redirect"
 	"github.com/refgate/refgate/store/redisstore"
 )
@@ -26,39 +28,40 @@ import (
 // REFGATE_* environment variables and YAML keys derived from them) are part
 // of the contract in DESIGN.md.
 type Config struct {
-	Listen          string
-	APIListen       string
-	DataDir         string
-	RedisURL        string
-	RedisAddrs      string
-	RedisCluster    bool
-	RedisUsername   string
-	RedisPassword   string
-	RedisPoolSize   int
-	RedisTimeout    time.Duration
-	AdminToken      string
-	StorefrontToken string
-	MetricsToken    string
-	CookieKeys      string
-	CookieDomain    string
-	CookieSecure    bool
-	FingerprintKey  string
-	PhoneRegion     string
-	GeoIPDB         string
-	BotPatterns     string
-	TrustedProxies  string
-	TestClock       bool
-	ConfigFile      string
-	LogFormat       string
-	LogLevel        string
-	ShutdownDelay   time.Duration
-	ShutdownTimeout time.Duration
-	KeepFullIP      bool
-	PublicURL       string
-	LinkCacheTTL    time.Duration
-	QueueSize       int
-	BatchSize       int
-	FlushInterval   time.Duration
+	Listen           string
+	APIListen        string
+	DataDir          string
+	RedisURL         string
+	RedisAddrs       string
+	RedisCluster     bool
+	RedisUsername    string
+	RedisPassword    string
+	RedisPoolSize    int
+	RedisTimeout     time.Duration
+	AdminToken       string
+	StorefrontToken  string
+	MetricsToken     string
+	AuthFailureLimit int
+	CookieKeys       string
+	CookieDomain     string
+	CookieSecure     bool
+	FingerprintKey   string
+	PhoneRegion      string
+	GeoIPDB          string
+	BotPatterns      string
+	TrustedProxies   string
+	TestClock        bool
+	ConfigFile       string
+	LogFormat        string
+	LogLevel         string
+	ShutdownDelay    time.Duration
+	ShutdownTimeout  time.Duration
+	KeepFullIP       bool
+	PublicURL        string
+	LinkCacheTTL     time.Duration
+	QueueSize        int
+	BatchSize        int
+	FlushInterval    time.Duration
 
 	GeoIPASNDB          string
 	Events              bool
@@ -92,10 +95,11 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPassword, "redis-password", "", "Redis password (overrides the URL's)")
 	fs.IntVar(&c.RedisPoolSize, "redis-pool-size", 32, "Redis connections per node")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", 500*time.Millisecond, "Redis read/write timeout per call")
-	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /v1/admin/*, /metrics and pprof; empty = generate and log once")
-	fs.StringVar(&c.StorefrontToken, "storefront-token", "", "bearer token for the storefront API; empty = generate and log once")
-	fs.StringVar(&c.MetricsToken, "metrics-token", "", "optional bearer token that may read /metrics only")
-	fs.StringVar(&c.CookieKeys, "cookie-keys", "", "cookie signing keys kid:secret,kid2:secret2 (first signs, all verify); empty = generate and keep one in the data dir")
+	fs.StringVar(&c.AdminToken, "admin-token", "", "bearer token for /v1/admin/*, /metrics and pprof (16+ bytes, not the storefront token); empty = generate and log once")
+	fs.StringVar(&c.StorefrontToken, "storefront-token", "", "bearer token for the storefront API (16+ bytes); empty = generate and log once")
+	fs.StringVar(&c.MetricsToken, "metrics-token", "", "optional bearer token that may read /metrics only (16+ bytes, not another role's)")
+	fs.IntVar(&c.AuthFailureLimit, "auth-failure-limit", api.DefaultAuthFailureLimit, "failed API authentications (no or unknown token) one client address (IPv4, IPv6 /64) may have per minute before its requests without a known token get 429; 0 = no limit")
+	fs.StringVar(&c.CookieKeys, "cookie-keys", "", "cookie signing keys kid:secret,kid2:secret2 (first signs, all verify; secrets 16+ bytes); empty = generate and keep one in the data dir")
 	fs.StringVar(&c.CookieDomain, "cookie-domain", "", "Domain attribute of the cookies; empty = host-only")
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", true, "Secure attribute on the cookies")
 	fs.StringVar(&c.FingerprintKey, "fingerprint-key", "", "key for hashing identity fingerprints (16+ bytes); empty = generate and keep one in the data dir")
@@ -167,15 +171,16 @@ func (c *Config) Validate() error {
 	if c.RedisCluster && c.RedisURL == "" && c.RedisAddrs == "" {
 		errs = append(errs, errors.New("--redis-cluster needs --redis-addrs or --redis-url"))
 	}
+	if c.AuthFailureLimit < 0 {
+		errs = append(errs, errors.New("--auth-failure-limit must not be negative (0 = no limit)"))
+	}
 	if c.ShutdownDelay < 0 {
 		errs = append(errs, errors.New("--shutdown-delay must not be negative"))
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("--shutdown-timeout must be positive"))
 	}
-	if c.FingerprintKey != "" && len(c.FingerprintKey) < 16 {
-		errs = append(errs, errors.New("--fingerprint-key must be at least 16 bytes"))
-	}
+	errs = append(errs, c.checkSecrets()...)
 	if !attribution.ValidPhoneRegion(c.PhoneRegion) {
 		errs = append(errs, fmt.Errorf("--phone-region %q is not a region phonenumbers knows: want a two-letter code such as CN or US", c.PhoneRegion))
 	}
@@ -198,6 +203,62 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("--geoip-asn-db needs --geoip-db"))
 	}
 	return errors.Join(errs...)
+}
+
+// checkSecrets refuses configured secrets that anyone could guess or that
+// give one client another's rights: a token or key under secrets.MinLen
+// bytes or a placeholder from an example file, the same token for two
+// roles, a placeholder as the Redis password. An empty token or key is
+// generated, and fine. The errors name the setting, never the value.
+func (c *Config) checkSecrets() []error {
+	var errs []error
+	bad := func(flag string, err error) {
+		errs = append(errs, fmt.Errorf("%s (%s) %w", flag, envName(flag), err))
+	}
+	for _, s := range []struct{ flag, v string }{{"--admin-token", c.AdminToken}, {"--storefront-token", c.StorefrontToken},
+		{"--metrics-token", c.MetricsToken}, {"--fingerprint-key", c.FingerprintKey}} {
+		if s.v == "" {
+			continue
+		}
+		if err := secrets.Check(s.v); err != nil {
+			bad(s.flag, err)
+		}
+	}
+	if c.AdminToken != "" && c.AdminToken == c.StorefrontToken {
+		errs = append(errs, errors.New("--admin-token and --storefront-token must differ: the storefront would have admin rights"))
+	}
+	if c.MetricsToken != "" && (c.MetricsToken == c.AdminToken || c.MetricsToken == c.StorefrontToken) {
+		errs = append(errs, errors.New("--metrics-token must differ from --admin-token and --storefront-token: it is meant to read /metrics only"))
+	}
+	if c.CookieKeys != "" {
+		n := len(errs)
+		for _, kv := range strings.Split(c.CookieKeys, ",") {
+			id, secret, _ := strings.Cut(strings.TrimSpace(kv), ":")
+			if secrets.Placeholder(secret) {
+				bad("--cookie-keys", fmt.Errorf("key %q %w", id, secrets.Check(secret)))
+			} else if _, err := cookie.ParseKeys(kv); err != nil && strings.TrimSpace(kv) != "" {
+				errs = append(errs, fmt.Errorf("--cookie-keys (REFGATE_COOKIE_KEYS): %w", err))
+			}
+		}
+		if _, err := cookie.ParseKeys(c.CookieKeys); err != nil && len(errs) == n {
+			errs = append(errs, fmt.Errorf("--cookie-keys (REFGATE_COOKIE_KEYS): %w", err))
+		}
+	}
+	if secrets.Placeholder(c.RedisPassword) {
+		bad("--redis-password", errors.New("is a placeholder from an example file: use the password set in the Redis ACL"))
+	}
+	if u, err := url.Parse(c.RedisURL); err == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && secrets.Placeholder(pw) {
+			bad("--redis-url", errors.New("holds a placeholder password from an example file: use the password set in the Redis ACL"))
+		}
+	}
+	return errs
+}
+
+// envName is the environment variable of a flag: --admin-token is
+// REFGATE_ADMIN_TOKEN.
+func envName(flag string) string {
+	return "REFGATE_" + strings.ToUpper(strings.ReplaceAll(strings.TrimPrefix(flag, "--"), "-", "_"))
 }
 
 // Redacted returns the effective configuration as key/value pairs for one
@@ -250,19 +311,15 @@ func maskURL(v string) string {
 	return v
 }
 
-// Check goes further than Validate, parsing every value serve would parse
-// (addresses, cookie keys, proxies, the Redis URL) without opening anything:
-// `refgate validate` runs it for CI/CD pipelines.
+// Check goes further than Validate (which has checked the secrets, cookie
+// keys among them), parsing every value serve would parse (addresses,
+// proxies, the Redis URL, the GeoIP database) without opening a store or a
+// listener: `refgate validate` runs it for CI/CD pipelines.
 func (c *Config) Check() error {
 	var errs []error
 	for name, addr := range map[string]string{"--listen": c.Listen, "--api-listen": c.APIListen} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %v", name, addr, err))
-		}
-	}
-	if c.CookieKeys != "" {
-		if _, err := cookie.ParseKeys(c.CookieKeys); err != nil {
-			errs = append(errs, fmt.Errorf("--cookie-keys: %w", err))
 		}
 	}
 	if _, err := redirect.ParsePrefixes(c.TrustedProxies); err != nil {

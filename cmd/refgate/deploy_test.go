@@ -542,3 +542,24 @@ func TestAlertRules(t *testing.T) {
 		}
 	}
 }
+
+// TestToolchainPinned: everything that builds or tests refgate uses the
+// toolchain of go.mod's toolchain line, since an installed Go whose
+// GOTOOLCHAIN is local would not switch to it by itself.
+func TestToolchainPinned(t *testing.T) {
+	m := regexp.MustCompile(`(?m)^toolchain (go\S+)$`).FindStringSubmatch(mustRead(t, "../../go.mod"))
+	if m == nil {
+		t.Fatal("go.mod has no toolchain line")
+	}
+	tc := m[1]
+	for file, want := range map[string]string{
+		"../../Makefile":          "export GOTOOLCHAIN := " + tc + "\n",
+		"../../.ci/run":           "export GOTOOLCHAIN=" + tc + "\n",
+		deployDir + "/Dockerfile": "ENV GOTOOLCHAIN=" + tc + "\n",
+		"../../README.md":         "export GOTOOLCHAIN=" + tc + "\n",
+	} {
+		if !strings.Contains(mustRead(t, file), want) {
+			t.Errorf("%s lacks %q (go.mod says toolchain %s)", file, strings.TrimSpace(want), tc)
+		}
+	}
+}

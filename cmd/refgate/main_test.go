@@ -588,3 +588,41 @@ func TestBotPatternsFlag(t *testing.T) {
 		}
 	})
 }
+
+// TestAuthFailureLimitFlag: --auth-failure-limit reaches the API, with
+// --trusted-proxies deciding whose X-Forwarded-For names the client.
+func TestAuthFailureLimitFlag(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), func(c *Config) { c.AuthFailureLimit = 2 })
+	get := func(tok, xff string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+m.APIAddr()+"/v1/admin/programs/shop", nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		if xff != "" {
+			req.Header.Set("X-Forwarded-For", xff)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	for _, want := range []int{401, 401, 429} {
+		if resp := get("wrong-token-0123456789", "198.51.100.9"); resp.StatusCode != want {
+			t.Fatalf("got %d, want %d", resp.StatusCode, want)
+		}
+	}
+	if resp := get("", "198.51.100.10"); resp.StatusCode != 401 {
+		t.Errorf("another client behind the trusted loopback proxy: %d, want 401", resp.StatusCode)
+	}
+	if resp := get(adminTok, "198.51.100.9"); resp.StatusCode != 404 {
+		t.Errorf("the admin token from a throttled client: %d, want 404 (no such program)", resp.StatusCode)
+	}
+	var c Config
+	if err := c.ParseFlags("serve", []string{"--auth-failure-limit", "-1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--auth-failure-limit") {
+		t.Errorf("a negative limit: %v", err)
+	}
+}

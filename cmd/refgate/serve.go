@@ -188,10 +188,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		_, port, _ := net.SplitHostPort(m.EdgeAddr())
 		publicURL = "http://localhost:" + port
 	}
+	authLimit := c.AuthFailureLimit
+	if authLimit == 0 {
+		authLimit = -1 // the flag's 0 is no limit; the API's is its default
+	}
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
 		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline,
-		StoreWrites: inst})
+		StoreWrites: inst, TrustedProxies: trusted, AuthFailureLimit: authLimit})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)

@@ -31,7 +31,8 @@ type Config struct {
 	// When it is full, a new address takes the place of the one seen least
 	// recently (Evictions counts those whose bucket was not yet full again).
 	MaxAddrs int
-	// Now is the clock [time.Now].
+	// Now is the clock [time.Now]. If it goes back, an address waits at
+	// most one interval, not as long as it went back.
 	Now func() time.Time
 }
 
@@ -141,7 +142,11 @@ func (l *Limiter) Take(addr netip.Addr) (ok bool, retryAfter time.Duration) {
 		s.pushFront(i)
 	}
 	e := &s.slots[i]
-	tat := max(e.tat, now)
+	// tat is at most one interval past a full bucket's credit unless the
+	// clock went back (a test clock set to the past): then the wait is
+	// capped at one interval rather than however far it went back.
+	tat := min(max(e.tat, now), now+l.tolerance+l.interval)
+	e.tat = min(e.tat, tat)
 	if wait := tat - l.tolerance - now; wait > 0 {
 		return false, time.Duration(wait)
 	}

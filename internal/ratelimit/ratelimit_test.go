@@ -204,3 +204,19 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("%d events of one address allowed, want the burst of 100", total)
 	}
 }
+
+// TestClockBack: a clock set back (a test clock) does not hold an address
+// off for as long as it went back.
+func TestClockBack(t *testing.T) {
+	l, c := newLimiter(1, 2, 0)
+	l.Allow(a1)
+	l.Allow(a1)
+	c.Advance(-30 * 24 * time.Hour)
+	if ok, wait := l.Take(a1); ok || wait != time.Second {
+		t.Errorf("after the clock went back 30 days: ok=%v, retry after %v, want refused for 1s", ok, wait)
+	}
+	c.Advance(time.Second)
+	if !l.Allow(a1) {
+		t.Error("a second later one is allowed again")
+	}
+}
