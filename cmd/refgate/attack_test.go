@@ -106,13 +106,13 @@ func metricValue(t *testing.T, api, name string) float64 {
 	return 0
 }
 
-// TestEdgeIdleConnectionFlood holds 10,000 idle keep-alive connections,
+// TestAttackIdleConnections holds 10,000 idle keep-alive connections,
 // one click each, from 50 addresses, and measures what they cost the
 // server: as shipped (most of those clicks are past --attribution-rate),
 // and with every click attributed, the deepest path (--attribution-rate
 // 0; the goroutine of each connection keeps the stack its click needed).
 // Then one address opens more than its cap.
-func TestEdgeIdleConnectionFlood(t *testing.T) {
+func TestAttackIdleConnections(t *testing.T) {
 	raiseFileLimit(t, 12000)
 	t.Run("shipped", func(t *testing.T) { idleFlood(t, 100<<20) })
 	t.Run("all-attributed", func(t *testing.T) { idleFlood(t, 120<<20, "--attribution-rate", "0") })
@@ -178,10 +178,10 @@ func idleFlood(t *testing.T, most int64, args ...string) {
 	}
 }
 
-// TestEdgeTotalCapSlowReadAndIdle fills the total cap, then shows that
+// TestAttackTotalCapSlowRead fills the total cap, then shows that
 // idle, slow-reading and never-reading connections are all let go within
 // the idle and write timeouts, and the edge serves again.
-func TestEdgeTotalCapSlowReadAndIdle(t *testing.T) {
+func TestAttackTotalCapSlowRead(t *testing.T) {
 	raiseFileLimit(t, 2000)
 	k := newKillable(t, attackArgs(t, "--edge-max-conns", "300", "--edge-idle-timeout", "1s"))
 	setup(t, remoteAPI(k.api), "cap001")
@@ -250,11 +250,11 @@ func waitOpen(t *testing.T, api string, n float64, within time.Duration) {
 	}
 }
 
-// TestEdgeAttributionLimits runs the click rules against the real binary:
+// TestAttackAttributionLimits runs the click rules against the real binary:
 // one address past --attribution-rate while another is not held back,
 // navigations without user activation, and Sec-GPC; each outcome is in the
 // link's stats and the metrics.
-func TestEdgeAttributionLimits(t *testing.T) {
+func TestAttackAttributionLimits(t *testing.T) {
 	k := newKillable(t, attackArgs(t))
 	api := remoteAPI(k.api)
 	setup(t, api, "lim001")
