@@ -189,16 +189,25 @@ func kill9Clicks(t *testing.T, data string, args []string, open func() store.Sto
 	lost := checkClicks(t, st, "dura0001", got, evs())
 	// Each lost click is charged to the first kill after it was answered
 	// (a 302 that arrives after a process was gone came from the next).
+	// What a kill may lose is what was still in memory: clicks answered in
+	// its last moments, a millisecond's worth, more when the disk held the
+	// writer's write(2) up for a while. So the bound is on how long before
+	// the kill a lost click was answered, not on how many there were.
+	const inMemory = 100 * time.Millisecond
 	perKill := make([]int, len(kills)+1)
+	var oldest time.Duration
 	for _, g := range lost {
 		i := sort.Search(len(kills), func(i int) bool { return kills[i].After(g.at) })
 		perKill[i]++
-	}
-	for i, n := range perKill {
-		if n > 10 {
-			t.Errorf("kill %d lost %d clicks answered 302, budget 10", i+1, n)
+		if i < len(kills) {
+			age := kills[i].Sub(g.at)
+			oldest = max(oldest, age)
+			if age > inMemory {
+				t.Errorf("kill %d lost a click answered %s before it: only clicks of the last %s may still be in memory", i+1, age.Round(time.Millisecond), inMemory)
+			}
 		}
 	}
+	t.Logf("the oldest lost click was answered %s before its kill", oldest.Round(time.Millisecond))
 	t.Logf("%d requests, %d clicks answered 302, %d kills (a restart took at most %s): lost per kill %v, nothing counted twice",
 		c.sent.Load(), len(got), k.kills, k.restartFor.Round(time.Millisecond), perKill[:len(kills)])
 	if perKill[len(kills)] > 0 {
