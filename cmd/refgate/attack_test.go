@@ -354,3 +354,39 @@ func TestAttackAttributionLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestAttackTokenBruteForce: the real binary answers a run of wrong API
+// tokens from one address with 429 and Retry-After once past
+// --auth-failure-limit (10 a minute), logs the address, and still serves
+// the right token from it.
+func TestAttackTokenBruteForce(t *testing.T) {
+	k := newKillable(t, attackArgs(t))
+	var codes []int
+	for i := range 15 {
+		req, _ := http.NewRequest("GET", "http://"+k.api+"/v1/admin/programs/shop", nil)
+		req.Header.Set("Authorization", fmt.Sprintf("Bearer guess-%02d-0123456789abcdef", i))
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		codes = append(codes, resp.StatusCode)
+		if resp.StatusCode == 429 && resp.Header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	for i, c := range codes {
+		if want := map[bool]int{true: 401, false: 429}[i < 10]; c != want {
+			t.Fatalf("wrong tokens answered %v, want 10 × 401 then 429", codes)
+		}
+	}
+	if s, _ := callAPI(t, remoteAPI(k.api), "GET", "/v1/admin/programs/none", ""); s != 404 {
+		t.Errorf("the right token from the same address: %d, want 404 (served)", s)
+	}
+	if got := metricValue(t, k.api, "refgate_api_auth_throttled_total"); got != 5 {
+		t.Errorf("refgate_api_auth_throttled_total %v, want 5", got)
+	}
+	if logs := k.logs.String(); !strings.Contains(logs, "127.0.0.1") {
+		t.Errorf("no failed-authentication line with the client address in the logs:\n%s", logs)
+	}
+}
