@@ -626,7 +626,7 @@ type consumer struct {
 	memIdx int      // records of mem[0] already delivered or passed
 	memN   int      // records in mem from memIdx on
 
-	next     seglog.Pos // everything before it is taken
+	next     seglog.Pos // everything before it is taken; written under mu (behind reads it), read by the consumer without
 	b        batch      // being delivered while inflight
 	id       string     // b's batch id
 	inflight bool
@@ -692,7 +692,9 @@ func (c *consumer) behind() bool {
 func (c *consumer) run(p *Pipeline) {
 	defer close(c.done)
 	st := p.log.State(c.name)
+	c.mu.Lock()
 	c.next = st.Pos
+	c.mu.Unlock()
 	if pend := st.Pending; pend != nil {
 		// The batch in flight when the previous run stopped: the same
 		// records again under the same id.
@@ -876,7 +878,10 @@ func (c *consumer) commit(p *Pipeline) {
 		p.m.logErrors.Inc()
 		p.cfg.Logger.Error("cannot write the log's cursor file", "err", err)
 	}
-	c.next, c.inflight = c.b.to, false
+	c.mu.Lock() // behind reads next from other goroutines
+	c.next = c.b.to
+	c.mu.Unlock()
+	c.inflight = false
 	for i, ch := range c.held {
 		p.release(ch)
 		c.held[i] = nil
