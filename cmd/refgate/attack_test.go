@@ -328,26 +328,15 @@ func TestAttackAttributionLimits(t *testing.T) {
 	}
 
 	want := map[string]float64{"attributed": float64(got + 5 + 2), "rate_limited": float64(100 - got), "suspect": 2}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, link := callAPI(t, api, "GET", "/v1/admin/links/lim001", "")
-		clicks, _ := link["clicks"].(map[string]any)
-		ok := true
+	linkClicks(t, api, "lim001", func(c map[string]any) bool {
 		for o, n := range want {
-			ok = ok && clicks[o] == n
+			if count(c, o) != n {
+				return false
+			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("link stats %v, want %v", clicks, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	_, link := callAPI(t, api, "GET", "/v1/admin/links/gpc001", "")
-	if clicks, _ := link["clicks"].(map[string]any); clicks["gpc"] != 1.0 {
-		t.Errorf("gpc link stats %v", clicks)
-	}
+		return true
+	})
+	linkClicks(t, api, "gpc001", func(c map[string]any) bool { return count(c, "gpc") == 1 })
 	for o, n := range map[string]float64{"rate_limited": float64(100 - got), "gpc": 1, "suspect": 2} {
 		if v := metricValue(t, k.api, `refgate_clicks_total{outcome="`+o+`"}`); v != n {
 			t.Errorf("refgate_clicks_total{outcome=%q} = %v, want %v", o, v, n)
