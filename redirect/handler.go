@@ -63,6 +63,7 @@ type Handler struct {
 	cfg      Config
 	bots     *botFilter
 	draining atomic.Bool
+	starting atomic.Bool
 	scratch  sync.Pool
 	limit    *ratelimit.Limiter
 	logEvery logsample.Sampler // one log line a second: a flood of bad clicks is not a flood of lines
@@ -91,6 +92,17 @@ func New(cfg Config) *Handler {
 // SetDraining makes /healthz answer 503, so load balancers stop sending
 // clicks before the listener closes.
 func (h *Handler) SetDraining(v bool) { h.draining.Store(v) }
+
+// SetStarting makes /healthz answer 503 "starting" until it is set back to
+// false: a server whose store has not answered once has no links to serve.
+// Once it has, /healthz answers 200 whatever the store's state (the link
+// cache answers clicks through an outage), so a store outage never takes
+// every instance out of its load balancer at once; /readyz on the API
+// reports the store.
+func (h *Handler) SetStarting(v bool) { h.starting.Store(v) }
+
+// Starting reports what SetStarting set.
+func (h *Handler) Starting() bool { return h.starting.Load() }
 
 // scratch holds per-request buffers. fasthttp copies header values, so the
 // buffers go back to the pool when the handler returns.
@@ -147,12 +159,16 @@ func (h *Handler) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		h.click(ctx, path[len(pathClick):])
 	case bytes.Equal(path, pathHealth):
 		ctx.SetContentTypeBytes(ctText)
-		if h.draining.Load() {
+		switch {
+		case h.draining.Load():
 			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
 			ctx.SetBodyString("draining\n")
-			return
+		case h.starting.Load():
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("starting: the store has not answered yet\n")
+		default:
+			ctx.SetBodyString("ok\n")
 		}
-		ctx.SetBodyString("ok\n")
 	default:
 		h.jsonError(ctx, fasthttp.StatusNotFound, bodyNoRoute)
 	}

@@ -478,6 +478,14 @@ func TestRoutesAndMethods(t *testing.T) {
 	if resp := e.do(t, req{uri: "/healthz"}); resp.StatusCode() != 200 {
 		t.Errorf("healthz %d", resp.StatusCode())
 	}
+	e.h.SetStarting(true)
+	if resp := e.do(t, req{uri: "/healthz"}); resp.StatusCode() != 503 || !strings.HasPrefix(string(resp.Body()), "starting") {
+		t.Errorf("healthz before the store answered: %d %q", resp.StatusCode(), resp.Body())
+	}
+	e.h.SetStarting(false)
+	if resp := e.do(t, req{uri: "/healthz"}); resp.StatusCode() != 200 {
+		t.Errorf("healthz once the store answered: %d", resp.StatusCode())
+	}
 	e.h.SetDraining(true)
 	if resp := e.do(t, req{uri: "/healthz"}); resp.StatusCode() != 503 {
 		t.Errorf("healthz while draining %d", resp.StatusCode())

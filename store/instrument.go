@@ -45,7 +45,11 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op), writes[op], clears[op]}
 	}
-	return &Instrumented{s: s, ops: ops, refused: byReason}
+	up := f.NewGauge(prometheus.GaugeOpts{
+		Name: "refgate_store_up",
+		Help: "1 when the store answered its latest ping (every 2 s while serving), 0 when it did not.",
+	})
+	return &Instrumented{s: s, ops: ops, refused: byReason, up: up}
 }
 
 // writes are the operations that write; clears those whose success means
@@ -73,6 +77,8 @@ type Instrumented struct {
 	refusing atomic.Bool // health.Refused, read without the lock on every write
 	mu       sync.Mutex
 	health   WriteHealth
+
+	up prometheus.Gauge // refgate_store_up, kept by Watch
 }
 
 var _ Store = (*Instrumented)(nil)
@@ -93,6 +99,37 @@ func (i *Instrumented) WriteHealth() WriteHealth {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	return i.health
+}
+
+// Watch pings the store every interval, each ping bounded by timeout,
+// until ctx ends, and keeps refgate_store_up current. It calls answered
+// once, after the first ping the store answers; nil for none. It returns
+// when ctx ends.
+func (i *Instrumented) Watch(ctx context.Context, interval, timeout time.Duration, answered func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		c, cancel := context.WithTimeout(ctx, timeout)
+		err := i.Ping(c)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			i.up.Set(1)
+			if answered != nil {
+				answered()
+				answered = nil
+			}
+		} else {
+			i.up.Set(0)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (i *Instrumented) observe(op string, start time.Time, err error) {

@@ -86,26 +86,6 @@ func raiseFileLimit(t *testing.T, n uint64) {
 	}
 }
 
-func metricValue(t *testing.T, api, name string) float64 {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+api+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer "+adminTok)
-	resp, err := noRedirect.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
-			return f
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
-}
-
 // TestAttackIdleConnections holds 10,000 idle keep-alive connections,
 // one click each, from 50 addresses, and measures what they cost the
 // server: as shipped (most of those clicks are past --attribution-rate),

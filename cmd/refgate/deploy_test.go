@@ -248,7 +248,7 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment, flagEnv, secretKeys map
 	if p := c.LivenessProbe.HTTPGet; p.Path != "/livez" || p.Port.StrVal != "api" {
 		t.Errorf("liveness probe %+v", p)
 	}
-	if p := c.ReadinessProbe.HTTPGet; p.Path != "/readyz" || p.Port.StrVal != "api" {
+	if p := c.ReadinessProbe.HTTPGet; p.Path != "/healthz" || p.Port.StrVal != "edge" {
 		t.Errorf("readiness probe %+v", p)
 	}
 	if g := env["GOMEMLIMIT"]; g.ValueFrom == nil || g.ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Resources.Limits.Memory().IsZero() {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -625,4 +626,26 @@ func TestAuthFailureLimitFlag(t *testing.T) {
 	if err := c.ParseFlags("serve", []string{"--auth-failure-limit", "-1"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--auth-failure-limit") {
 		t.Errorf("a negative limit: %v", err)
 	}
+}
+
+// metricValue scrapes the API at api and returns the sample named name
+// (with its labels, as the text format writes them).
+func metricValue(t *testing.T, api, name string) float64 {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+api+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+adminTok)
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

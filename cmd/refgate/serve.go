@@ -140,6 +140,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	inst := store.Instrument(st, m.Registry)
 	m.Store = inst
+	pingCtx, cancelPing := context.WithTimeout(context.Background(), 5*time.Second)
+	err = inst.Ping(pingCtx)
+	cancelPing()
+	storeAnswered := err == nil
+	if !storeAnswered {
+		// Start anyway: the edge's /healthz says starting and /readyz
+		// unavailable until the store answers.
+		log.Error("the store does not answer yet; starting, not ready", "err", err)
+	}
 
 	bgCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -172,6 +181,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.Edge = redirect.New(redirect.Config{Links: cache, Log: m.Pipeline, Signer: signer, Hasher: hasher,
 		Now: m.Clock.Now, TrustedProxies: trusted, CookieDomain: c.CookieDomain, CookieSecure: c.CookieSecure,
 		Logger: log, Metrics: metrics, Bots: bots, AttributionRate: c.AttributionRate})
+	// The edge is ready once the store has answered once; from then on a
+	// store outage is reported (/readyz, refgate_store_up, an alert), not
+	// a reason to leave the load balancer: the link cache answers clicks.
+	m.Edge.SetStarting(!storeAnswered)
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		inst.Watch(bgCtx, 2*time.Second, time.Second, func() {
+			if m.Edge.Starting() {
+				log.Info("the store answers; ready")
+			}
+			m.Edge.SetStarting(false)
+		})
+	}()
 	var apiEvents api.Emitter
 	if c.Events { // an interface holding a nil pointer would not be nil
 		apiEvents = m.Pipeline
@@ -294,13 +317,6 @@ func (m *Main) openStore() (store.Store, error) {
 	s, err := redisstore.New(rc)
 	if err != nil {
 		return nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := s.Ping(ctx); err != nil {
-		// Start anyway: /readyz says not ready until Redis answers, and
-		// cached links keep redirecting.
-		m.Logger.Error("redis does not answer yet; starting unready", "err", err)
 	}
 	return s, nil
 }
