@@ -86,6 +86,10 @@ type Config struct {
 	// known token get 429 [DefaultAuthFailureLimit]; negative: no limit.
 	// The throttle's clock is Clock.
 	AuthFailureLimit int
+	// AccessLog logs every request at info: method, route template, path
+	// (without the query, which names customers), status, duration, body
+	// bytes and client address.
+	AccessLog bool
 }
 
 // StoreWrites says whether the store takes writes; store.Instrumented is
@@ -117,6 +121,7 @@ type Server struct {
 	cfg      Config
 	svc      *Service
 	metrics  fasthttp.RequestHandler
+	requests *requestMetrics
 	draining atomic.Bool
 
 	authLimit     *ratelimit.Limiter
@@ -150,6 +155,7 @@ func New(cfg Config) *Server {
 		s.svc.Clock = cfg.Clock
 	}
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	s.requests = newRequestMetrics(cfg.Registerer)
 	s.initAuthThrottle()
 	return s
 }
@@ -347,9 +353,30 @@ func match(pattern, path string) ([]string, bool) {
 	}
 }
 
-// ServeFastHTTP routes every API request: 404 for an unknown path, 405 (with
-// Allow) for a known path and another method, then the token check.
+// ServeFastHTTP serves every API request, counts it in
+// refgate_api_requests_total and times it in
+// refgate_api_request_duration_seconds by route template, and logs it with
+// Config.AccessLog.
 func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	pattern := s.route(ctx)
+	took := time.Since(start)
+	status := ctx.Response.StatusCode()
+	s.requests.observe(pattern, ctx.Method(), status, took)
+	if s.cfg.AccessLog {
+		if pattern == "" {
+			pattern = unmatched
+		}
+		s.cfg.Logger.Info("api request", "method", string(ctx.Method()), "route", pattern, "path", string(ctx.Path()),
+			"status", status, "duration_ms", float64(took.Microseconds())/1000, "bytes", len(ctx.Response.Body()),
+			"client", s.clientIP(ctx).String())
+	}
+}
+
+// route routes the request: 404 for an unknown path, 405 (with Allow) for
+// a known path and another method, then the token check. It returns the
+// pattern of the route whose path matched, "" for none.
+func (s *Server) route(ctx *fasthttp.RequestCtx) (pattern string) {
 	path, method := string(ctx.Path()), string(ctx.Method())
 	if path == "/debug/pprof" {
 		path = "/debug/pprof/"
@@ -361,25 +388,28 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 		if !ok {
 			continue
 		}
+		pattern = r.pattern
 		if r.method != method {
 			allow = append(allow, r.method)
 			continue
 		}
 		if r.pattern == "/v1/admin/test-clock" && !s.cfg.TestClock {
+			pattern = ""
 			break
 		}
 		if r.role != roleNone && !s.require(ctx, r.role) {
-			return
+			return pattern
 		}
 		r.handle(s, ctx, params)
-		return
+		return pattern
 	}
 	if len(allow) > 0 {
 		ctx.Response.Header.Set("Allow", strings.Join(allow, ", "))
 		s.fail(ctx, attribution.Errorf(attribution.EMethodNotAllowed, "method %s not allowed on %s", method, path))
-		return
+		return pattern
 	}
 	s.fail(ctx, attribution.Errorf(attribution.ENotFound, "no route %s", path))
+	return ""
 }
 
 func (s *Server) ready(ctx *fasthttp.RequestCtx) {

@@ -64,7 +64,8 @@ func newEnvWith(t testing.TB, cfg Config) *env {
 	s := New(Config{Store: st, AdminToken: adminTok, StorefrontToken: sfTok, MetricsToken: metTok, Clock: c,
 		TestClock: cfg.TestClock, Hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")), Signer: signer,
 		PublicURL: "https://go.example.com/", Gatherer: cfg.Gatherer, Registerer: cfg.Registerer, Logger: cfg.Logger,
-		StoreWrites: cfg.StoreWrites, TrustedProxies: cfg.TrustedProxies, AuthFailureLimit: cfg.AuthFailureLimit})
+		StoreWrites: cfg.StoreWrites, TrustedProxies: cfg.TrustedProxies, AuthFailureLimit: cfg.AuthFailureLimit,
+		AccessLog: cfg.AccessLog})
 	ln := fasthttputil.NewInmemoryListener()
 	srv := &fasthttp.Server{Handler: s.ServeFastHTTP, ErrorHandler: s.ErrorHandler, MaxRequestBodySize: MaxBodySize}
 	go srv.Serve(ln)

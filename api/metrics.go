@@ -1,6 +1,9 @@
 package api
 
 import (
+	"strconv"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -67,4 +70,56 @@ func (m *DecisionMetrics) count(d *attribution.Decision) {
 	if m != nil {
 		m.vec.WithLabelValues(d.Event, d.Outcome, d.Reason).Inc()
 	}
+}
+
+// unmatched is the route label of requests no route's path matched.
+const unmatched = "unmatched"
+
+// methods are the method label's values; any other method is "other".
+var methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// requestMetrics counts and times API requests by route template, method
+// and status class: a bounded set of series whatever the paths asked for.
+type requestMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
+	f := promauto.With(reg)
+	m := &requestMetrics{
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "refgate_api_requests_total",
+			Help: "API requests answered, by route template (unmatched: no route's path), method and status class (2xx, 4xx, 5xx).",
+		}, []string{"route", "method", "status"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "refgate_api_request_duration_seconds",
+			Help:    "API request latency in the handler, by route template and method.",
+			Buckets: []float64{250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+	}
+	// Every route's series from the start, so that rates and alerts see a
+	// zero before the first request.
+	for _, r := range routes {
+		for _, class := range []string{"2xx", "4xx", "5xx"} {
+			m.requests.WithLabelValues(r.pattern, r.method, class)
+		}
+		m.duration.WithLabelValues(r.pattern, r.method)
+	}
+	return m
+}
+
+func (m *requestMetrics) observe(pattern string, method []byte, status int, took time.Duration) {
+	if pattern == "" {
+		pattern = unmatched
+	}
+	meth := "other"
+	for _, k := range methods {
+		if string(method) == k {
+			meth = k
+			break
+		}
+	}
+	m.requests.WithLabelValues(pattern, meth, strconv.Itoa(status/100)+"xx").Inc()
+	m.duration.WithLabelValues(pattern, meth).Observe(took.Seconds())
 }

@@ -54,6 +54,7 @@ type Config struct {
 	ConfigFile       string
 	LogFormat        string
 	LogLevel         string
+	AccessLog        bool
 	ShutdownDelay    time.Duration
 	ShutdownTimeout  time.Duration
 	KeepFullIP       bool
@@ -116,6 +117,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML file with the same keys as the flags")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&c.AccessLog, "access-log", false, "log every API request (method, route, path without the query, status, duration, client); clicks are in the events")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", 0, "readiness answers 503 this long before the listeners close")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 10*time.Second, "longest shutdown takes after the drain delay: in-flight requests, one more delivery of the click and event queues")
 	fs.BoolVar(&c.KeepFullIP, "keep-full-ip", false, "store and emit full IPs instead of anonymised ones (IPv4 /24, IPv6 /48)")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 )
 
 func newLogger(w io.Writer, format, level string) *slog.Logger {
@@ -28,3 +29,11 @@ func (p slogPrinter) Printf(format string, args ...any) {
 // flagSink is a throwaway flag set: NewMain binds the flags to fill Config
 // with defaults.
 func flagSink() *flag.FlagSet { return flag.NewFlagSet("", flag.ContinueOnError) }
+
+// redisPrinter routes go-redis's own log lines (dial failures, a pub/sub
+// connection replaced) to slog, so that JSON logs stay JSON.
+type redisPrinter struct{ l *slog.Logger }
+
+func (p redisPrinter) Printf(_ context.Context, format string, args ...any) {
+	p.l.Log(context.Background(), slog.LevelWarn, strings.TrimPrefix(fmt.Sprintf(format, args...), "redis: "), "component", "redis")
+}

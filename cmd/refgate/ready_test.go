@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -71,15 +72,23 @@ func TestReadinessThroughRedisOutage(t *testing.T) {
 
 // TestStartingWithRedisDown: an instance whose store has never answered has
 // no links to serve, so /healthz says starting (503) until Redis answers.
+// go-redis's own log lines come out as JSON like the rest.
 func TestStartingWithRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	srv.Kill()
-	m, logs := MustRunMain(t, t.TempDir(), func(c *Config) { c.RedisURL = srv.URL() })
+	m, logs := MustRunMain(t, t.TempDir(), func(c *Config) { c.RedisURL = srv.URL(); c.LogFormat = "json" })
 	if s, body := edgeHealth(t, m.EdgeAddr()); s != 503 || !strings.HasPrefix(body, "starting") {
 		t.Errorf("/healthz before Redis ever answered: %d %q", s, body)
 	}
 	if !strings.Contains(logs.String(), "the store does not answer yet") {
 		t.Errorf("no log line says the store does not answer:\n%s", logs)
+	}
+	// go-redis's own lines (dial failures here) are JSON lines too.
+	waitFor(t, 5*time.Second, "a go-redis line in the log", func() bool { return strings.Contains(logs.String(), `"component":"redis"`) })
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not a JSON line in --log-format json: %q", line)
+		}
 	}
 	srv.Restart()
 	waitFor(t, 10*time.Second, "/healthz 200 once Redis answers", func() bool {

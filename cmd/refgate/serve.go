@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/refgate/refgate/api"
@@ -94,6 +95,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Logger = newLogger(m.LogOutput, c.LogFormat, c.LogLevel)
 	log := m.Logger
+	redis.SetLogger(redisPrinter{log})
 	trusted, err := redirect.ParsePrefixes(c.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("--trusted-proxies: %w", err)
@@ -218,7 +220,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.API = api.New(api.Config{Store: m.Store, AdminToken: adminToken, StorefrontToken: sfToken,
 		MetricsToken: c.MetricsToken, Clock: m.Clock, TestClock: c.TestClock, Hasher: hasher, Signer: signer,
 		PublicURL: publicURL, Gatherer: m.Registry, Registerer: m.Registry, Logger: log, Events: apiEvents, Log: m.Pipeline,
-		StoreWrites: inst, TrustedProxies: trusted, AuthFailureLimit: authLimit})
+		StoreWrites: inst, TrustedProxies: trusted, AuthFailureLimit: authLimit, AccessLog: c.AccessLog})
 	// Drop cached links, programs and promoters whenever any instance
 	// changes one.
 	m.wg.Add(1)
