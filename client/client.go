@@ -10,15 +10,16 @@
 // Errors on the way there (refgate not listening, a timeout, a cut
 // connection) come back wrapped, naming the request and refgate's address.
 //
-// # Retries
+// # Errors
 //
-// [Client.Convert] is idempotent on the order id and [Client.Refund] on the
-// refund id, and refgate applies a write whose answer was lost only once. So:
+// Every call that fails returns a nil answer with the error: there is no
+// zero answer to mistake for "not attributed" or "no commission".
 //
 //   - [IsUnavailable] (a 503, a 502 or 504 from a proxy, a timeout, a
-//     refused or cut connection): retry later with the same order id or
-//     refund id, and never book the sale as unattributed because of it. A
-//     timed-out call may have been applied; the retry gets its answer.
+//     refused, reset or cut connection, a failed DNS lookup): refgate could
+//     not answer. Retry later with the same order id or refund id, and never
+//     book the sale as unattributed because of it. A timed-out call may have
+//     been applied; the retry gets its answer.
 //   - 409 (Code "conflict"): the order id was reported with another customer,
 //     amount, currency, product or prepaid flag, or the refund id was used
 //     with another amount. That is a bug in the storefront (an id reused for
@@ -27,8 +28,33 @@
 //     refund larger than what is left, a fingerprint that does not parse);
 //     the message names it. Do not retry as is.
 //
-// Never generate a fresh order or refund id for a retry: that is a new
-// order or a second refund.
+// # Retries
+//
+// [Client.Convert] is idempotent on the order id and [Client.Refund] on the
+// refund id, and refgate applies a write whose answer was lost only once.
+// So the client itself retries them, with the same id and the same body,
+// when refgate could not answer: a refused, reset or cut connection, a
+// timeout of one attempt, a 502, 503 or 504. It retries the reads
+// ([Client.Attribution], [Client.TokenAttribution], [Client.Explain]) and
+// the calls that set a state ([Client.PutCustomer], [Client.DeleteCustomer])
+// the same way.
+// [Client.Bind] has no id, and a second bind is a second decision in the
+// customer's log, so it is retried only when the request never reached
+// refgate (a refused connection, a failed DNS lookup or dial).
+//
+// By default a call makes up to 3 attempts, waiting about 100 ms and then
+// 200 ms between them (exponential backoff with jitter, capped at 2 s);
+// [Client.WithRetry] changes that. A Retry-After on a 503 is waited for
+// instead, when it is no longer than the cap; a longer one ends the retries,
+// and [Error.RetryAfter] says it. A 429 is retried only after a Retry-After
+// within the cap; any other answer (a 4xx, a 500) is never retried. The
+// context bounds the whole call: when it ends, or when its deadline comes
+// before the next attempt would, the call returns the last error at once.
+//
+// What the client's retries did not fix is still [IsUnavailable]: queue the
+// report and send it again later, with the same ids (examples/storefront
+// shows one way). Never generate a fresh order or refund id for a retry:
+// that is a new order or a second refund.
 package client
 
 import (
@@ -38,9 +64,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,32 +79,63 @@ const (
 	Login    = "login"
 )
 
-// Client talks to one refgate API. It is safe for concurrent use.
+// Client talks to one refgate API. It is safe for concurrent use once
+// configured: call its With methods before the first request.
 type Client struct {
 	base  string
 	token string
 	http  *http.Client
+	retry Retry
 }
 
 // New returns a client for the API at base (such as http://127.0.0.1:8081)
-// with a storefront (or admin) token. Requests time out after 5 s unless the
-// context says sooner.
+// with a storefront (or admin) token. Each attempt times out after 5 s, and
+// a call retries as the package documentation says ([DefaultRetry]), unless
+// the context ends sooner.
 func New(base, token string) *Client {
-	return &Client{base: strings.TrimRight(base, "/"), token: token, http: &http.Client{Timeout: 5 * time.Second}}
+	return &Client{base: strings.TrimRight(base, "/"), token: token,
+		http: &http.Client{Timeout: 5 * time.Second}, retry: DefaultRetry}
 }
 
 // WithHTTPClient replaces the HTTP client (for custom transports or
-// timeouts) and returns c.
+// timeouts) and returns c. Its Timeout bounds each attempt, not the call.
 func (c *Client) WithHTTPClient(h *http.Client) *Client {
 	c.http = h
 	return c
 }
 
-// Error is an error answer from refgate.
+// Retry says how a call retries when refgate could not answer.
+type Retry struct {
+	// Attempts is how many requests a call makes at most, the first
+	// included; 1 turns retries off. Zero or less means 1.
+	Attempts int
+	// Base is the wait before the second attempt; each later wait doubles,
+	// up to Max. Each wait is drawn between half of it and all of it, so
+	// that storefront instances that failed together do not retry together.
+	Base time.Duration
+	// Max caps every wait, a Retry-After included: refgate asking for a
+	// longer wait ends the retries.
+	Max time.Duration
+}
+
+// DefaultRetry is what [New] uses: 3 attempts, waits of about 100 ms and
+// 200 ms, none over 2 s.
+var DefaultRetry = Retry{Attempts: 3, Base: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// WithRetry sets how calls retry and returns c. Retry{Attempts: 1} turns
+// retries off.
+func (c *Client) WithRetry(r Retry) *Client {
+	c.retry = r
+	return c
+}
+
+// Error is an error answer from refgate (or from a proxy in front of it).
 type Error struct {
-	Status  int    // HTTP status
+	Status  int    `json:"-"` // HTTP status
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// RetryAfter is the answer's Retry-After (on a 503 or a 429), or 0.
+	RetryAfter time.Duration `json:"-"`
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("refgate: %d %s: %s", e.Status, e.Code, e.Message) }
@@ -205,15 +264,17 @@ type RefundAnswer struct {
 }
 
 // Bind ties a customer to the promoter of the visitor's click.
+//
+// It is retried only when the request did not reach refgate (see the package
+// documentation).
 func (c *Client) Bind(ctx context.Context, r BindRequest) (*BindAnswer, error) {
-	var out BindAnswer
-	return &out, c.do(ctx, "POST", "/v1/bind", r, &out)
+	return call[BindAnswer](ctx, c, notSent, "POST", "/v1/bind", r)
 }
 
 // PutCustomer records what the storefront knows of a customer.
+// Sending the same info again sets the same state, so it is retried.
 func (c *Client) PutCustomer(ctx context.Context, id string, info CustomerInfo) (*Customer, error) {
-	var out Customer
-	return &out, c.do(ctx, "PUT", "/v1/customers/"+url.PathEscape(id), info, &out)
+	return call[Customer](ctx, c, idempotent, "PUT", "/v1/customers/"+url.PathEscape(id), info)
 }
 
 // DeleteCustomer erases what refgate holds about a customer: fingerprints,
@@ -224,21 +285,19 @@ func (c *Client) PutCustomer(ctx context.Context, id string, info CustomerInfo) 
 // error, and an erasure that failed (IsUnavailable) is finished by calling
 // it again. The id may be used again afterwards, as a new customer.
 func (c *Client) DeleteCustomer(ctx context.Context, id string) error {
-	return c.do(ctx, "DELETE", "/v1/customers/"+url.PathEscape(id), nil, nil)
+	return c.do(ctx, idempotent, "DELETE", "/v1/customers/"+url.PathEscape(id), nil, nil)
 }
 
 // Attribution returns who holds a customer in a program now.
 func (c *Client) Attribution(ctx context.Context, program, customer string) (*Attribution, error) {
-	var out Attribution
 	q := url.Values{"program": {program}, "customer": {customer}}
-	return &out, c.do(ctx, "GET", "/v1/attribution?"+q.Encode(), nil, &out)
+	return call[Attribution](ctx, c, idempotent, "GET", "/v1/attribution?"+q.Encode(), nil)
 }
 
 // TokenAttribution returns what an attribution token says.
 func (c *Client) TokenAttribution(ctx context.Context, program, token string) (*Attribution, error) {
-	var out Attribution
 	q := url.Values{"program": {program}, "token": {token}}
-	return &out, c.do(ctx, "GET", "/v1/attribution?"+q.Encode(), nil, &out)
+	return call[Attribution](ctx, c, idempotent, "GET", "/v1/attribution?"+q.Encode(), nil)
 }
 
 // Explain returns the customer's latest decisions for a program, newest
@@ -248,16 +307,18 @@ func (c *Client) Explain(ctx context.Context, program, customer string) ([]Decis
 		Decisions []Decision `json:"decisions"`
 	}
 	q := url.Values{"program": {program}, "customer": {customer}}
-	err := c.do(ctx, "GET", "/v1/attribution/explain?"+q.Encode(), nil, &out)
-	return out.Decisions, err
+	if err := c.do(ctx, idempotent, "GET", "/v1/attribution/explain?"+q.Encode(), nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Decisions, nil
 }
 
 // Convert reports a paid order. Safe to retry with the same values: the
-// same order id gets the same decision. The same order id with another
-// customer, amount, currency, product or prepaid flag is a 409 *Error.
+// same order id gets the same decision, and the client retries it itself
+// when refgate could not answer. The same order id with another customer,
+// amount, currency, product or prepaid flag is a 409 *Error.
 func (c *Client) Convert(ctx context.Context, o Conversion) (*ConversionAnswer, error) {
-	var out ConversionAnswer
-	return &out, c.do(ctx, "POST", "/v1/conversions", o, &out)
+	return call[ConversionAnswer](ctx, c, idempotent, "POST", "/v1/conversions", o)
 }
 
 // Refund reports amount of cash refunded on an order. refund is the
@@ -265,33 +326,86 @@ func (c *Client) Convert(ctx context.Context, o Conversion) (*ConversionAnswer, 
 // 128 characters); derive it from the storefront's own refund record.
 //
 // Refund is safe to retry with the same refund id: refgate answers the same
-// and refunds nothing more. A 409 *Error means the id was used on this
+// and refunds nothing more; the client retries it itself when refgate could
+// not answer. A 409 *Error means the id was used on this
 // order with another amount; a 422 that amount is more than is left; a 404
 // that refgate does not know the order (report it with Convert first).
 func (c *Client) Refund(ctx context.Context, order, refund string, amount int64) (*RefundAnswer, error) {
-	var out RefundAnswer
 	in := struct {
 		Refund string `json:"refund"`
 		Amount int64  `json:"amount"`
 	}{refund, amount}
-	return &out, c.do(ctx, "POST", "/v1/conversions/"+url.PathEscape(order)+"/refunds", in, &out)
+	return call[RefundAnswer](ctx, c, idempotent, "POST", "/v1/conversions/"+url.PathEscape(order)+"/refunds", in)
 }
 
-func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	var body io.Reader
+// retryable says which failures a call may be retried on.
+type retryable int
+
+const (
+	// idempotent calls are retried whenever refgate could not answer: a
+	// second request has the effect of one.
+	idempotent retryable = iota
+	// notSent calls are retried only when the request never reached refgate.
+	notSent
+)
+
+// call makes a request whose answer is a T; the answer is nil on error.
+func call[T any](ctx context.Context, c *Client, r retryable, method, path string, in any) (*T, error) {
+	var out T
+	if err := c.do(ctx, r, method, path, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// do sends the request, retrying as c.retry and r allow, and decodes a 2xx
+// answer into out. Every attempt sends the same body.
+func (c *Client) do(ctx context.Context, r retryable, method, path string, in, out any) error {
+	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return err
 		}
-		body = bytes.NewReader(b)
+		body = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	for attempt := 1; ; attempt++ {
+		err := c.once(ctx, method, path, body, out)
+		if err == nil {
+			return nil
+		}
+		wait, ok := c.retry.wait(attempt, err, r)
+		if ok && ctx.Err() == nil {
+			if deadline, has := ctx.Deadline(); !has || time.Until(deadline) > wait {
+				t := time.NewTimer(wait)
+				select {
+				case <-t.C:
+					continue
+				case <-ctx.Done():
+					t.Stop()
+				}
+			}
+		}
+		var te *transportError
+		if errors.As(err, &te) {
+			te.attempts = attempt
+		}
+		return err
+	}
+}
+
+// once makes one attempt.
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	if in != nil {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
@@ -301,7 +415,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		// The connection was cut or timed out in the middle of the answer:
+		// as unavailable as no answer at all.
+		return &transportError{method: method, path: path, base: c.base, err: err}
 	}
 	if resp.StatusCode >= 300 {
 		var e struct {
@@ -311,6 +427,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			e.Error = &Error{Code: "unknown", Message: strings.TrimSpace(string(raw))}
 		}
 		e.Error.Status = resp.StatusCode
+		e.Error.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return e.Error
 	}
 	if out == nil {
@@ -322,9 +439,68 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	return nil
 }
 
-// transportError is a request that got no HTTP answer from refgate.
+// wait returns how long to wait before attempt+1 after err, and false when
+// err is not to be retried.
+func (r Retry) wait(attempt int, err error, kind retryable) (time.Duration, bool) {
+	if attempt >= r.Attempts {
+		return 0, false
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		switch {
+		case e.Status == http.StatusTooManyRequests:
+			// Only when refgate says when: a 429 without Retry-After is
+			// nothing a quick retry fixes. refgate refused it before doing
+			// anything, so a bind may be retried too.
+			return e.RetryAfter, e.RetryAfter > 0 && e.RetryAfter <= r.Max
+		case !e.Temporary() || kind != idempotent:
+			return 0, false
+		case e.RetryAfter > 0:
+			return e.RetryAfter, e.RetryAfter <= r.Max
+		}
+		return r.backoff(attempt), true
+	}
+	var te *transportError
+	if !errors.As(err, &te) || !te.unavailable() || (kind != idempotent && !te.notSent()) {
+		return 0, false
+	}
+	return r.backoff(attempt), true
+}
+
+// backoff is the wait after attempt: Base doubled attempt-1 times, at most
+// Max, drawn from its upper half.
+func (r Retry) backoff(attempt int) time.Duration {
+	d := r.Base
+	for i := 1; i < attempt && d < r.Max; i++ {
+		d *= 2
+	}
+	d = min(d, r.Max)
+	if d <= 0 {
+		return 0
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// retryAfter parses a Retry-After value (seconds, or an HTTP date); 0 when
+// there is none or it is in the past.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 32); err == nil {
+		return max(time.Duration(secs)*time.Second, 0)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// transportError is a request that got no HTTP answer, or no whole one,
+// from refgate.
 type transportError struct {
 	method, path, base string
+	attempts           int
 	err                error
 }
 
@@ -333,7 +509,11 @@ func (e *transportError) Error() string {
 	if ue, ok := err.(*url.Error); ok {
 		err = ue.Err // it repeats the method and URL said already
 	}
-	return fmt.Sprintf("refgate %s %s: no answer from %s: %v", e.method, e.path, e.base, err)
+	tries := ""
+	if e.attempts > 1 {
+		tries = fmt.Sprintf(" (%d attempts)", e.attempts)
+	}
+	return fmt.Sprintf("refgate %s %s: no answer from %s%s: %v", e.method, e.path, e.base, tries, err)
 }
 
 func (e *transportError) Unwrap() error { return e.err }
@@ -349,6 +529,17 @@ func (e *transportError) unavailable() bool {
 	var ne net.Error
 	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// notSent reports whether the request surely did not reach refgate: the
+// connection to it could not be made.
+func (e *transportError) notSent() bool {
+	var op *net.OpError
+	if errors.As(e.err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(e.err, &dns)
 }
 
 // TokenFromRequest returns the attribution token for program from the
@@ -382,10 +573,11 @@ func VisitorFromRequest(r *http.Request) string {
 }
 
 // IsUnavailable reports whether err means refgate could not answer: a 503
-// (its store did not answer), a 502 or 504 from a proxy, or no answer at all
-// (refused or cut connection, timeout, a cancelled context). Retry later
-// with the same order or refund id; do not treat the customer as
-// unattributed.
+// (its store did not answer), a 502 or 504 from a proxy, or no whole answer
+// at all (a refused, reset or cut connection, a failed DNS lookup, a
+// timeout, a cancelled context). The client's own retries were used up or
+// cut short by the context. Retry later with the same order or refund id; do
+// not treat the customer as unattributed.
 func IsUnavailable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {

@@ -2,13 +2,9 @@ package client_test
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -82,8 +78,8 @@ func TestClient(t *testing.T) {
 		t.Errorf("bad token: %v", err)
 	}
 	st.Close()
-	if _, err := rg.Attribution(ctx, "shop", "c1"); !client.IsUnavailable(err) {
-		t.Errorf("store down must be unavailable, not unattributed: %v", err)
+	if a, err := rg.Attribution(ctx, "shop", "c1"); !client.IsUnavailable(err) || a != nil {
+		t.Errorf("store down must be unavailable, not unattributed: %+v %v", a, err)
 	}
 }
 
@@ -175,8 +171,6 @@ func TestClientConversionConflict(t *testing.T) {
 	}
 }
 
-// TestClientNoAnswer: refgate not listening, or not answering in time, is
-// an error that names the request and says to retry.
 // TestClientDeleteCustomer: erasing a customer forgets their attribution;
 // their order answers as before; erasing again is no error.
 func TestClientDeleteCustomer(t *testing.T) {
@@ -203,51 +197,6 @@ func TestClientDeleteCustomer(t *testing.T) {
 	var e *client.Error
 	if err := rg.DeleteCustomer(ctx, "not valid"); !asError(err, &e) || e.Status != 422 {
 		t.Errorf("a bad id: %v", err)
-	}
-}
-
-func TestClientNoAnswer(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closed := "http://" + ln.Addr().String()
-	ln.Close()
-	_, err = client.New(closed, apitest.StorefrontToken).Convert(context.Background(), client.Conversion{Program: "shop", Order: "o1", Customer: "c1", Amount: 1})
-	if err == nil || !client.IsUnavailable(err) || !errors.Is(err, syscall.ECONNREFUSED) {
-		t.Errorf("a closed port must be unavailable (retry), with the refusal wrapped: %v", err)
-	}
-	if err != nil && (!strings.Contains(err.Error(), "POST /v1/conversions") || !strings.Contains(err.Error(), closed)) {
-		t.Errorf("the error must name the request and refgate's address: %v", err)
-	}
-
-	// A server that never answers: the caller's deadline ends the call.
-	release := make(chan struct{})
-	stuck := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body) // so the server notices the client going away
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer stuck.Close()
-	defer close(release) // before Close, which waits for the handler
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	_, err = client.New(stuck.URL, apitest.StorefrontToken).Refund(ctx, "o1", "rf-1", 1)
-	if !client.IsUnavailable(err) || !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("a timeout must be unavailable (retry with the same refund id): %v", err)
-	}
-
-	// A proxy in front of refgate that cannot reach it.
-	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "upstream timed out", http.StatusGatewayTimeout)
-	}))
-	defer proxy.Close()
-	_, err = client.New(proxy.URL, apitest.StorefrontToken).Attribution(context.Background(), "shop", "c1")
-	var e *client.Error
-	if !asError(err, &e) || e.Status != 504 || !client.IsUnavailable(err) {
-		t.Errorf("a 504 from a proxy must be unavailable: %v", err)
 	}
 }
 

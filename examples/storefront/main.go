@@ -20,9 +20,21 @@
 //
 //	curl -c jar 'localhost:9090/?rg_token=...'
 //	curl -b jar -d user=u2 localhost:9090/register
+//
+// When refgate cannot answer at checkout (down, unreachable, its store
+// down), the shopper's checkout still succeeds: the shop keeps the report
+// in a bounded queue in memory and sends it again every few seconds, with
+// the same order id, until refgate decides it. GET /status shows the queue:
+//
+//	curl localhost:9090/status
+//
+// A real shop keeps that queue in its own database, written in the same
+// transaction as the order (an outbox), so that a restart loses nothing;
+// this one is lost when the process exits, which it logs.
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -30,7 +42,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
+	"sync"
+	"syscall"
+	"time"
 
 	"github.com/refgate/refgate/client"
 )
@@ -44,22 +60,70 @@ func main() {
 	if token == "" {
 		log.Fatal("set REFGATE_STOREFRONT_TOKEN to refgate's storefront token")
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	shop := &Shop{RG: client.New(*api, token), Program: *program}
+	var wg sync.WaitGroup
+	wg.Go(func() { shop.Run(ctx) })
+	srv := &http.Server{Addr: *listen, Handler: shop.Handler()}
+	go func() {
+		<-ctx.Done()
+		srv.Shutdown(context.Background())
+	}()
 	log.Printf("storefront on http://%s, refgate at %s, program %s", *listen, *api, *program)
-	log.Fatal(http.ListenAndServe(*listen, shop.Handler()))
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	wg.Wait()
+	if st := shop.Status(); st.Pending > 0 {
+		log.Printf("exiting with %d reports to refgate still queued; they are lost (a real shop keeps them in its database)", st.Pending)
+	}
 }
 
 // Shop is the storefront's refgate integration.
 type Shop struct {
 	RG      *client.Client
 	Program string
+	// QueueLimit bounds the reports kept for refgate while it cannot answer
+	// [1000]. Past it a report is dropped and logged with its ids, to be
+	// sent again by hand: the shop never refuses a sale because of it.
+	QueueLimit int
+	// RetryEvery is how often Run sends queued reports again [5s].
+	RetryEvery time.Duration
+
+	mu      sync.Mutex
+	queue   []report
+	sent    int // queued reports refgate has since decided
+	dropped int // reports lost: the queue was full, or refgate refused one
 }
 
-// Handler serves GET / (the landing page) and POST /register, /login,
-// /checkout and /refund.
+// report is a conversion or a refund refgate has yet to decide.
+type report struct {
+	conv   *client.Conversion // a paid order; else a refund:
+	order  string
+	refund string
+	amount int64
+	queued time.Time
+}
+
+func (r report) String() string {
+	if r.conv != nil {
+		return "order " + r.conv.Order
+	}
+	return "refund " + r.refund + " of order " + r.order
+}
+
+// checkoutWait bounds how long a checkout waits for refgate (the client's
+// own retries included) before it queues the report and lets the shopper
+// go.
+const checkoutWait = 3 * time.Second
+
+// Handler serves GET / (the landing page), GET /status (the queue of
+// reports for refgate) and POST /register, /login, /checkout and /refund.
 func (s *Shop) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.land)
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) { reply(w, s.Status()) })
 	mux.HandleFunc("POST /register", func(w http.ResponseWriter, r *http.Request) { s.bind(w, r, client.Register) })
 	mux.HandleFunc("POST /login", func(w http.ResponseWriter, r *http.Request) { s.bind(w, r, client.Login) })
 	mux.HandleFunc("POST /checkout", s.checkout)
@@ -133,13 +197,19 @@ func (s *Shop) checkout(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "amount must be a whole number of minor units, 0 to 10^15", http.StatusBadRequest)
 		return
 	}
-	order := r.FormValue("order")
-	ans, err := s.RG.Convert(r.Context(), client.Conversion{
-		Program: s.Program, Order: order, Customer: r.FormValue("user"),
+	conv := client.Conversion{
+		Program: s.Program, Order: r.FormValue("order"), Customer: r.FormValue("user"),
 		Amount: amount, Currency: "CNY", Product: r.FormValue("product"), Prepaid: r.FormValue("prepaid") != "false",
-	})
+	}
+	rep := report{conv: &conv}
+	if s.behindQueue(w, rep) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), checkoutWait)
+	defer cancel()
+	ans, err := s.RG.Convert(ctx, conv)
 	if err != nil {
-		s.failed(w, "order "+order, err, map[string]any{"order": order, "commission": "pending"})
+		s.failed(w, rep, err)
 		return
 	}
 	reply(w, map[string]any{"order": ans.Order, "commission": ans})
@@ -155,36 +225,170 @@ func (s *Shop) refund(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "amount must be a whole number of minor units, 1 to 10^15", http.StatusBadRequest)
 		return
 	}
-	order, id := r.FormValue("order"), r.FormValue("refund")
-	ans, err := s.RG.Refund(r.Context(), order, id, amount)
+	rep := report{order: r.FormValue("order"), refund: r.FormValue("refund"), amount: amount}
+	if s.behindQueue(w, rep) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), checkoutWait)
+	defer cancel()
+	ans, err := s.RG.Refund(ctx, rep.order, rep.refund, amount)
 	if err != nil {
-		s.failed(w, "refund "+id+" of order "+order, err, map[string]any{"order": order, "refund": id, "commission": "pending"})
+		s.failed(w, rep, err)
 		return
 	}
 	reply(w, map[string]any{"order": ans.Order, "refund": ans.Refund, "commission": ans})
 }
 
-// failed answers a conversion or refund that refgate did not decide;
-// pending is the answer while it waits for a retry.
-func (s *Shop) failed(w http.ResponseWriter, what string, err error, pending map[string]any) {
+// pendingAnswer is the shopper's answer for a report refgate has not
+// decided yet: the checkout or refund itself went through.
+func pendingAnswer(r report, commission string) map[string]any {
+	if r.conv != nil {
+		return map[string]any{"order": r.conv.Order, "commission": commission}
+	}
+	return map[string]any{"order": r.order, "refund": r.refund, "commission": commission}
+}
+
+// behindQueue queues r, and answers, when reports are already waiting for
+// refgate: they go first, in the order they came. A refund must reach
+// refgate after its order (else it is a 404), and a customer's first order
+// must be decided before their second (only the first purchase earns).
+func (s *Shop) behindQueue(w http.ResponseWriter, r report) bool {
+	s.mu.Lock()
+	waiting := len(s.queue) > 0
+	s.mu.Unlock()
+	if !waiting {
+		return false
+	}
+	reply(w, pendingAnswer(r, s.enqueue(r, "reports ahead of it are waiting for refgate")))
+	return true
+}
+
+// enqueue keeps r for Run to send again, and returns what the shopper is
+// told of the commission: "pending", or "unreported" when the queue is full.
+func (s *Shop) enqueue(r report, why string) string {
+	limit := s.QueueLimit
+	if limit <= 0 {
+		limit = 1000
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) >= limit {
+		s.dropped++
+		log.Printf("ALERT: refgate queue full (%d); %s NOT reported, send it again by hand", limit, r)
+		return "unreported"
+	}
+	r.queued = time.Now()
+	s.queue = append(s.queue, r)
+	log.Printf("%s queued for refgate (%d waiting): %s", r, len(s.queue), why)
+	return "pending"
+}
+
+// failed answers a conversion or refund that refgate did not decide.
+func (s *Shop) failed(w http.ResponseWriter, r report, err error) {
 	var e *client.Error
 	switch {
-	case client.IsUnavailable(err):
-		// Never book the sale as unattributed because refgate was down or
-		// slow: queue the report and retry it with the same ids (a timed-out
-		// call may have been applied; the retry gets its answer).
-		log.Printf("refgate unavailable; %s queued for retry: %v", what, err)
-		reply(w, pending)
-	case errors.As(err, &e) && e.Status == http.StatusConflict:
+	case client.IsUnavailable(err) || !errors.As(err, &e):
+		// Never book the sale as unattributed, nor fail the checkout,
+		// because refgate was down or slow (or something else answered in
+		// its place): queue the report and send it again later with the
+		// same ids (a timed-out call may have been applied; the retry gets
+		// its answer).
+		reply(w, pendingAnswer(r, s.enqueue(r, err.Error())))
+	case e.Status == http.StatusConflict:
 		// The id was used before with other values: a bug in the shop (an
 		// order or refund id reused). Retrying cannot fix it.
-		log.Printf("BUG: refgate says %s conflicts with an earlier report: %v", what, err)
-		http.Error(w, e.Message, e.Status)
-	case errors.As(err, &e):
+		log.Printf("BUG: refgate says %s conflicts with an earlier report: %v", r, err)
 		http.Error(w, e.Message, e.Status)
 	default:
-		http.Error(w, err.Error(), http.StatusBadGateway)
+		http.Error(w, e.Message, e.Status)
 	}
+}
+
+// Status is the queue of reports for refgate, as GET /status answers it.
+type Status struct {
+	Pending int        `json:"pending"`          // reports waiting for refgate
+	Oldest  *time.Time `json:"oldest,omitempty"` // when the oldest of them was queued
+	Sent    int        `json:"sent"`             // queued reports refgate has since decided
+	Dropped int        `json:"dropped"`          // reports lost: queue full, or refused by refgate
+}
+
+// Status returns the queue's state.
+func (s *Shop) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Status{Pending: len(s.queue), Sent: s.sent, Dropped: s.dropped}
+	if len(s.queue) > 0 {
+		t := s.queue[0].queued
+		st.Oldest = &t
+	}
+	return st
+}
+
+// Run sends the queued reports again every RetryEvery, oldest first, until
+// ctx ends. Start it once, next to the HTTP server.
+func (s *Shop) Run(ctx context.Context) {
+	every := s.RetryEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.flush(ctx)
+		}
+	}
+}
+
+// flush sends queued reports, oldest first, until the queue is empty or
+// refgate still cannot answer. Only Run removes from the queue, so the
+// head it sent is still the head when it removes it.
+func (s *Shop) flush(ctx context.Context) {
+	for ctx.Err() == nil {
+		s.mu.Lock()
+		if len(s.queue) == 0 {
+			s.mu.Unlock()
+			return
+		}
+		r := s.queue[0]
+		s.mu.Unlock()
+
+		err := s.send(ctx, r)
+		if client.IsUnavailable(err) {
+			return // keep it, and everything behind it, for the next tick
+		}
+		s.mu.Lock()
+		s.queue = s.queue[1:]
+		if err == nil {
+			s.sent++
+		} else {
+			s.dropped++
+		}
+		left := len(s.queue)
+		s.mu.Unlock()
+		if err != nil {
+			// refgate refused it (a 409, a 422), or what answers is not
+			// refgate: sending it again cannot fix that.
+			log.Printf("BUG: refgate did not take queued %s, dropped: %v", r, err)
+		} else {
+			log.Printf("queued %s reported to refgate after %v (%d waiting)", r, time.Since(r.queued).Round(time.Millisecond), left)
+		}
+	}
+}
+
+func (s *Shop) send(ctx context.Context, r report) error {
+	ctx, cancel := context.WithTimeout(ctx, checkoutWait)
+	defer cancel()
+	var err error
+	if r.conv != nil {
+		_, err = s.RG.Convert(ctx, *r.conv)
+	} else {
+		_, err = s.RG.Refund(ctx, r.order, r.refund, r.amount)
+	}
+	return err
 }
 
 func clientIP(r *http.Request) string {

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,8 +128,9 @@ func TestStorefrontRefund(t *testing.T) {
 	}
 }
 
-// TestStorefrontUnavailable: with refgate not answering, orders and refunds
-// are pending (to be retried with the same ids), never unattributed.
+// TestStorefrontUnavailable: with refgate not listening, checkouts and
+// refunds succeed for the shopper and their reports wait in the queue,
+// never booked unattributed.
 func TestStorefrontUnavailable(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -135,7 +138,8 @@ func TestStorefrontUnavailable(t *testing.T) {
 	}
 	closed := "http://" + ln.Addr().String()
 	ln.Close()
-	shop := httptest.NewServer((&Shop{RG: client.New(closed, apitest.StorefrontToken), Program: "shop"}).Handler())
+	s := &Shop{RG: client.New(closed, apitest.StorefrontToken).WithRetry(fast), Program: "shop", QueueLimit: 2}
+	shop := httptest.NewServer(s.Handler())
 	defer shop.Close()
 	e := &shopEnv{t: t, shop: shop}
 	if status, out := e.post("/checkout", url.Values{"user": {"u1"}, "order": {"o1"}, "amount": {"10000"}}); status != 200 || out["commission"] != "pending" {
@@ -143,5 +147,186 @@ func TestStorefrontUnavailable(t *testing.T) {
 	}
 	if status, out := e.post("/refund", url.Values{"order": {"o1"}, "refund": {"rf-1"}, "amount": {"2500"}}); status != 200 || out["commission"] != "pending" {
 		t.Errorf("refund: %d %v", status, out)
+	}
+	// Past the bound the sale still goes through; the report is counted lost.
+	if status, out := e.post("/checkout", url.Values{"user": {"u2"}, "order": {"o2"}, "amount": {"10000"}}); status != 200 || out["commission"] != "unreported" {
+		t.Errorf("checkout with the queue full: %d %v", status, out)
+	}
+	if st := e.status(); st.Pending != 2 || st.Dropped != 1 || st.Oldest == nil {
+		t.Errorf("status: %+v", st)
+	}
+}
+
+// TestStorefrontQueue: refgate goes down after a registration; checkouts
+// and a refund succeed for the shopper and wait in the queue; once refgate
+// is back, each is reported once, in order, with the decision the order
+// would have had.
+func TestStorefrontQueue(t *testing.T) {
+	rg := apitest.Serve(t)
+	gate := newSwitch(t, strings.TrimPrefix(rg.URL, "http://"))
+	gate.up()
+	s := &Shop{RG: client.New("http://"+gate.addr, apitest.StorefrontToken).WithRetry(fast), Program: "shop", RetryEvery: 20 * time.Millisecond}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { s.Run(ctx) })
+	defer wg.Wait()
+	defer cancel()
+	shop := httptest.NewServer(s.Handler())
+	defer shop.Close()
+	e := &shopEnv{t: t, rg: rg, shop: shop}
+	if _, reg := e.post("/register", url.Values{"user": {"u1"}}, &http.Cookie{Name: "rg_shop", Value: e.token("link-1", "c1")}); reg["referral"].(map[string]any)["associated"] != true {
+		t.Fatalf("register: %v", reg)
+	}
+
+	gate.down()
+	for _, c := range []struct{ path, order, refund string }{{"/checkout", "o1", ""}, {"/refund", "o1", "rf-1"}, {"/checkout", "o2", ""}} {
+		form := url.Values{"user": {"u1"}, "order": {c.order}, "amount": {"10000"}, "product": {"cvm"}}
+		if c.refund != "" {
+			form = url.Values{"order": {c.order}, "refund": {c.refund}, "amount": {"2500"}}
+		}
+		if status, out := e.post(c.path, form); status != 200 || out["commission"] != "pending" || out["order"] != c.order {
+			t.Fatalf("%s %s with refgate down: %d %v", c.path, c.order, status, out)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a few retry rounds against the closed port
+	if st := e.status(); st.Pending != 3 || st.Sent != 0 || st.Dropped != 0 {
+		t.Fatalf("while refgate is down: %+v", st)
+	}
+
+	gate.up()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.status().Pending > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := e.status(); st.Pending != 0 || st.Sent != 3 || st.Dropped != 0 {
+		t.Fatalf("after refgate came back: %+v", st)
+	}
+	direct := client.New(rg.URL, apitest.StorefrontToken)
+	ds, err := direct.Explain(context.Background(), "shop", "u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log []string
+	for _, d := range ds {
+		log = append(log, d.Event+":"+d.Order+d.Refund+":"+d.Outcome+d.Reason)
+	}
+	// Newest first: o2 a repeat purchase, rf-1 on o1, o1 attributed.
+	if got := strings.Join(log, " "); !strings.HasPrefix(got, "conversion:o2:rejectedrepeat_purchase refund:o1rf-1:") ||
+		!strings.Contains(got, " conversion:o1:") || strings.Count(got, "conversion:") != 2 || strings.Count(got, "refund:") != 1 {
+		t.Errorf("want each report decided once, in order: %s", got)
+	}
+	conv, err := direct.Convert(context.Background(), client.Conversion{Program: "shop", Order: "o1", Customer: "u1", Amount: 10000, Currency: "CNY", Product: "cvm", Prepaid: true})
+	if err != nil || !conv.Eligible || conv.Promoter != "alice" || conv.Commission != 3000 {
+		t.Errorf("o1 must be alice's: %+v %v", conv, err)
+	}
+	if ref, err := direct.Refund(context.Background(), "o1", "rf-1", 2500); err != nil || ref.Refunded != 2500 {
+		t.Errorf("rf-1 must be applied once: %+v %v", ref, err)
+	}
+
+	// With the queue empty, a checkout is decided at once again.
+	if _, out := e.post("/checkout", url.Values{"user": {"u1"}, "order": {"o3"}, "amount": {"10000"}, "product": {"cvm"}}); out["commission"] == "pending" {
+		t.Errorf("checkout with refgate up: %v", out)
+	}
+}
+
+// fast retries quickly, so that the shop's checkouts do not wait in tests.
+var fast = client.Retry{Attempts: 2, Base: time.Millisecond, Max: 5 * time.Millisecond}
+
+func (e *shopEnv) status() Status {
+	e.t.Helper()
+	resp, err := http.Get(e.shop.URL + "/status")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		e.t.Fatal(err)
+	}
+	return st
+}
+
+// gateSwitch is refgate as the shop sees it, on an address of its own: up,
+// a TCP proxy to the real API; down, nothing listens there (connections
+// are refused) and open ones are cut.
+type gateSwitch struct {
+	t      *testing.T
+	addr   string
+	target string
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  map[net.Conn]bool
+}
+
+func newSwitch(t *testing.T, target string) *gateSwitch {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gateSwitch{t: t, addr: ln.Addr().String(), target: target, conns: map[net.Conn]bool{}}
+	ln.Close()
+	t.Cleanup(g.down)
+	return g
+}
+
+func (g *gateSwitch) up() {
+	ln, err := net.Listen("tcp", g.addr)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.mu.Lock()
+	g.ln = ln
+	g.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", g.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			g.mu.Lock()
+			g.conns[c], g.conns[u] = true, true
+			g.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+}
+
+func (g *gateSwitch) down() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.ln != nil {
+		g.ln.Close()
+		g.ln = nil
+	}
+	for c := range g.conns {
+		c.Close()
+		delete(g.conns, c)
+	}
+}
+
+// TestStorefrontNotRefgate: something else answering in refgate's place (a
+// captive portal, a wrong address) does not fail the checkout either; the
+// report is queued, and dropped with a log when it still is not refgate.
+func TestStorefrontNotRefgate(t *testing.T) {
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "<html>welcome</html>")
+	}))
+	defer other.Close()
+	s := &Shop{RG: client.New(other.URL, apitest.StorefrontToken), Program: "shop"}
+	shop := httptest.NewServer(s.Handler())
+	defer shop.Close()
+	e := &shopEnv{t: t, shop: shop}
+	if status, out := e.post("/checkout", url.Values{"user": {"u1"}, "order": {"o1"}, "amount": {"10000"}}); status != 200 || out["commission"] != "pending" {
+		t.Errorf("checkout: %d %v", status, out)
+	}
+	s.flush(context.Background())
+	if st := e.status(); st.Pending != 0 || st.Dropped != 1 {
+		t.Errorf("status after a retry: %+v", st)
 	}
 }
