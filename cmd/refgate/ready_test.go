@@ -96,3 +96,22 @@ func TestStartingWithRedisDown(t *testing.T) {
 		return s == http.StatusOK
 	})
 }
+
+// TestPublicURLWarning: an edge listening beyond loopback without
+// --public-url would hand out http://localhost links; refgate says so at
+// start. On loopback (a run on one machine) localhost is right.
+func TestPublicURLWarning(t *testing.T) {
+	const warning = "--public-url is not set"
+	_, logs := MustRunMain(t, t.TempDir(), nil)
+	if strings.Contains(logs.String(), warning) {
+		t.Errorf("warned on loopback:\n%s", logs)
+	}
+	_, logs = MustRunMain(t, t.TempDir(), func(c *Config) { c.Listen = ":0" })
+	if !strings.Contains(logs.String(), warning) || !strings.Contains(logs.String(), "REFGATE_PUBLIC_URL") {
+		t.Errorf("no warning with the edge on every interface and no public URL:\n%s", logs)
+	}
+	_, logs = MustRunMain(t, t.TempDir(), func(c *Config) { c.Listen = ":0"; c.PublicURL = "https://go.example.com" })
+	if strings.Contains(logs.String(), warning) {
+		t.Errorf("warned with --public-url set:\n%s", logs)
+	}
+}

@@ -212,6 +212,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if publicURL == "" {
 		_, port, _ := net.SplitHostPort(m.EdgeAddr())
 		publicURL = "http://localhost:" + port
+		if !loopbackOnly(c.Listen) {
+			log.Warn("--public-url is not set: links report "+publicURL+"/r/… to the admin API; set REFGATE_PUBLIC_URL to the edge's public base URL (https://go.example.com)",
+				"listen", c.Listen)
+		}
 	}
 	authLimit := c.AuthFailureLimit
 	if authLimit == 0 {
@@ -280,6 +284,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	log.Info("refgate serving", "edge", m.EdgeAddr(), "api", m.APIAddr(), "store", storeKind(c), "public_url", publicURL,
 		"bots", bots.String())
 	return nil
+}
+
+// loopbackOnly reports whether addr (host:port) listens on a loopback
+// address only: a run on one machine, where localhost is the right base URL.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func storeKind(c *Config) string {
