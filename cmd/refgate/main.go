@@ -1,7 +1,7 @@
 // Command refgate is the edge click-tracking and attribution redirector.
 //
 //	refgate serve [flags]     run the edge and the API
-//	refgate version           print the version
+//	refgate version           print the version, revision, build date and Go version
 //
 // This file only wires packages together; the logic lives in them.
 package main
@@ -14,12 +14,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 )
-
-// version is stamped at build time with -ldflags "-X main.version=v1.2.3".
-var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -33,7 +29,7 @@ Usage:
   refgate serve [flags]              run the public edge and the API (refgate serve -h for flags)
   refgate validate --config FILE     check a configuration (flags, env and file as serve reads them) without starting
   refgate events tail [flags]        print the events as they flow (refgate events tail -h for flags)
-  refgate version                    print the version
+  refgate version                    print the version, revision, build date and Go version
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -92,7 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return tail(ctx, args[2:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "refgate", Version())
+		fmt.Fprintln(stdout, "refgate", readBuild())
 		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -100,16 +96,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "refgate: unknown command %q\n\n%s", args[0], usage)
 	return 2
-}
-
-// Version is the stamped version, or the module version from the build
-// info, or "devel".
-func Version() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
-	}
-	return "devel"
 }
