@@ -5,10 +5,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/peterbourgon/ff/v3"
-	"github.com/peterbourgon/ff/v3/ffyaml"
+	"gopkg.in/yaml.v2"
 )
 
 // commandDocs are the help texts of the commands that take serve's
@@ -55,7 +56,7 @@ func parseFlags(fs *flag.FlagSet, args []string, help io.Writer, doc string, opt
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	if fs.Lookup("config") != nil {
-		opts = append([]ff.Option{ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(ffyaml.Parser)}, opts...)
+		opts = append([]ff.Option{ff.WithConfigFileFlag("config"), ff.WithConfigFileParser(configFileParser(fs))}, opts...)
 	}
 	err := ff.Parse(fs, args, append([]ff.Option{ff.WithEnvVarPrefix("REFGATE")}, opts...)...)
 	switch {
@@ -93,6 +94,69 @@ func hasFlags(fs *flag.FlagSet) bool {
 	n := 0
 	fs.VisitAll(func(*flag.Flag) { n++ })
 	return n > 0
+}
+
+// configFileParser reads the --config file as YAML (so JSON too), one
+// key per flag, as ffyaml does, but refuses what ffyaml reads wrongly: a
+// list or a map where the flag takes one value (ffyaml sets the flag once
+// per element, so `listen: [1,2]` became listen 2), and a key given twice
+// (the last one won). The errors name the file and the key.
+func configFileParser(fs *flag.FlagSet) ff.ConfigFileParser {
+	return func(r io.Reader, set func(name, value string) error) error {
+		file := fs.Lookup("config").Value.String()
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("--config %s: "+format, append([]any{file}, args...)...)
+		}
+		var m yaml.MapSlice
+		if err := yaml.NewDecoder(r).Decode(&m); err != nil && !errors.Is(err, io.EOF) {
+			return fail("%v", err)
+		}
+		seen := map[string]bool{}
+		for _, kv := range m {
+			key, ok := kv.Key.(string)
+			if !ok {
+				return fail("key %v is not a flag name", kv.Key)
+			}
+			if seen[key] {
+				return fail("key %q is given twice", key)
+			}
+			seen[key] = true
+			v, err := scalar(kv.Value)
+			if err != nil {
+				return fail("key %q: %v", key, err)
+			}
+			if err := set(key, v); err != nil {
+				return fail("%v", err)
+			}
+		}
+		return nil
+	}
+}
+
+// scalar is a YAML value as the text a flag parses, or an error for a list
+// or a map.
+func scalar(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case int:
+		return strconv.Itoa(v), nil
+	case int64:
+		return strconv.FormatInt(v, 10), nil
+	case uint64:
+		return strconv.FormatUint(v, 10), nil
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	case nil:
+		return "", nil
+	case []any:
+		return "", errors.New("a list, where the flag takes one value (write a list as one comma-separated string)")
+	case yaml.MapSlice, map[any]any:
+		return "", errors.New("a map, where the flag takes one value")
+	}
+	return "", fmt.Errorf("a %T, where the flag takes one value", v)
 }
 
 // commandDoc is the help text of the command name, or a usage line.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -105,6 +107,88 @@ func TestHelpBinary(t *testing.T) {
 	}
 }
 
+// TestValidateRejects: values the flag types accept but serve cannot use,
+// from a YAML or JSON config file or the command line, fail validate
+// (exit 1) with an error naming the setting, and fail serve's parsing.
+func TestValidateRejects(t *testing.T) {
+	dir := t.TempDir()
+	n := 0
+	f := func(name, file string, args []string, want string) {
+		t.Helper()
+		if file != "" {
+			n++
+			ext := ".yaml"
+			if strings.HasPrefix(file, "{") {
+				ext = ".json"
+			}
+			p := filepath.Join(dir, fmt.Sprint(n, ext))
+			if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "--config", p)
+		}
+		code, out, errOut := runCmd(append([]string{"validate"}, args...)...)
+		var c Config
+		perr := c.ParseFlags("refgate serve", args, io.Discard)
+		switch {
+		case want == "" && (code != 0 || perr != nil):
+			t.Errorf("%s: exit %d %s%s, serve: %v; want it accepted", name, code, out, errOut, perr)
+		case want != "" && (code != 1 || !strings.Contains(errOut, want)):
+			t.Errorf("%s: exit %d %s%s; want 1 and %q", name, code, out, errOut, want)
+		case want != "" && (perr == nil || !strings.Contains(perr.Error(), want)):
+			t.Errorf("%s: serve's parsing: %v; want %q", name, perr, want)
+		}
+	}
+	same := "are the same address"
+	f("SamePort", "listen: \":8080\"\napi-listen: \"0.0.0.0:8080\"\n", nil, same)
+	f("SamePortFlags", "", []string{"--listen", "127.0.0.1:9000", "--api-listen", "127.0.0.1:9000"}, same)
+	f("LocalhostIsLoopback", "", []string{"--listen", "localhost:9000", "--api-listen", "127.0.0.1:9000"}, same)
+	f("WildcardV6", "", []string{"--listen", "[::]:9000", "--api-listen", "10.0.0.5:9000"}, same)
+	f("MappedV4", "", []string{"--listen", "[::ffff:10.0.0.5]:9000", "--api-listen", "10.0.0.5:9000"}, same)
+	f("ServiceName", "", []string{"--listen", ":http", "--api-listen", "127.0.0.1:80"}, same)
+	f("SamePortOtherHosts", "", []string{"--listen", "10.0.0.5:9000", "--api-listen", "127.0.0.1:9000"}, "")
+	f("OtherPorts", "listen: \":8080\"\napi-listen: \"0.0.0.0:8081\"\n", nil, "")
+	f("BothPortZero", "", []string{"--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"}, "")
+	f("PortRange", "", []string{"--listen", ":99999"}, `--listen ":99999": the port must be a number 0..65535`)
+	f("PoolSizeZero", "redis-pool-size: 0\n", nil, "--redis-pool-size must be at least 1")
+	f("PoolSizeNegative", "", []string{"--redis-pool-size", "-3"}, "--redis-pool-size must be at least 1")
+	f("RedisTimeoutZero", "redis-timeout: 0s\n", nil, "--redis-timeout must be positive")
+	f("AttributionRateNaN", "", []string{"--attribution-rate", "NaN"}, "--attribution-rate must be a number")
+	f("AttributionRateInf", "attribution-rate: +Inf\n", nil, "--attribution-rate must be a number")
+	f("AttributionRateOff", "attribution-rate: 0\nauth-failure-limit: 0\nedge-max-conns-per-ip: 0\nsweep-interval: 0s\nevents-stream-maxlen: 0\n", nil, "")
+	f("List", "listen: [1,2]\n", nil, `key "listen": a list, where the flag takes one value`)
+	f("ListOfOne", "trusted-proxies: [\"10.0.0.0/8\"]\n", nil, `key "trusted-proxies": a list`)
+	f("Map", "api-listen:\n  host: 127.0.0.1\n  port: 8081\n", nil, `key "api-listen": a map`)
+	f("Twice", "listen: \":1\"\nlisten: \":2\"\n", nil, `key "listen" is given twice`)
+	f("JSON", `{"listen": ":8080", "api-listen": "127.0.0.1:8081", "redis-pool-size": 8, "cookie-secure": false}`, nil, "")
+	f("JSONList", `{"listen": [":1", ":2"]}`, nil, `key "listen": a list`)
+	f("JSONMap", `{"redis-pool-size": {"n": 1}}`, nil, `key "redis-pool-size": a map`)
+	f("WrongScalar", "redis-pool-size: many\n", nil, `"redis-pool-size"`)
+	f("MissingFile", "", []string{"--config", filepath.Join(dir, "missing.yaml")}, "no such file")
+	os.WriteFile(filepath.Join(dir, "comment.yaml"), []byte("# nothing yet\n"), 0o600)
+	f("OnlyComment", "", []string{"--config", filepath.Join(dir, "comment.yaml")}, "")
+}
+
+func TestSameListenAddr(t *testing.T) {
+	f := func(a, b string, want bool) {
+		t.Helper()
+		if got := sameListenAddr(a, b); got != want {
+			t.Errorf("sameListenAddr(%q, %q) = %v, want %v", a, b, got, want)
+		}
+	}
+	f(":8080", "0.0.0.0:8080", true)
+	f(":8080", "127.0.0.1:8080", true)
+	f("0.0.0.0:8080", "[::1]:8080", true)
+	f("127.0.0.1:8080", "127.0.0.1:8080", true)
+	f("LOCALHOST:8080", "127.0.0.1:8080", true)
+	f("[::1]:8080", "[0:0:0:0:0:0:0:1]:8080", true)
+	f("refgate.internal:8080", "Refgate.Internal:8080", true)
+	f("127.0.0.1:8080", "127.0.0.1:8081", false)
+	f("10.0.0.1:8080", "10.0.0.2:8080", false)
+	f(":0", ":0", false)
+	f("8080", "8080", false) // not an address: Check says so
+}
+
 // TestTailConfig: tail reads serve's config file and environment,
 // ignoring what it does not use, even values serve would refuse.
 func TestTailConfig(t *testing.T) {
@@ -114,6 +198,10 @@ func TestTailConfig(t *testing.T) {
 	t.Setenv("REFGATE_LOG_FORMAT", "xml")
 	if code, out, errOut := runCmd("events", "tail", "--config", cfg, "--from", "start", "--follow=false"); code != 0 || out != "" {
 		t.Errorf("tail with serve's config: exit %d %q %q", code, out, errOut)
+	}
+	os.WriteFile(cfg, []byte("data-dir: ["+data+"]\n"), 0o600)
+	if code, _, errOut := runCmd("events", "tail", "--config", cfg, "--follow=false"); code != 2 || !strings.Contains(errOut, `key "data-dir": a list`) {
+		t.Errorf("tail with a list for data-dir: exit %d %q", code, errOut)
 	}
 	if code, _, errOut := runCmd("events", "tail", "--events-streams", "0", "--follow=false"); code != 2 || !strings.Contains(errOut, "--events-streams") {
 		t.Errorf("tail --events-streams 0: exit %d %q", code, errOut)

@@ -192,6 +192,7 @@ func (c *Config) Validate() error {
 	if c.GeoIPASNDB != "" && c.GeoIPDB == "" {
 		errs = append(errs, errors.New("--geoip-asn-db needs --geoip-db"))
 	}
+	errs = append(errs, c.checkValues()...)
 	return errors.Join(errs...)
 }
 
