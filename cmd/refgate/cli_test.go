@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/refgate/refgate/internal/buildtest"
+	"github.com/refgate/refgate/store/embedded"
 )
 
 // runCmd runs the command line args in this process.
@@ -205,5 +206,29 @@ func TestTailConfig(t *testing.T) {
 	}
 	if code, _, errOut := runCmd("events", "tail", "--events-streams", "0", "--follow=false"); code != 2 || !strings.Contains(errOut, "--events-streams") {
 		t.Errorf("tail --events-streams 0: exit %d %q", code, errOut)
+	}
+}
+
+// TestDataDirLocked: a second server on a data dir another one holds stops
+// with an error that says so, in this process and as a second process.
+func TestDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	MustRunMain(t, dir, nil)
+	m := NewMain()
+	m.Config.Listen, m.Config.APIListen, m.Config.DataDir = "127.0.0.1:0", "127.0.0.1:0", dir
+	m.LogOutput = io.Discard
+	err := m.Run(context.Background())
+	m.Close()
+	want := "data dir " + dir + " is locked by another process (another refgate serve?)"
+	if !errors.Is(err, embedded.ErrLocked) || !strings.Contains(err.Error(), want) {
+		t.Fatalf("second Run on %s: %v, want %q", dir, err, want)
+	}
+	if testing.Short() {
+		return
+	}
+	startBinary(t, "--data-dir", dir+"2")
+	code, out := runBinary(t, nil, "serve", "--data-dir", dir+"2", "--listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0")
+	if code != 1 || !strings.Contains(out, "refgate: data dir "+dir+"2 is locked by another process (another refgate serve?)\n") {
+		t.Errorf("a second refgate serve on the data dir: exit %d\n%s", code, out)
 	}
 }
