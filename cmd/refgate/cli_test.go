@@ -38,7 +38,7 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	}
-	f("--help", "refgate serve", "refgate version")
+	f("--help", "refgate serve", "refgate probe")
 	f("-h", "refgate validate")
 	f("help", "refgate events tail")
 	f("serve --help", "Usage: refgate serve", "REFGATE_", "-listen", "-redis-pool-size")
@@ -50,6 +50,7 @@ func TestHelp(t *testing.T) {
 	f("events -h", "tail")
 	f("help events tail", "Usage: refgate events tail", "-from")
 	f("events tail -h", "Usage: refgate events tail", "-from", "-group", "-redis-url", "-data-dir", "-config")
+	f("probe --help", "Usage: refgate probe", "-timeout")
 	f("version --help", "Usage: refgate version")
 
 	// tail lists the flags it reads, not serve's others.
@@ -78,6 +79,10 @@ func TestUsageErrors(t *testing.T) {
 	f("validate --nope", "refgate validate: flag provided but not defined: -nope", "run 'refgate validate --help' for the flags")
 	f("events tail --nope", "refgate events tail: flag provided but not defined: -nope", "run 'refgate events tail --help' for the flags")
 	f("events tail --listen :1", "refgate events tail: flag provided but not defined: -listen", "run 'refgate events tail --help' for the flags")
+	f("probe --nope", "refgate probe: flag provided but not defined: -nope", "run 'refgate probe --help' for the flags")
+	f("probe", "refgate probe: want one URL", "run 'refgate probe --help' for the flags")
+	f("probe ftp://127.0.0.1/", "want an http(s) URL", "run 'refgate probe --help' for the flags")
+	f("probe --timeout 0s http://127.0.0.1/", "--timeout must be positive", "run 'refgate probe --help' for the flags")
 	f("version --short", "refgate version: unexpected arguments: [--short]", "run 'refgate version --help' for the flags")
 	f("nope", `refgate: unknown command "nope"`, "run 'refgate help' for the commands")
 	f("events nope", `refgate events: unknown subcommand "nope"`, "run 'refgate events --help' for the subcommands")
@@ -91,7 +96,7 @@ func TestHelpBinary(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
-	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}} {
 		var out, errOut bytes.Buffer
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -3,6 +3,7 @@
 //	refgate serve [flags]     run the edge and the API
 //	refgate validate [flags]  check a configuration without starting
 //	refgate events tail       print the events as they flow
+//	refgate probe URL         GET URL, exit 0 on 2xx (container health checks)
 //	refgate version           print the version, revision, build date and Go version
 //
 // Help (-h, --help, refgate help COMMAND) goes to stdout with exit status
@@ -35,6 +36,7 @@ Usage:
   refgate serve [flags]              run the public edge and the API
   refgate validate --config FILE     check a configuration (flags, env and file as serve reads them) without starting
   refgate events tail [flags]        print the events as they flow
+  refgate probe [--timeout 2s] URL   GET URL: exit 0 on 2xx, 1 otherwise (container health checks)
   refgate version                    print the version, revision, build date and Go version
   refgate help [COMMAND]             this, or a command's flags (as refgate COMMAND --help)
 `
@@ -89,6 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "refgate events: unknown subcommand %q\nrun 'refgate events --help' for the subcommands\n", args[1])
 		return 2
+	case "probe":
+		return probe(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 {
 			if isHelp(args[1]) {
