@@ -5,11 +5,16 @@ GO      ?= go
 # command fetches it from the module proxy on first use; override with
 # make GOTOOLCHAIN=local ... to use the installed Go.
 export GOTOOLCHAIN := go1.27.3
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# What every binary says in refgate version (and .ci/release stamps the same
+# way): the tag or commit, the commit (12 hex digits, -dirty for a modified
+# tree) and the commit's time in UTC.
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell test -z "$$(git status --porcelain 2>/dev/null)" || echo -dirty)
+DATE     ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT%H:%M:%SZ 2>/dev/null)
+LDFLAGS   = -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint vulncheck
+.PHONY: help build build-load release image run test test-short bench bench-go bench-load fuzz lint vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,6 +24,15 @@ build: ## build bin/refgate, static, version stamped
 
 build-load: ## build bin/refgate-load, the load generator
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate-load ./cmd/refgate-load
+
+# VERSION given on the command line (or in the environment) overrides the tag.
+RELEASE_VERSION = $(if $(filter file,$(origin VERSION)),,$(VERSION))
+
+release: ## dist/: static binaries for linux/amd64, linux/arm64, darwin/arm64, SHA256SUMS, the image command (from the tag at HEAD, or VERSION=...)
+	VERSION='$(RELEASE_VERSION)' GO='$(GO)' ./.ci/release
+
+image: ## docker build of ghcr.io/refgate/refgate:VERSION, stamped as make release stamps (needs a Docker daemon)
+	VERSION='$(RELEASE_VERSION)' GO='$(GO)' ./.ci/release image
 
 run: ## run the server on the embedded store in ./data
 	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token-local --storefront-token dev-storefront-token --cookie-secure=false

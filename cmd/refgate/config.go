@@ -11,9 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/peterbourgon/ff/v3"
-	"github.com/peterbourgon/ff/v3/ffyaml"
-
 	"github.com/refgate/refgate/api"
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/cookie"
@@ -139,20 +136,13 @@ func (c *Config) flags(fs *flag.FlagSet) {
 
 // ParseFlags reads args, then REFGATE_* environment variables, then the YAML
 // file named by --config / REFGATE_CONFIG; the first to set a value wins.
-func (c *Config) ParseFlags(name string, args []string, stderr io.Writer) error {
+// Asked for help (-h, --help), it writes the flags to help and returns
+// flag.ErrHelp; a command line it cannot read is a usageError.
+func (c *Config) ParseFlags(name string, args []string, help io.Writer) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	c.flags(fs)
-	err := ff.Parse(fs, args,
-		ff.WithEnvVarPrefix("REFGATE"),
-		ff.WithConfigFileFlag("config"),
-		ff.WithConfigFileParser(ffyaml.Parser),
-	)
-	if err != nil {
+	if err := parseFlags(fs, args, help, commandDoc(name)); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	return c.Validate()
 }
@@ -204,6 +194,7 @@ func (c *Config) Validate() error {
 	if c.GeoIPASNDB != "" && c.GeoIPDB == "" {
 		errs = append(errs, errors.New("--geoip-asn-db needs --geoip-db"))
 	}
+	errs = append(errs, c.checkValues()...)
 	return errors.Join(errs...)
 }
 

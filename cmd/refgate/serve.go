@@ -107,6 +107,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.Registry = prometheus.NewRegistry()
 	m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(buildInfoGauge())
 	m.Clock = new(clock.Clock)
 
 	generated := map[string]string{}

@@ -11,53 +11,64 @@ import (
 	"strings"
 
 	"github.com/peterbourgon/ff/v3"
-	"github.com/peterbourgon/ff/v3/ffyaml"
 
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/store/redisstore"
 )
 
-const tailUsage = `refgate events tail: print the events refgate emits, one JSON object per line
+const tailDoc = `Usage: refgate events tail [flags]
 
-It reads the same store flags, environment and config file as serve: with a
-Redis store it reads the stream(s), with the embedded store the JSON Lines
-files under --data-dir.
-
+Prints the events refgate emits, one JSON object per line. It reads serve's
+store flags, REFGATE_* environment and --config file (keys it does not use
+are ignored): with a Redis store it reads the stream(s), with the embedded
+store the JSON Lines files under --data-dir.
 `
+
+// tailStoreFlags are the flags of serve's that say where the events are.
+var tailStoreFlags = []string{"config", "data-dir", "redis-url", "redis-addrs", "redis-cluster",
+	"redis-username", "redis-password", "events-streams"}
 
 var groupName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
 // tail runs "refgate events tail".
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	const cmd = "refgate events tail"
 	var c Config
 	var o events.TailOptions
 	var types string
-	fs := flag.NewFlagSet("refgate events tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, tailUsage)
-		fs.PrintDefaults()
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	// serve's flags bound to c, with their defaults and help texts; only
+	// those tail reads are offered.
+	all := flag.NewFlagSet("", flag.ContinueOnError)
+	c.flags(all)
+	for _, name := range tailStoreFlags {
+		f := all.Lookup(name)
+		fs.Var(f.Value, f.Name, f.Usage)
 	}
-	c.flags(fs)
 	fs.StringVar(&types, "type", "", "comma-separated event types to print; a prefix such as refgate.association takes all of its types")
 	fs.StringVar(&o.From, "from", "new", "new (only what arrives from now on), start (everything kept), an RFC 3339 time, or a stream entry id")
 	fs.StringVar(&o.Group, "group", "", "read as this consumer group and acknowledge each event after printing it")
 	fs.StringVar(&o.Consumer, "consumer", "", "consumer name within --group (Redis); default host-pid")
 	fs.BoolVar(&o.Follow, "follow", true, "keep waiting for new events; false stops at the end")
 	fs.IntVar(&o.Count, "count", 0, "stop after printing this many events; 0 = no limit")
-	err := ff.Parse(fs, args, ff.WithEnvVarPrefix("REFGATE"), ff.WithConfigFileFlag("config"),
-		ff.WithConfigFileParser(ffyaml.Parser), ff.WithIgnoreUndefined(true))
-	if errors.Is(err, flag.ErrHelp) {
+	err := parseFlags(fs, args, stdout, tailDoc, ff.WithIgnoreUndefined(true))
+	var usage usageError
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if err == nil {
-		err = c.Validate()
+	case errors.As(err, &usage):
+		return usageFailed(stderr, cmd, err)
+	case err == nil:
+		err = c.checkTail()
 	}
 	if err == nil && o.Group != "" && !groupName.MatchString(o.Group) {
 		err = fmt.Errorf("--group %q: use letters, digits, '_', '-' and '.'", o.Group)
 	}
+	if err == nil && o.Count < 0 {
+		err = fmt.Errorf("--count must not be negative (0 = no limit), got %d", o.Count)
+	}
 	if err != nil {
-		fmt.Fprintln(stderr, "refgate events tail:", err)
+		fmt.Fprintln(stderr, cmd+":", err)
 		return 2
 	}
 	for _, t := range strings.Split(types, ",") {
@@ -95,4 +106,19 @@ func tailRedis(ctx context.Context, c *Config, o events.TailOptions, print event
 	}
 	defer st.Close()
 	return events.TailRedis(ctx, st.Client(), events.StreamKeys(cluster, c.EventsStreams), o, print)
+}
+
+// checkTail is Validate for the flags tail reads.
+func (c *Config) checkTail() error {
+	var errs []error
+	if c.RedisURL != "" && c.RedisAddrs != "" {
+		errs = append(errs, errors.New("give --redis-url or --redis-addrs, not both"))
+	}
+	if c.RedisCluster && c.RedisURL == "" && c.RedisAddrs == "" {
+		errs = append(errs, errors.New("--redis-cluster needs --redis-addrs or --redis-url"))
+	}
+	if c.EventsStreams < 1 {
+		errs = append(errs, errors.New("--events-streams must be positive"))
+	}
+	return errors.Join(errs...)
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/store"
@@ -84,13 +85,26 @@ type Store struct {
 	swept chan struct{} // closed when the sweeper has stopped
 }
 
+// ErrLocked is what Open and New return (wrapped: errors.Is) when another
+// process, or another Store in this one, holds the database file.
+var ErrLocked = errors.New("locked by another process")
+
+// lockedError names the data dir; it is ErrLocked to errors.Is.
+type lockedError struct{ dir string }
+
+func (e lockedError) Error() string {
+	return "data dir " + e.dir + " is locked by another process (another refgate serve?)"
+}
+
+func (e lockedError) Is(target error) bool { return target == ErrLocked }
+
 // Open opens (creating if needed) dir/refgate.db with the default Config.
-// It fails after a second if another process holds the file.
+// It fails with ErrLocked after a second if another process holds the file.
 func Open(dir string) (*Store, error) { return New(Config{Dir: dir}) }
 
 // New opens (creating if needed) cfg.Dir/refgate.db and starts sweeping;
-// Close stops it. It fails after a second if another process holds the
-// file.
+// Close stops it. It fails with ErrLocked after a second if another
+// process holds the file.
 func New(cfg Config) (*Store, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -116,6 +130,11 @@ func New(cfg Config) (*Store, error) {
 	}
 	path := filepath.Join(dir, FileName)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		// bbolt waited for the file's lock: bbolt's own "timeout" says
+		// nothing of who holds it.
+		return nil, lockedError{dir}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}

@@ -66,8 +66,9 @@ func TestSurvivesRestart(t *testing.T) {
 func TestLockedFile(t *testing.T) {
 	dir := t.TempDir()
 	open(t, dir)
-	if _, err := Open(dir); err == nil {
-		t.Fatal("a second Open of a held file must fail")
+	_, err := Open(dir)
+	if !errors.Is(err, ErrLocked) || err.Error() != "data dir "+dir+" is locked by another process (another refgate serve?)" {
+		t.Fatalf("a second Open of a held file: %v, want ErrLocked naming the data dir", err)
 	}
 }
 
