@@ -122,6 +122,9 @@ func configFileParser(fs *flag.FlagSet) ff.ConfigFileParser {
 			}
 			seen[key] = true
 			v, err := scalar(kv.Value)
+			if items, ok := kv.Value.([]any); ok && listFlags[key] {
+				v, err = joinList(items)
+			}
 			if err != nil {
 				return fail("key %q: %v", key, err)
 			}
@@ -131,6 +134,24 @@ func configFileParser(fs *flag.FlagSet) ff.ConfigFileParser {
 		}
 		return nil
 	}
+}
+
+// listFlags take a comma-separated list, which the config file may also
+// write as a YAML list of values.
+var listFlags = map[string]bool{"trusted-proxies": true, "redis-addrs": true}
+
+// joinList is a YAML list of values as the comma-separated text a list flag
+// parses.
+func joinList(items []any) (string, error) {
+	parts := make([]string, len(items))
+	for i, it := range items {
+		v, err := scalar(it)
+		if err != nil {
+			return "", fmt.Errorf("element %d: %v", i+1, err)
+		}
+		parts[i] = v
+	}
+	return strings.Join(parts, ","), nil
 }
 
 // scalar is a YAML value as the text a flag parses, or an error for a list
