@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint vulncheck
+.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint lint-api vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,11 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+# Redocly CLI, pinned; npx fetches it from the npm registry on first use
+# (needs Node 20.19+). REDOCLY_TELEMETRY=off: it sends no usage data.
+lint-api: ## redocly lint of api/openapi.yaml (needs npx)
+	REDOCLY_TELEMETRY=off npx --yes @redocly/cli@2.77.0 lint api/openapi.yaml
 
 vulncheck: ## govulncheck against the pinned vulnerability database snapshot (VULNDB in .ci/vulncheck)
 	./.ci/vulncheck
