@@ -9,10 +9,13 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X main.version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-load run test test-short bench bench-go bench-load fuzz lint lint-api vulncheck
+.PHONY: help deps build build-load run test test-short bench bench-go bench-load fuzz lint lint-api vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install what make test runs for real, from Debian, when missing (redis-server, nginx-light, prometheus, chromium)
+	./.ci/deps
 
 build: ## build bin/refgate, static, version stamped
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate ./cmd/refgate
