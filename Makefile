@@ -14,10 +14,13 @@ DATE     ?= $(shell TZ=UTC git log -1 --format=%cd --date=format-local:%Y-%m-%dT
 LDFLAGS   = -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION) -X main.buildDate=$(DATE)
 FUZZTIME ?= 30s
 
-.PHONY: help build build-load release image run test test-short bench bench-go bench-load fuzz lint vulncheck
+.PHONY: help deps build build-load release image run test test-short bench bench-go bench-load fuzz lint lint-api vulncheck
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+deps: ## install what make test runs for real, from Debian, when missing (redis-server, nginx-light, prometheus, chromium)
+	./.ci/deps
 
 build: ## build bin/refgate, static, version stamped
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/refgate ./cmd/refgate
@@ -75,6 +78,11 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+
+# Redocly CLI, pinned; npx fetches it from the npm registry on first use
+# (needs Node 20.19+). REDOCLY_TELEMETRY=off: it sends no usage data.
+lint-api: ## redocly lint of api/openapi.yaml (needs npx)
+	REDOCLY_TELEMETRY=off npx --yes @redocly/cli@2.77.0 lint api/openapi.yaml
 
 vulncheck: ## govulncheck against the pinned vulnerability database snapshot (VULNDB in .ci/vulncheck)
 	./.ci/vulncheck

@@ -310,7 +310,7 @@ var routes = []route{
 	}},
 	{"GET", "/readyz", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.ready(ctx) }},
 	{"GET", "/metrics", roleMetrics, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.metrics(ctx) }},
-	{"GET", "/debug/pprof/", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofIndex(ctx) }},
+	{"GET", "/debug/pprof", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofIndex(ctx) }},
 	{"GET", "/debug/pprof/{profile}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofhandler.PprofHandler(ctx) }},
 	{"PUT", "/v1/admin/programs/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putProgram(ctx, p[0]) }},
 	{"GET", "/v1/admin/programs/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getProgram(ctx, p[0]) }},
@@ -378,8 +378,11 @@ func (s *Server) ServeFastHTTP(ctx *fasthttp.RequestCtx) {
 // pattern of the route whose path matched, "" for none.
 func (s *Server) route(ctx *fasthttp.RequestCtx) (pattern string) {
 	path, method := string(ctx.Path()), string(ctx.Method())
-	if path == "/debug/pprof" {
-		path = "/debug/pprof/"
+	// The profile index answers with and without the trailing slash, as
+	// net/http/pprof's users expect; the route (and its metric label) is
+	// /debug/pprof, since OpenAPI paths take no trailing slash.
+	if path == "/debug/pprof/" {
+		path = "/debug/pprof"
 	}
 	var allow []string
 	for i := range routes {

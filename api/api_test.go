@@ -323,12 +323,21 @@ func TestProbesAndMetrics(t *testing.T) {
 			t.Errorf("metrics body: %.200s", r.raw)
 		}
 	}
-	if r := e.call("GET", "/debug/pprof/", "", ""); r.status != 401 {
-		t.Errorf("pprof without token: %d", r.status)
+	for _, p := range []string{"/debug/pprof", "/debug/pprof/", "/debug/pprof/heap"} {
+		if r := e.call("GET", p, "", ""); r.status != 401 {
+			t.Errorf("%s without token: %d", p, r.status)
+		}
 	}
-	for _, p := range []string{"/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline"} {
+	for _, p := range []string{"/debug/pprof", "/debug/pprof/", "/debug/pprof/heap", "/debug/pprof/cmdline"} {
 		if r := e.call("GET", p, adminTok, ""); r.status != 200 {
 			t.Errorf("%s with admin token: %d", p, r.status)
+		}
+	}
+	// The index, documented as /debug/pprof, answers with and without the
+	// trailing slash.
+	for _, p := range []string{"/debug/pprof", "/debug/pprof/"} {
+		if r := e.call("GET", p, adminTok, ""); !strings.Contains(r.raw, "heap") || !strings.Contains(r.raw, "goroutine") {
+			t.Errorf("%s is not the profile index: %.200s", p, r.raw)
 		}
 	}
 	e.st.Close()

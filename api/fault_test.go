@@ -17,7 +17,7 @@ import (
 
 // The lost-reply tests: a real redis-server behind faultproxy, which holds
 // back or drops the reply to one chosen Redis command while the command
-// itself runs. DESIGN.md: a write whose answer was lost and is tried again
+// itself runs. docs/design.md: a write whose answer was lost and is tried again
 // is applied once, and a retried write's events reuse the same ids.
 
 // recorder is an Emitter keeping every event it is given.

@@ -10,7 +10,7 @@ import (
 	"github.com/refgate/refgate/attribution"
 )
 
-// The model: a plain, independent statement of DESIGN.md's semantics
+// The model: a plain, independent statement of docs/design.md's semantics
 // (Program, Promoter, Binding, Conversion, refunds), written without the
 // attribution package's rules. The driver in model_test.go runs the same
 // steps against a Service and compares every answer with this.
@@ -232,7 +232,7 @@ func (m *model) end(c *mCustomer, pi int, reason, event string) {
 }
 
 // endAgent: a customer served by an agent or sales team loses every active
-// association (RULES T 2.5), programs in id order.
+// association (docs/rules.md T 2.5), programs in id order.
 func (m *model) endAgent(c *mCustomer, event string) {
 	if !c.agent {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -52,6 +53,35 @@ func TestOpenAPIRoutes(t *testing.T) {
 	sort.Strings(extra)
 	if len(missing) > 0 || len(extra) > 0 {
 		t.Errorf("routes not documented: %v\ndocumented routes not served: %v", missing, extra)
+	}
+}
+
+// TestOpenAPIOperations: every operation has an operationId, unique and
+// camelCase (generated clients name their methods after it), and no path
+// ends with "/" (redocly lint's no-path-trailing-slash; the server answers
+// /debug/pprof/ as /debug/pprof). make lint-api runs the whole lint.
+func TestOpenAPIOperations(t *testing.T) {
+	doc := loadSpec(t)
+	camel := regexp.MustCompile(`^[a-z][a-zA-Z0-9]*$`)
+	seen := map[string]string{}
+	for path, item := range doc.Paths.Map() {
+		if path != "/" && strings.HasSuffix(path, "/") {
+			t.Errorf("path %s ends with a slash", path)
+		}
+		for method, op := range item.Operations() {
+			where := method + " " + path
+			id := op.OperationID
+			switch {
+			case id == "":
+				t.Errorf("%s has no operationId", where)
+			case !camel.MatchString(id):
+				t.Errorf("%s: operationId %q is not camelCase", where, id)
+			case seen[id] != "":
+				t.Errorf("operationId %q names both %s and %s", id, seen[id], where)
+			default:
+				seen[id] = where
+			}
+		}
 	}
 }
 

@@ -370,7 +370,7 @@ type CustomerAnswer struct {
 }
 
 // PutCustomer records what the storefront knows of a customer. A customer
-// who becomes agent-served loses every association (RULES T 2.5).
+// who becomes agent-served loses every association (docs/rules.md T 2.5).
 func (sv *Service) PutCustomer(ctx context.Context, id string, info attribution.CustomerInfo) (*CustomerAnswer, error) {
 	if !attribution.ValidID(id) {
 		return nil, attribution.Errorf(attribution.EInvalid, "customer id must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")

@@ -63,7 +63,7 @@ type BindResult struct {
 //  1. no valid click: token_invalid, token_expired or no_click; a click
 //     that has bound binds_per_click other customers: click_used;
 //  2. the customer is served by an agent or sales team: agent_served
-//     (RULES.md: T 2.6, A, K; sticky);
+//     (docs/rules.md: T 2.6, A, K; sticky);
 //  3. the promoter is suspended: promoter_suspended;
 //  4. customer and promoter share a fingerprint: same_person (T, A, K);
 //  5. login by a customer who has paid, unless the program associates paid

@@ -54,7 +54,7 @@ const (
 )
 
 // Association ties a customer to a promoter for one program until ExpiresAt,
-// unless it ends before (RULES T 2.5): then Ended holds the reason.
+// unless it ends before (docs/rules.md T 2.5): then Ended holds the reason.
 type Association struct {
 	Promoter  string     `json:"promoter"`
 	Kind      Kind       `json:"kind"`
@@ -83,7 +83,7 @@ func (c *Customer) end(program, reason, event string, now time.Time) Decision {
 }
 
 // EndAgentServed ends every active association of a customer served by an
-// agent or a sales team (RULES T 2.5, 2.6) and returns a decision for each,
+// agent or a sales team (docs/rules.md T 2.5, 2.6) and returns a decision for each,
 // programs in name order. event is what brought the news.
 func EndAgentServed(c *Customer, event string, now time.Time) []Decision {
 	if !c.AgentServed {

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// TestAssociationEnds: an association ends (RULES T 2.5) when the customer
+// TestAssociationEnds: an association ends (docs/rules.md T 2.5) when the customer
 // becomes agent-served, or when a bind or a conversion finds customer and
 // holder to be the same person; a later bind by another promoter may start
 // a new one (unless agent-served, which is for good).

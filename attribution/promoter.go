@@ -42,7 +42,7 @@ const (
 )
 
 // FingerprintSet is a sorted set of keyed hashes "kind:hash". Two sets that
-// share an entry belong to the same person (RULES.md "Same person").
+// share an entry belong to the same person (docs/rules.md "Same person").
 type FingerprintSet []string
 
 // Promoter is someone who shares links and earns commission.

@@ -60,14 +60,14 @@ type step struct {
 	at       time.Duration // after t0
 }
 
-// TestBindRules runs each RULES.md case as a sequence of binds and checks
+// TestBindRules runs each docs/rules.md case as a sequence of binds and checks
 // the last answer.
 func TestBindRules(t *testing.T) {
 	alice, bob := promoter("alice", nil), promoter("bob", nil)
 	prs := map[string]*Promoter{"alice": alice, "bob": bob}
 	tests := []struct {
 		name     string
-		rule     string // the RULES.md line enforced
+		rule     string // the docs/rules.md line enforced
 		program  *Program
 		customer Customer
 		steps    []step
@@ -313,7 +313,7 @@ func TestRefund(t *testing.T) {
 			t.Errorf("refund %d: err %v refunded %d commission %d, want %d %d", amount, err, o.Refunded, o.Commission, wantRefunded, wantComm)
 		}
 	}
-	f(2500, 2500, 2250, false) // a quarter of the cash back: a quarter of the commission (RULES.md: reduced by the refunded share, A)
+	f(2500, 2500, 2250, false) // a quarter of the cash back: a quarter of the commission (docs/rules.md: reduced by the refunded share, A)
 	f(0, 2500, 2250, true)
 	f(-1, 2500, 2250, true)
 	f(7501, 2500, 2250, true) // more than is left

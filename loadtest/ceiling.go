@@ -52,8 +52,9 @@ func NewCeiling() *fasthttp.Server {
 // queue to Redis as one pipeline every millisecond (or every 256 clicks),
 // fire and forget. With one SET it is the least a redirector that records
 // its clicks in Redis can do; with the XADD as well, the least one that
-// also writes DESIGN.md's click event per click to a Redis Stream can do,
-// which is refgate's work per click in Redis apart from its link counters.
+// also writes docs/design.md's click event per click to a Redis Stream
+// can do, which is refgate's work per click in Redis apart from its link
+// counters.
 type KeyWriter struct {
 	rdb     redis.UniversalClient
 	events  bool

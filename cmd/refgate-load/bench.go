@@ -146,7 +146,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) (int
 
 	// The store baselines: the ceiling plus, per click, one key (the least
 	// a redirector recording its clicks in Redis can do), then one key and
-	// one stream entry (the least one writing DESIGN.md's click event to a
+	// one stream entry (the least one writing docs/design.md's click event to a
 	// Redis Stream as well can do), written by a background pipeline.
 	if *redisBin != "" && strings.Contains(*stores, "redis") {
 		for _, b := range []struct {

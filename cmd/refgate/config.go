@@ -23,7 +23,7 @@ import (
 
 // Config is refgate serve's configuration. Its flag names (and the
 // REFGATE_* environment variables and YAML keys derived from them) are part
-// of the contract in DESIGN.md.
+// of the contract in docs/design.md.
 type Config struct {
 	Listen           string
 	APIListen        string
