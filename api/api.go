@@ -44,7 +44,17 @@ import (
 	"github.com/refgate/refgate/store"
 )
 
-var pprofIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
+var pprofHTMLIndex = fasthttpadaptor.NewFastHTTPHandlerFunc(pprof.Index)
+
+// pprofIndex is net/http/pprof's index with a base URL: its links are
+// relative (allocs?debug=1), and from /debug/pprof, without the slash, a
+// browser would resolve them to /debug/allocs.
+func pprofIndex(ctx *fasthttp.RequestCtx) {
+	pprofHTMLIndex(ctx)
+	if b := ctx.Response.Body(); bytes.Contains(b, []byte("<head>")) {
+		ctx.Response.SetBody(bytes.Replace(b, []byte("<head>"), []byte(`<head><base href="/debug/pprof/">`), 1))
+	}
+}
 
 // MaxBodySize is the largest request body accepted; larger bodies get 413.
 const MaxBodySize = 64 << 10

@@ -338,6 +338,8 @@ func TestProbesAndMetrics(t *testing.T) {
 	for _, p := range []string{"/debug/pprof", "/debug/pprof/"} {
 		if r := e.call("GET", p, adminTok, ""); !strings.Contains(r.raw, "heap") || !strings.Contains(r.raw, "goroutine") {
 			t.Errorf("%s is not the profile index: %.200s", p, r.raw)
+		} else if !strings.Contains(r.raw, `<base href="/debug/pprof/">`) {
+			t.Errorf("%s: the index's relative links need a base URL without the trailing slash: %.300s", p, r.raw)
 		}
 	}
 	e.st.Close()
