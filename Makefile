@@ -23,10 +23,11 @@ build-load: ## build bin/refgate-load, the load generator
 run: ## run the server on the embedded store in ./data
 	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token-local --storefront-token dev-storefront-token --cookie-secure=false
 
-test: ## vet and run every test with the race detector (needs redis-server)
+test: ## vet and run every test with the race detector, then the deployment files' (needs redis-server, promtool, chromium)
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on ./...
 	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|RedisOutage60s|RedisFlood|Attack' ./redirect ./internal/ratelimit ./loadtest ./cmd/refgate
+	cd deploy && $(GO) vet ./... && $(GO) test ./...
 
 test-short: ## the tests without the race detector and without building the binary
 	$(GO) test -short ./...
@@ -58,9 +59,10 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzStripReferer$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzFastJSONMatchesStd$$' -fuzztime $(FUZZTIME)
 
-lint: ## gofmt and go vet
+lint: ## gofmt and go vet, both modules
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 vulncheck: ## govulncheck against the pinned vulnerability database snapshot (VULNDB in .ci/vulncheck)
 	./.ci/vulncheck
