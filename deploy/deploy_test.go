@@ -1,11 +1,9 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -15,15 +13,6 @@ import (
 	"testing"
 	"time"
 
-	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
-	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
-	batchv1 "k8s.io/api/batch/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
 	"github.com/refgate/refgate/attribution"
@@ -33,201 +22,6 @@ import (
 	"github.com/refgate/refgate/store/redisstore"
 	"github.com/refgate/refgate/store/storetest"
 )
-
-// render renders an overlay with the kustomize Go module (no kubectl).
-func render(t *testing.T, dir string) [][]byte {
-	t.Helper()
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize %s: %v", dir, err)
-	}
-	var out [][]byte
-	for _, r := range m.Resources() {
-		b, err := r.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, b)
-	}
-	return out
-}
-
-// decodeStrict decodes one object into its k8s.io/api (or Prometheus
-// Operator) type, refusing unknown fields.
-func decodeStrict(t *testing.T, b []byte) any {
-	t.Helper()
-	var meta struct{ Kind, APIVersion string }
-	json.Unmarshal(b, &meta)
-	var obj any
-	switch meta.APIVersion + "/" + meta.Kind {
-	case "apps/v1/Deployment":
-		obj = &appsv1.Deployment{}
-	case "apps/v1/StatefulSet":
-		obj = &appsv1.StatefulSet{}
-	case "v1/Service":
-		obj = &corev1.Service{}
-	case "v1/Secret":
-		obj = &corev1.Secret{}
-	case "v1/ConfigMap":
-		obj = &corev1.ConfigMap{}
-	case "policy/v1/PodDisruptionBudget":
-		obj = &policyv1.PodDisruptionBudget{}
-	case "autoscaling/v2/HorizontalPodAutoscaler":
-		obj = &autoscalingv2.HorizontalPodAutoscaler{}
-	case "networking.k8s.io/v1/NetworkPolicy":
-		obj = &networkingv1.NetworkPolicy{}
-	case "batch/v1/Job":
-		obj = &batchv1.Job{}
-	case "monitoring.coreos.com/v1/ServiceMonitor":
-		obj = &monitoringv1.ServiceMonitor{}
-	default:
-		t.Fatalf("unexpected object %s %s", meta.APIVersion, meta.Kind)
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(obj); err != nil {
-		t.Fatalf("%s does not decode strictly: %v\n%s", meta.Kind, err, b)
-	}
-	return obj
-}
-
-func TestKustomizeOverlays(t *testing.T) {
-	dir := deployCopy(t)
-	flagEnv := envNames(t)
-	secretKeys := map[string]bool{}
-	for _, line := range strings.Split(mustRead(t, filepath.Join(dir, "k8s/base/secrets.env")), "\n") {
-		if k, _, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(k, "#") {
-			secretKeys[k] = true
-			if !flagEnv[k] {
-				t.Errorf("secrets.env sets %s, which is no refgate flag", k)
-			}
-		}
-	}
-	for _, overlay := range []string{"redis-single", "redis-cluster"} {
-		t.Run(overlay, func(t *testing.T) {
-			kinds := map[string]int{}
-			var dep *appsv1.Deployment
-			var redisConf string
-			var sts []*appsv1.StatefulSet
-			for _, b := range render(t, filepath.Join(dir, "k8s/overlays", overlay)) {
-				switch o := decodeStrict(t, b).(type) {
-				case *appsv1.Deployment:
-					kinds["Deployment"]++
-					dep = o
-				case *appsv1.StatefulSet:
-					kinds["StatefulSet"]++
-					sts = append(sts, o)
-				case *corev1.ConfigMap:
-					kinds["ConfigMap"]++
-					redisConf += o.Data["redis.conf"]
-				case *corev1.Service:
-					kinds["Service"]++
-					checkService(t, o)
-				case *monitoringv1.ServiceMonitor:
-					kinds["ServiceMonitor"]++
-					if ep := o.Spec.Endpoints[0]; ep.Port != "api" || ep.Path != "/metrics" || ep.Authorization == nil {
-						t.Errorf("ServiceMonitor endpoint %+v", ep)
-					}
-				case *batchv1.Job:
-					kinds["Job"]++
-				default:
-					kinds[fmt.Sprintf("%T", o)]++
-				}
-			}
-			for _, k := range []string{"Deployment", "ServiceMonitor", "StatefulSet", "ConfigMap", "*v1.PodDisruptionBudget", "*v2.HorizontalPodAutoscaler", "*v1.NetworkPolicy", "*v1.Secret"} {
-				if kinds[k] == 0 {
-					t.Errorf("no %s rendered (%v)", k, kinds)
-				}
-			}
-			checkDeployment(t, dep, flagEnv, secretKeys, overlay)
-			for _, want := range []string{"appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction", "protected-mode yes", "aclfile /etc/redis/users.acl"} {
-				if !strings.Contains(redisConf, want) {
-					t.Errorf("redis.conf lacks %q", want)
-				}
-			}
-			if overlay == "redis-cluster" {
-				if kinds["Job"] != 1 || len(sts) != 1 || *sts[0].Spec.Replicas != 6 || !strings.Contains(strings.Join(sts[0].Spec.Template.Spec.Containers[0].Args, " "), "--cluster-enabled yes") {
-					t.Errorf("the cluster overlay wants a 6-node cluster StatefulSet and a forming Job: %v", kinds)
-				}
-			}
-		})
-	}
-}
-
-func checkService(t *testing.T, s *corev1.Service) {
-	t.Helper()
-	switch s.Name {
-	case "refgate-edge":
-		if s.Spec.Ports[0].TargetPort.StrVal != "edge" || s.Spec.Type != corev1.ServiceTypeLoadBalancer {
-			t.Errorf("edge service %+v", s.Spec)
-		}
-	case "refgate-api":
-		if s.Spec.Ports[0].TargetPort.StrVal != "api" || s.Spec.Type != corev1.ServiceTypeClusterIP {
-			t.Errorf("api service %+v", s.Spec)
-		}
-	}
-}
-
-func checkDeployment(t *testing.T, d *appsv1.Deployment, flagEnv, secretKeys map[string]bool, overlay string) {
-	t.Helper()
-	if d == nil {
-		t.Fatal("no Deployment")
-	}
-	c := d.Spec.Template.Spec.Containers[0]
-	ports := map[string]int32{}
-	for _, p := range c.Ports {
-		ports[p.Name] = p.ContainerPort
-	}
-	env := map[string]corev1.EnvVar{}
-	for _, e := range c.Env {
-		env[e.Name] = e
-		if strings.HasPrefix(e.Name, "REFGATE_") && !flagEnv[e.Name] {
-			t.Errorf("env %s is no refgate flag", e.Name)
-		}
-	}
-	if env["REFGATE_LISTEN"].Value != fmt.Sprintf(":%d", ports["edge"]) || env["REFGATE_API_LISTEN"].Value != fmt.Sprintf(":%d", ports["api"]) {
-		t.Errorf("listen addresses %q %q do not match the container ports %v", env["REFGATE_LISTEN"].Value, env["REFGATE_API_LISTEN"].Value, ports)
-	}
-	if p := c.LivenessProbe.HTTPGet; p.Path != "/livez" || p.Port.StrVal != "api" {
-		t.Errorf("liveness probe %+v", p)
-	}
-	if p := c.ReadinessProbe.HTTPGet; p.Path != "/readyz" || p.Port.StrVal != "api" {
-		t.Errorf("readiness probe %+v", p)
-	}
-	if g := env["GOMEMLIMIT"]; g.ValueFrom == nil || g.ValueFrom.ResourceFieldRef.Resource != "limits.memory" || c.Resources.Limits.Memory().IsZero() {
-		t.Errorf("GOMEMLIMIT must come from the memory limit: %+v", g)
-	}
-	d0, err := time.ParseDuration(env["REFGATE_SHUTDOWN_DELAY"].Value)
-	if err != nil {
-		t.Errorf("REFGATE_SHUTDOWN_DELAY: %v", err)
-	}
-	delay := int64(d0.Seconds())
-	pre := int64(0)
-	if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && c.Lifecycle.PreStop.Sleep != nil {
-		pre = c.Lifecycle.PreStop.Sleep.Seconds
-	}
-	if pre == 0 || delay == 0 || *d.Spec.Template.Spec.TerminationGracePeriodSeconds <= pre+delay+5 {
-		t.Errorf("terminationGracePeriodSeconds %d must exceed preStop %ds + shutdown delay %ds + the queue flush",
-			*d.Spec.Template.Spec.TerminationGracePeriodSeconds, pre, delay)
-	}
-	if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || !strings.HasPrefix(c.EnvFrom[0].SecretRef.Name, "refgate") {
-		t.Errorf("secrets come from the refgate Secret: %+v", c.EnvFrom)
-	}
-	switch overlay {
-	case "redis-single":
-		if env["REFGATE_REDIS_URL"].Value != "redis://redis:6379/0" {
-			t.Errorf("redis url %q", env["REFGATE_REDIS_URL"].Value)
-		}
-	case "redis-cluster":
-		if n := len(strings.Split(env["REFGATE_REDIS_ADDRS"].Value, ",")); n != 6 || env["REFGATE_REDIS_CLUSTER"].Value != "true" {
-			t.Errorf("cluster addresses %q", env["REFGATE_REDIS_ADDRS"].Value)
-		}
-	}
-	if !secretKeys["REFGATE_COOKIE_KEYS"] || !secretKeys["REFGATE_REDIS_PASSWORD"] || env["REFGATE_REDIS_USERNAME"].Value != "refgate" {
-		t.Error("every instance must share cookie keys and authenticate to Redis as the refgate user")
-	}
-}
 
 // TestDashboardAndAlertsUseRealMetrics: every metric the Grafana dashboard
 // and the alert rules query is one the running binary exports.
