@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -342,7 +343,7 @@ func checkReferences(t *testing.T, r *rendering) {
 		})
 	}
 	// The walk finds what we know is there.
-	for _, w := range []string{"Secret/refgate", "Secret/redis-users", "Secret/redis-admin", "ConfigMap/redis-config"} {
+	for _, w := range []string{"Secret/refgate", "ConfigMap/refgate-config", "Secret/redis-users", "Secret/redis-admin", "ConfigMap/redis-config"} {
 		if !seen[w] {
 			t.Errorf("no reference to %s found (found %v): the walk misses a field", w, seen)
 		}
@@ -458,8 +459,32 @@ func checkDeployment(t *testing.T, r *rendering, flagEnv, secretKeys map[string]
 		t.Errorf("terminationGracePeriodSeconds %d must exceed preStop %ds + shutdown delay %ds + the queue flush",
 			*d.Spec.Template.Spec.TerminationGracePeriodSeconds, pre, secs)
 	}
-	if len(c.EnvFrom) != 1 || c.EnvFrom[0].SecretRef == nil || !strings.HasPrefix(c.EnvFrom[0].SecretRef.Name, "refgate-") {
-		t.Errorf("secrets come from the refgate Secret: %+v", c.EnvFrom)
+	// Secrets from the refgate Secret, settings from the refgate-config
+	// ConfigMap: REFGATE_PUBLIC_URL among them.
+	var fromSecret, fromConfig bool
+	for _, e := range c.EnvFrom {
+		switch {
+		case e.SecretRef != nil && strings.HasPrefix(e.SecretRef.Name, "refgate-"):
+			fromSecret = true
+		case e.ConfigMapRef != nil && strings.HasPrefix(e.ConfigMapRef.Name, "refgate-config-"):
+			fromConfig = true
+			cm := r.configMaps[e.ConfigMapRef.Name]
+			if cm == nil {
+				continue // checkReferences says so
+			}
+			for k := range cm.Data {
+				if !flagEnv[k] {
+					t.Errorf("config.env sets %s, which is no refgate flag", k)
+				}
+			}
+			u, err := url.Parse(cm.Data["REFGATE_PUBLIC_URL"])
+			if err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" {
+				t.Errorf("REFGATE_PUBLIC_URL %q: want the edge's public https base URL", cm.Data["REFGATE_PUBLIC_URL"])
+			}
+		}
+	}
+	if !fromSecret || !fromConfig {
+		t.Errorf("the container's environment comes from the refgate Secret and the refgate-config ConfigMap: %+v", c.EnvFrom)
 	}
 	switch overlay {
 	case "redis-single":
