@@ -140,8 +140,8 @@ func decodeAll(t *testing.T, objs [][]byte) *rendering {
 // deploy/README.md gives: uncommented in the overlay, and in an overlay of
 // one's own). Every object decodes strictly into its Kubernetes type, every
 // Secret and ConfigMap any object names exists in the same rendering (under
-// the name kustomize gave it, hash and all), and the settings agree with
-// the binary's flags.
+// the name kustomize gave it, hash and all), the image is a release's, and
+// the settings agree with the binary's flags.
 func TestKustomizeOverlays(t *testing.T) {
 	dir := deployCopy(t)
 	flagEnv := envNames(t)
@@ -173,6 +173,7 @@ func TestKustomizeOverlays(t *testing.T) {
 				}
 			}
 			checkReferences(t, r)
+			checkImages(t, r)
 			for _, s := range r.services {
 				checkService(t, s)
 			}
@@ -358,6 +359,45 @@ func checkReferences(t *testing.T, r *rendering) {
 		if !hash.MatchString(name) {
 			t.Errorf("ConfigMap %s has no content hash", name)
 		}
+	}
+}
+
+// checkImages: every container runs a tagged image, never latest, and
+// refgate's is a release tag.
+func checkImages(t *testing.T, r *rendering) {
+	t.Helper()
+	var specs []corev1.PodSpec
+	if r.dep != nil {
+		specs = append(specs, r.dep.Spec.Template.Spec)
+	}
+	for _, s := range r.sts {
+		specs = append(specs, s.Spec.Template.Spec)
+	}
+	for _, j := range r.jobs {
+		specs = append(specs, j.Spec.Template.Spec)
+	}
+	release := regexp.MustCompile(`^ghcr\.io/refgate/refgate:v\d+\.\d+\.\d+$`)
+	tagged := regexp.MustCompile(`^[^:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@sha256:[0-9a-f]{64})?$`)
+	refgate := 0
+	for _, spec := range specs {
+		for _, c := range append(spec.InitContainers, spec.Containers...) {
+			m := tagged.FindStringSubmatch(c.Image)
+			switch {
+			case m == nil || (m[1] == "" && m[2] == ""):
+				t.Errorf("container %s runs %q: no tag or digest means latest", c.Name, c.Image)
+			case m[1] == ":latest":
+				t.Errorf("container %s runs %q: a release tag, please", c.Name, c.Image)
+			}
+			if strings.Contains(c.Image, "refgate/refgate") {
+				refgate++
+				if !release.MatchString(c.Image) {
+					t.Errorf("container %s runs %q, want a release tag (images: newTag in k8s/base/kustomization.yaml)", c.Name, c.Image)
+				}
+			}
+		}
+	}
+	if refgate == 0 {
+		t.Error("no container runs the refgate image")
 	}
 }
 
