@@ -23,7 +23,7 @@ build-load: ## build bin/refgate-load, the load generator
 run: ## run the server on the embedded store in ./data
 	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token-local --storefront-token dev-storefront-token --cookie-secure=false
 
-test: ## vet and run every test with the race detector, then the deployment files' (needs redis-server, promtool, chromium)
+test: ## vet and run every test with the race detector, then the deployment files' (needs redis-server, promtool, nginx, chromium)
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on ./...
 	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|RedisOutage60s|RedisFlood|Attack' ./redirect ./internal/ratelimit ./loadtest ./cmd/refgate
