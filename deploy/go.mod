@@ -10,6 +10,7 @@ go 1.26.8
 toolchain go1.27.3
 
 require (
+	github.com/moby/patternmatcher v0.6.1
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.95.1
 	github.com/refgate/refgate v0.0.0
 	k8s.io/api v0.37.2

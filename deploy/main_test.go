@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io/fs"
 	"net"
 	"net/http"
@@ -203,4 +204,24 @@ func deployCopy(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return dst
+}
+
+// runTimeout runs cmd, killing it after d; it returns the combined output
+// and the exit code (-1 when it was killed).
+func runTimeout(cmd *exec.Cmd, d time.Duration) (string, int) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err.Error(), -1
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+		return out.String(), cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		cmd.Process.Kill()
+		<-done
+		return fmt.Sprintf("%s\n(killed after %s)", out.String(), d), -1
+	}
 }
