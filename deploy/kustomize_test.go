@@ -204,9 +204,9 @@ func TestKustomizeOverlays(t *testing.T) {
 			t.Fatalf("%s/kustomization.yaml does not offer the monitoring component as\n%s", overlay, commented)
 		}
 		writeFile(t, kfile, strings.Replace(k, commented, "components:\n  - ../../components/monitoring\n", 1))
-		// ...and in an overlay of one's own on top of it.
+		// ...and in an overlay of one's own on top of it, deploy/README.md's.
 		own := filepath.Join(dir, "k8s/overlays", overlay+"-own")
-		writeFile(t, filepath.Join(own, "kustomization.yaml"), fmt.Sprintf(ownOverlay, overlay))
+		writeFile(t, filepath.Join(own, "kustomization.yaml"), ownOverlay(t, overlay))
 		for _, m := range []string{inOverlay, own} {
 			t.Run(filepath.Base(m), func(t *testing.T) {
 				r := decodeAll(t, render(t, m))
@@ -215,19 +215,43 @@ func TestKustomizeOverlays(t *testing.T) {
 				}
 				checkReferences(t, r)
 				checkServiceMonitor(t, r)
+				if m != own {
+					return
+				}
+				// Its namespace, public URL and release are the ones it says.
+				c := r.dep.Spec.Template.Spec.Containers[0]
+				if r.dep.Namespace != "refgate" || c.Image != "ghcr.io/refgate/refgate:v0.0.1-test" {
+					t.Errorf("the own overlay's Deployment: namespace %q, image %q", r.dep.Namespace, c.Image)
+				}
+				for _, e := range c.EnvFrom {
+					if e.ConfigMapRef != nil {
+						if u := r.configMaps[e.ConfigMapRef.Name].Data["REFGATE_PUBLIC_URL"]; u != "https://go.mycompany.com" {
+							t.Errorf("the own overlay's REFGATE_PUBLIC_URL is %q", u)
+						}
+					}
+				}
 			})
 		}
 	}
 }
 
-// ownOverlay is an overlay of one's own: one of ours, plus monitoring.
-const ownOverlay = `apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - ../%s
-components:
-  - ../../components/monitoring
-`
+// ownOverlay is deploy/README.md's overlay of one's own, on top of overlay,
+// with its paths as seen from deploy/k8s/overlays/ and a tag of its own.
+func ownOverlay(t *testing.T, overlay string) string {
+	t.Helper()
+	doc := mustRead(t, "README.md")
+	i := strings.Index(doc, "# mine/kustomization.yaml\n")
+	if i < 0 {
+		t.Fatal("deploy/README.md has no overlay of one's own (# mine/kustomization.yaml)")
+	}
+	k := doc[i:]
+	k = k[:strings.Index(k, "```")]
+	if !strings.Contains(k, "newTag: v0.15.0") || !strings.Contains(k, "../refgate/deploy/k8s/overlays/redis-cluster\n") {
+		t.Fatalf("the README's overlay changed; teach the test:\n%s", k)
+	}
+	return strings.NewReplacer("../refgate/deploy/k8s/overlays/redis-cluster", "../"+overlay,
+		"../refgate/deploy/k8s/components/", "../../components/", "newTag: v0.15.0", "newTag: v0.0.1-test").Replace(k)
+}
 
 func copyDir(t *testing.T, src, dst string) {
 	t.Helper()

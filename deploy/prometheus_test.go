@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/refgate/refgate/events"
@@ -246,5 +248,39 @@ func TestAlertRules(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestPrometheusRule: the alert rules, wrapped in a PrometheusRule the way
+// deploy/README.md says (its spec is alerts.yaml indented), decode strictly
+// into the Prometheus Operator's type with every rule.
+func TestPrometheusRule(t *testing.T) {
+	doc := mustRead(t, "README.md")
+	if !strings.Contains(doc, `{ printf 'apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: refgate\nspec:\n'`+"\n"+`  sed 's/^/  /' deploy/prometheus/alerts.yaml; }`) {
+		t.Fatal("deploy/README.md no longer wraps alerts.yaml as this test does")
+	}
+	var b strings.Builder
+	b.WriteString("apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nmetadata:\n  name: refgate\nspec:\n")
+	for _, line := range strings.SplitAfter(mustRead(t, "prometheus/alerts.yaml"), "\n") {
+		if line != "" {
+			b.WriteString("  " + line)
+		}
+	}
+	j, err := yaml.YAMLToJSON([]byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pr monitoringv1.PrometheusRule
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&pr); err != nil {
+		t.Fatalf("the PrometheusRule does not decode strictly: %v", err)
+	}
+	n := 0
+	for _, g := range pr.Spec.Groups {
+		n += len(g.Rules)
+	}
+	if want := len(alertRules(t)); n != want || n == 0 {
+		t.Errorf("the PrometheusRule has %d rules, alerts.yaml %d", n, want)
 	}
 }
