@@ -40,10 +40,11 @@ image: ## docker build of ghcr.io/refgate/refgate:VERSION, stamped as make relea
 run: ## run the server on the embedded store in ./data
 	$(GO) run ./cmd/refgate serve --admin-token dev-admin-token-local --storefront-token dev-storefront-token --cookie-secure=false
 
-test: ## vet and run every test with the race detector (needs redis-server)
+test: deps ## install what is missing (make deps), vet and run every test with the race detector, then the deployment files'
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on ./...
 	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|RedisOutage60s|RedisFlood|Attack' ./redirect ./internal/ratelimit ./loadtest ./cmd/refgate
+	cd deploy && $(GO) vet ./... && $(GO) test ./...
 
 test-short: ## the tests without the race detector and without building the binary
 	$(GO) test -short ./...
@@ -75,9 +76,10 @@ fuzz: ## run every fuzzer for FUZZTIME each (default 30s)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzStripReferer$$'    -fuzztime $(FUZZTIME)
 	$(GO) test ./events      -run '^$$' -fuzz '^FuzzFastJSONMatchesStd$$' -fuzztime $(FUZZTIME)
 
-lint: ## gofmt and go vet
+lint: ## gofmt and go vet, both modules
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 # Redocly CLI, pinned; npx fetches it from the npm registry on first use
 # (needs Node 20.19+). REDOCLY_TELEMETRY=off: it sends no usage data.
