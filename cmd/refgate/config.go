@@ -73,6 +73,7 @@ type Config struct {
 	SweepInterval       time.Duration
 
 	EdgeMaxConns      int
+	APIMaxConns       int
 	EdgeMaxConnsPerIP int
 	EdgeIdleTimeout   time.Duration
 	AttributionRate   float64
@@ -107,6 +108,7 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.BotPatterns, "bot-patterns", "", "crawler list in the crawler-user-agents JSON format, read at start, replacing the built-in one; empty = built-in")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", "127.0.0.0/8,::1/128", "proxies whose X-Forwarded-For is believed (CIDRs)")
 	fs.IntVar(&c.EdgeMaxConns, "edge-max-conns", 10000, "edge: open connections in all; past it new ones are closed on accept")
+	fs.IntVar(&c.APIMaxConns, "api-max-conns", 1024, "API: open connections in all; past it new ones are closed on accept")
 	fs.IntVar(&c.EdgeMaxConnsPerIP, "edge-max-conns-per-ip", 256, "edge: open connections per client address (IPv4 address, IPv6 /64; trusted proxies exempt); 0 = no cap")
 	fs.DurationVar(&c.EdgeIdleTimeout, "edge-idle-timeout", 10*time.Second, "edge: how long a keep-alive connection may wait for its next request")
 	fs.Float64Var(&c.AttributionRate, "attribution-rate", 5, "attributable clicks per second per client address (IPv4 address, IPv6 /64), burst 4x; past it a click is redirected without a cookie (rate_limited); 0 = no limit")
@@ -190,6 +192,9 @@ func (c *Config) Validate() error {
 	}
 	if c.EdgeMaxConns < 1 || c.EdgeMaxConnsPerIP < 0 || c.EdgeIdleTimeout <= 0 || c.AttributionRate < 0 {
 		errs = append(errs, errors.New("--edge-max-conns and --edge-idle-timeout must be positive, --edge-max-conns-per-ip and --attribution-rate not negative"))
+	}
+	if c.APIMaxConns < 1 {
+		errs = append(errs, errors.New("--api-max-conns must be at least 1"))
 	}
 	if c.GeoIPASNDB != "" && c.GeoIPDB == "" {
 		errs = append(errs, errors.New("--geoip-asn-db needs --geoip-db"))

@@ -253,6 +253,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.edgeLn = connlimit.New(m.edgeLn, connlimit.Config{MaxConns: c.EdgeMaxConns, MaxPerAddr: c.EdgeMaxConnsPerIP,
 		Exempt: trusted, Registerer: m.Registry, Name: "edge"})
+	m.apiLn = connlimit.New(m.apiLn, connlimit.Config{MaxConns: c.APIMaxConns, Registerer: m.Registry, Name: "api"})
 	m.apiSrv = &fasthttp.Server{
 		Handler:               m.API.ServeFastHTTP,
 		ErrorHandler:          m.API.ErrorHandler,
@@ -519,6 +520,27 @@ func (m *Main) close() error {
 	// that a dead store or sink cannot hold a restart for longer.
 	ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 	defer cancel()
+	// fasthttp waits for a connection's first request until its read
+	// timeout; clients' spare connections, opened ahead of requests that
+	// will not come now, are closed instead.
+	sweepDone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			for _, ln := range []net.Listener{m.edgeLn, m.apiLn} {
+				if l, ok := ln.(*connlimit.Listener); ok {
+					l.CloseUnused(time.Second)
+				}
+			}
+			select {
+			case <-sweepDone:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	defer close(sweepDone)
 	for _, s := range []*fasthttp.Server{m.edgeSrv, m.apiSrv} {
 		if s != nil {
 			if err := s.ShutdownWithContext(ctx); err != nil {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -39,6 +41,7 @@ type Listener struct {
 	mu    sync.Mutex
 	total int
 	per   map[netip.Addr]int
+	fresh map[*conn]struct{} // accepted, nothing read yet
 
 	open                 prometheus.Gauge
 	rejTotal, rejPerAddr prometheus.Counter
@@ -46,7 +49,7 @@ type Listener struct {
 
 // New wraps ln.
 func New(ln net.Listener, cfg Config) *Listener {
-	l := &Listener{Listener: ln, cfg: cfg, per: map[netip.Addr]int{}}
+	l := &Listener{Listener: ln, cfg: cfg, per: map[netip.Addr]int{}, fresh: map[*conn]struct{}{}}
 	reg := cfg.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -74,9 +77,9 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		key, capped := l.key(c)
-		if l.admit(key, capped) {
+		if lc := (&conn{Conn: c, l: l, key: key, capped: capped, accepted: time.Now()}); l.admit(lc) {
 			l.open.Inc()
-			return &conn{Conn: c, l: l, key: key, capped: capped}, nil
+			return lc, nil
 		}
 		c.Close()
 	}
@@ -101,7 +104,8 @@ func (l *Listener) key(c net.Conn) (netip.Addr, bool) {
 	return ratelimit.Key(a), true
 }
 
-func (l *Listener) admit(key netip.Addr, capped bool) bool {
+func (l *Listener) admit(c *conn) bool {
+	key, capped := c.key, c.capped
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.cfg.MaxConns > 0 && l.total >= l.cfg.MaxConns {
@@ -116,12 +120,15 @@ func (l *Listener) admit(key netip.Addr, capped bool) bool {
 		l.per[key]++
 	}
 	l.total++
+	l.fresh[c] = struct{}{}
 	return true
 }
 
-func (l *Listener) release(key netip.Addr, capped bool) {
+func (l *Listener) release(c *conn) {
+	key, capped := c.key, c.capped
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	delete(l.fresh, c)
 	l.total--
 	if capped {
 		if n := l.per[key] - 1; n > 0 {
@@ -133,17 +140,51 @@ func (l *Listener) release(key netip.Addr, capped bool) {
 	l.open.Dec()
 }
 
+// CloseUnused closes the connections accepted longer than idle ago that
+// have not sent a byte, and returns how many. A server shutting down calls
+// it: such a connection is a client's spare one (HTTP clients and load
+// balancers open connections ahead of requests), and fasthttp would wait for
+// its first request until its read timeout.
+func (l *Listener) CloseUnused(idle time.Duration) int {
+	cutoff := time.Now().Add(-idle)
+	var unused []*conn
+	l.mu.Lock()
+	for c := range l.fresh {
+		if c.accepted.Before(cutoff) {
+			unused = append(unused, c)
+		}
+	}
+	l.mu.Unlock()
+	for _, c := range unused {
+		c.Close()
+	}
+	return len(unused)
+}
+
 // conn gives its place back once, on the first Close.
 type conn struct {
 	net.Conn
-	l      *Listener
-	key    netip.Addr
-	capped bool
-	once   sync.Once
+	l        *Listener
+	key      netip.Addr
+	capped   bool
+	accepted time.Time
+	used     atomic.Bool // read a byte
+	once     sync.Once
+}
+
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.used.Load() {
+		c.used.Store(true)
+		c.l.mu.Lock()
+		delete(c.l.fresh, c)
+		c.l.mu.Unlock()
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(func() { c.l.release(c.key, c.capped) })
+	c.once.Do(func() { c.l.release(c) })
 	return err
 }

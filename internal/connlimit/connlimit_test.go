@@ -107,3 +107,44 @@ func TestCaps(t *testing.T) {
 		t.Fatal("connection after a close refused")
 	}
 }
+
+// TestCloseUnused: a shutdown closes the connections that never sent a
+// byte (a client's spare ones) and keeps those that did.
+func TestCloseUnused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := New(ln, Config{})
+	defer l.Close()
+	go serve(l)
+	addr := ln.Addr().String()
+	spare, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer spare.Close()
+	used, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer used.Close()
+	if _, err := used.Write([]byte("GET / HTTP/1.1\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // both accepted, one byte read
+	if n := l.CloseUnused(time.Hour); n != 0 {
+		t.Errorf("closed %d connections accepted within the hour", n)
+	}
+	if n := l.CloseUnused(0); n != 1 {
+		t.Errorf("closed %d unused connections, want 1", n)
+	}
+	spare.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := spare.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("the spare connection: %v, want it closed (EOF)", err)
+	}
+	used.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := used.Read(make([]byte, 1)); err == io.EOF {
+		t.Error("the connection that sent a request was closed")
+	}
+}
