@@ -26,6 +26,15 @@ var (
 	// started and did not finish (a failure part-way on a store where it
 	// spans several writes): EraseCustomer again finishes it.
 	ErrErasing = errors.New("customer erasure unfinished; erase the customer again")
+	// ErrEntryConflict is PostEntry's answer for an entry whose id is
+	// taken by one that moves other money (promoter, kind, amount or
+	// currency): the same decision written twice with different values.
+	ErrEntryConflict = errors.New("a ledger entry with this id exists with other values")
+	// ErrPaidConflict is MarkPaid's answer for a statement paid already
+	// with another reference.
+	ErrPaidConflict = errors.New("statement already paid with another reference")
+	// ErrBadCursor is a list's answer to a cursor it did not hand out.
+	ErrBadCursor = errors.New("bad cursor")
 )
 
 // RefusedError is a write the store refused whole although it answers:
