@@ -120,7 +120,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
