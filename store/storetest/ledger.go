@@ -650,11 +650,13 @@ func ConcurrentSettle(t *testing.T, a, b store.Store) {
 }
 
 // ConcurrentPost: the same entry posted by many at once (through a and b
-// alternately) is created once, and every post gets it back.
+// alternately) is created once, and every post gets it back. It uses
+// promoter poster of program shop, ConcurrentSettle promoter alice: both
+// may run on one store.
 func ConcurrentPost(t *testing.T, a, b store.Store) {
 	c := ctx(t)
 	for round := range 10 {
-		e := Accrual("alice", fmt.Sprint("o", round), 3000, t0)
+		e := Accrual("poster", fmt.Sprint("post", round), 3000, t0)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		created := 0
@@ -680,11 +682,11 @@ func ConcurrentPost(t *testing.T, a, b store.Store) {
 			t.Errorf("round %d: %d posts created the entry, want 1", round, created)
 		}
 	}
-	es, _, err := a.Entries(c, "shop", "alice", store.EntryQuery{Limit: 100})
+	es, _, err := a.Entries(c, "shop", "poster", store.EntryQuery{Limit: 100})
 	if err != nil || len(es) != 10 {
 		t.Errorf("%d entries, want 10: %v", len(es), err)
 	}
-	b1, err := a.Balance(c, "shop", "alice", t0)
+	b1, err := a.Balance(c, "shop", "poster", t0)
 	if err != nil || b1["CNY"].Pending != 30000 {
 		t.Errorf("balance %+v %v: want 30000 pending, each entry once", b1, err)
 	}
