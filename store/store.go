@@ -175,8 +175,11 @@ type Store interface {
 	// caller computes): each is stored as alias's, with Customer alias and
 	// Erased set, and the order index names alias, so that the order
 	// reported again finds its decision and a refund finds its order.
-	// Erasing a customer the store does not know is no error; the
-	// Erasure says what there was.
+	// The ledger entries of those orders (their accruals and the
+	// reversals of their refunds, attribution.AccrualID and ReversalID)
+	// stay too, with Customer alias where it was id. Erasing a customer
+	// the store does not know is no error; the Erasure says what there
+	// was.
 	//
 	// It is idempotent. Where one erasure takes several writes (on Redis
 	// Cluster the orders' index lives on other nodes), the customer is
@@ -297,6 +300,7 @@ const ErasedClaimID = "erased"
 type Erasure struct {
 	Customer     bool // a customer record
 	Orders       int  // order records moved to the alias
+	Entries      int  // ledger entries of those orders whose Customer became the alias
 	DecisionLogs int  // programs whose decision log went
 	ClickClaims  int  // click claims moved to ErasedClaim names
 }

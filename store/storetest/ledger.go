@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,7 @@ var ledgerTests = []struct {
 	{"LedgerMarkPaid", testMarkPaid},
 	{"LedgerBalance", testBalance},
 	{"LedgerStatementIDs", testStatementIDs},
+	{"LedgerEraseCustomer", testEraseLedger},
 }
 
 // hold is the tests' hold period: AvailableAt is At + hold.
@@ -805,5 +807,62 @@ func testStatementIDs(t *testing.T, s store.Store) {
 		if _, err := s.StatementEntries(c, bad); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("StatementEntries(%q): %v, want ErrNotFound", bad, err)
 		}
+	}
+}
+
+// testEraseLedger: erasing a customer keeps its orders' ledger entries,
+// amounts and statements included, with the alias for customer; other
+// entries are untouched.
+func testEraseLedger(t *testing.T, s store.Store) {
+	c := ctx(t)
+	erasable(t, s) // c1's orders o0-c1 (refund r1) and o1-c1, c2's o0-c2, in program p
+	inP := func(e *attribution.Entry) *attribution.Entry {
+		e.Program = "p"
+		return e
+	}
+	acc0 := inP(Accrual("alice", "o0-c1", 1000, t0))
+	acc1 := inP(Accrual("alice", "o1-c1", 250, t0))
+	rev := inP(Reversal("alice", "o0-c1", "r1", -500, t0.Add(time.Hour)))
+	other := inP(Accrual("alice", "o0-c2", 1000, t0))
+	adj := inP(Adjustment("alice", "a1", 5, "CNY", t0))
+	for _, e := range []*attribution.Entry{acc0, acc1, rev, other, adj} {
+		if e.Order != "" {
+			e.Customer = e.Order[strings.LastIndexByte(e.Order, '-')+1:] // c1 or c2
+		}
+		Post(t, s, e)
+	}
+	// Settled: the statement stays.
+	sts, err := s.Settle(c, "p", "alice", t0.Add(time.Hour+hold), 0, t0.Add(time.Hour+hold))
+	if err != nil || len(sts) != 1 {
+		t.Fatal(sts, err)
+	}
+	e, err := s.EraseCustomer(c, "c1", Alias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Entries != 3 {
+		t.Errorf("erasure %+v: want 3 ledger entries aliased", e)
+	}
+	for _, want := range []*attribution.Entry{acc0, acc1, rev} {
+		got, err := s.Entry(c, "p", want.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := *want
+		w.Customer, w.Statement = Alias, sts[0].ID
+		if d := cmp.Diff(&w, got); d != "" {
+			t.Errorf("entry %s after the erasure (-want +got):\n%s", want.ID, d)
+		}
+	}
+	for _, want := range []*attribution.Entry{other, adj} {
+		if got, err := s.Entry(c, "p", want.ID); err != nil || got.Customer != want.Customer {
+			t.Errorf("entry %s of no erased customer: %+v %v", want.ID, got, err)
+		}
+	}
+	if es, err := s.StatementEntries(c, sts[0].ID); err != nil || len(es) != 5 {
+		t.Errorf("the statement's entries after the erasure: %d %v", len(es), err)
+	}
+	if e, err := s.EraseCustomer(c, "c1", Alias); err != nil || e.Entries != 0 {
+		t.Errorf("erasing again: %+v %v", e, err)
 	}
 }
