@@ -298,8 +298,12 @@ type Settlement struct {
 // are ignored) go on one new open statement when their sum is positive and
 // at least minPayout; the others stay unsettled for a later run. Statements
 // come in currency order. It fails, as an *Error with code EInternal,
-// rather than wrap a sum past the int64 range.
+// rather than wrap a sum past the int64 range, and with EInvalid for a now
+// outside ValidLedgerTime.
 func PlanSettlement(program, promoter string, unsettled []Entry, through time.Time, minPayout int64, now time.Time) ([]Settlement, error) {
+	if !ValidLedgerTime(now) {
+		return nil, Errorf(EInvalid, "a statement's time %v must be between 1970 and 2261", now)
+	}
 	byCurrency := map[string][]*Entry{}
 	for i := range unsettled {
 		e := &unsettled[i]

@@ -5,7 +5,8 @@
 // Records that expire are swept in the background (see Config): visitors'
 // click records, click claims and what of customers no rule reads any more,
 // each SweepGrace after its expiry by the server's clock. Money records
-// (orders and their refunds) and decision logs are never swept.
+// (orders and their refunds, the ledger) and decision logs are never
+// swept.
 package embedded
 
 import (
