@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,11 +16,12 @@ import (
 
 // Instrument wraps s so that every call is timed in
 // refgate_store_duration_seconds{op} and every failure counted in
-// refgate_store_errors_total{op}. ErrNotFound and ErrExists are answers,
-// not failures. op is the method name in snake case: a fixed set. A write
-// the store refuses (a RefusedError) is also counted in
-// refgate_store_write_errors_total{reason}, and WriteHealth reports the
-// store's writes refused until one is taken again.
+// refgate_store_errors_total{op}. ErrNotFound, ErrExists, ErrEntryConflict,
+// ErrPaidConflict and ErrBadCursor are answers, not failures. op is the
+// method name in snake case: a fixed set. A write the store refuses (a
+// RefusedError) is also counted in refgate_store_write_errors_total{reason},
+// and WriteHealth reports the store's writes refused until one is taken
+// again.
 func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 	f := promauto.With(reg)
 	refused := f.NewCounterVec(prometheus.CounterOpts{
@@ -42,7 +44,9 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 	ops := map[string]opMetrics{}
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
-		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer"} {
+		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
+		"mark_ledger", "ledger_marks", "unmark_ledger", "post_entry", "entry", "entries", "ledger_promoters", "settle",
+		"statement", "statements", "statement_entries", "mark_paid", "balance"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op), writes[op], clears[op]}
 	}
 	up := f.NewGauge(prometheus.GaugeOpts{
@@ -54,13 +58,20 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 
 // writes are the operations that write; clears those whose success means
 // the store took a write (a click claim already held, or a release, which
-// Redis allows even when full, does not).
+// Redis allows even when full, does not). PostEntry and Settle clear only
+// when they wrote (an entry created, a statement made): an entry found, or
+// nothing due, takes no write; neither does MarkPaid of a paid statement,
+// nor UnmarkLedger, which Redis allows when full.
 var (
 	writes = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
-		"record_clicks": true, "update_customer": true, "claim_order": true, "claim_click": true, "release_click": true, "erase_customer": true}
+		"record_clicks": true, "update_customer": true, "claim_order": true, "claim_click": true, "release_click": true, "erase_customer": true,
+		"mark_ledger": true, "unmark_ledger": true, "post_entry": true, "settle": true, "mark_paid": true}
 	clears = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
-		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true}
+		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true, "mark_ledger": true}
 )
+
+// answers are errors that answer the call rather than fail it.
+var answers = []error{ErrNotFound, ErrExists, ErrEntryConflict, ErrPaidConflict, ErrBadCursor}
 
 type opMetrics struct {
 	errs          prometheus.Counter
@@ -133,15 +144,21 @@ func (i *Instrumented) Watch(ctx context.Context, interval, timeout time.Duratio
 }
 
 func (i *Instrumented) observe(op string, start time.Time, err error) {
+	i.observeWrite(op, start, err, false)
+}
+
+// observeWrite is observe for a call that says whether it took a write
+// (wrote): that clears a refusal too.
+func (i *Instrumented) observeWrite(op string, start time.Time, err error, wrote bool) {
 	m := i.ops[op]
 	m.dur.Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) {
+	if err != nil && !slices.ContainsFunc(answers, func(a error) bool { return errors.Is(err, a) }) {
 		m.errs.Inc()
 	}
 	var re *RefusedError
 	switch {
 	case !m.write:
-	case err == nil && m.clears:
+	case err == nil && (m.clears || wrote):
 		if i.refusing.Load() {
 			i.mu.Lock()
 			i.health = WriteHealth{}
@@ -251,6 +268,71 @@ func (i *Instrumented) ReleaseClick(ctx context.Context, click, customer, claim 
 func (i *Instrumented) EraseCustomer(ctx context.Context, id, alias string) (e Erasure, err error) {
 	defer func(t time.Time) { i.observe("erase_customer", t, err) }(time.Now())
 	return i.s.EraseCustomer(ctx, id, alias)
+}
+
+func (i *Instrumented) MarkLedger(ctx context.Context, program, mark string, at time.Time) (err error) {
+	defer func(t time.Time) { i.observe("mark_ledger", t, err) }(time.Now())
+	return i.s.MarkLedger(ctx, program, mark, at)
+}
+
+func (i *Instrumented) LedgerMarks(ctx context.Context, program string, before time.Time, n int) (m []string, err error) {
+	defer func(t time.Time) { i.observe("ledger_marks", t, err) }(time.Now())
+	return i.s.LedgerMarks(ctx, program, before, n)
+}
+
+func (i *Instrumented) UnmarkLedger(ctx context.Context, program, mark string) (err error) {
+	defer func(t time.Time) { i.observe("unmark_ledger", t, err) }(time.Now())
+	return i.s.UnmarkLedger(ctx, program, mark)
+}
+
+func (i *Instrumented) PostEntry(ctx context.Context, e *attribution.Entry, mark string) (stored *attribution.Entry, created bool, err error) {
+	defer func(t time.Time) { i.observeWrite("post_entry", t, err, created) }(time.Now())
+	return i.s.PostEntry(ctx, e, mark)
+}
+
+func (i *Instrumented) Entry(ctx context.Context, program, id string) (e *attribution.Entry, err error) {
+	defer func(t time.Time) { i.observe("entry", t, err) }(time.Now())
+	return i.s.Entry(ctx, program, id)
+}
+
+func (i *Instrumented) Entries(ctx context.Context, program, promoter string, q EntryQuery) (es []attribution.Entry, next string, err error) {
+	defer func(t time.Time) { i.observe("entries", t, err) }(time.Now())
+	return i.s.Entries(ctx, program, promoter, q)
+}
+
+func (i *Instrumented) LedgerPromoters(ctx context.Context, program string) (ps []string, err error) {
+	defer func(t time.Time) { i.observe("ledger_promoters", t, err) }(time.Now())
+	return i.s.LedgerPromoters(ctx, program)
+}
+
+func (i *Instrumented) Settle(ctx context.Context, program, promoter string, through time.Time, minPayout int64, now time.Time) (ss []attribution.Statement, err error) {
+	defer func(t time.Time) { i.observeWrite("settle", t, err, len(ss) > 0) }(time.Now())
+	return i.s.Settle(ctx, program, promoter, through, minPayout, now)
+}
+
+func (i *Instrumented) Statement(ctx context.Context, id string) (s *attribution.Statement, err error) {
+	defer func(t time.Time) { i.observe("statement", t, err) }(time.Now())
+	return i.s.Statement(ctx, id)
+}
+
+func (i *Instrumented) Statements(ctx context.Context, program, promoter, cursor string, limit int) (ss []attribution.Statement, next string, err error) {
+	defer func(t time.Time) { i.observe("statements", t, err) }(time.Now())
+	return i.s.Statements(ctx, program, promoter, cursor, limit)
+}
+
+func (i *Instrumented) StatementEntries(ctx context.Context, id string) (es []attribution.Entry, err error) {
+	defer func(t time.Time) { i.observe("statement_entries", t, err) }(time.Now())
+	return i.s.StatementEntries(ctx, id)
+}
+
+func (i *Instrumented) MarkPaid(ctx context.Context, id, reference string, at time.Time) (s *attribution.Statement, err error) {
+	defer func(t time.Time) { i.observe("mark_paid", t, err) }(time.Now())
+	return i.s.MarkPaid(ctx, id, reference, at)
+}
+
+func (i *Instrumented) Balance(ctx context.Context, program, promoter string, now time.Time) (b map[string]attribution.Balance, err error) {
+	defer func(t time.Time) { i.observe("balance", t, err) }(time.Now())
+	return i.s.Balance(ctx, program, promoter, now)
 }
 
 func (i *Instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

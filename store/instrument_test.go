@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -129,4 +130,46 @@ func writeErrors(t *testing.T, reg *prometheus.Registry) float64 {
 	}
 	t.Fatal(`no refgate_store_write_errors_total{reason="oom"}`)
 	return 0
+}
+
+// TestInstrumentLedger: a ledger conflict is an answer, not a failure; a
+// post that found its entry says nothing of writes, one that created it
+// clears a refusal.
+func TestInstrumentLedger(t *testing.T) {
+	st, err := embedded.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	r := &refusing{Store: st}
+	s := store.Instrument(r, reg)
+	ctx := context.Background()
+	e := storetest.Accrual("alice", "o1", 3000, time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC))
+	if _, created, err := s.PostEntry(ctx, e, ""); err != nil || !created {
+		t.Fatal(created, err)
+	}
+	other := *e
+	other.Amount++
+	if _, _, err := s.PostEntry(ctx, &other, ""); !errors.Is(err, store.ErrEntryConflict) {
+		t.Fatal(err)
+	}
+	if got := errorsFor(t, reg, "post_entry"); got != 0 {
+		t.Errorf("errors{op=post_entry} = %v, want 0: a conflict is an answer", got)
+	}
+	r.err = &store.RefusedError{Reason: "oom", Message: "OOM", Err: errors.New("OOM")}
+	s.PutProgram(ctx, storetest.Program("p"))
+	if _, created, err := s.PostEntry(ctx, e, ""); err != nil || created {
+		t.Fatal(created, err)
+	}
+	if h := s.WriteHealth(); !h.Refused {
+		t.Errorf("a post that found its entry cleared the refusal: %+v", h)
+	}
+	e2 := storetest.Accrual("alice", "o2", 3000, e.At)
+	if _, created, err := s.PostEntry(ctx, e2, ""); err != nil || !created {
+		t.Fatal(created, err)
+	}
+	if h := s.WriteHealth(); h.Refused {
+		t.Errorf("a post that created its entry left the refusal: %+v", h)
+	}
 }

@@ -26,6 +26,15 @@ var (
 	// started and did not finish (a failure part-way on a store where it
 	// spans several writes): EraseCustomer again finishes it.
 	ErrErasing = errors.New("customer erasure unfinished; erase the customer again")
+	// ErrEntryConflict is PostEntry's answer for an entry whose id is
+	// taken by one that moves other money (promoter, kind, amount or
+	// currency): the same decision written twice with different values.
+	ErrEntryConflict = errors.New("a ledger entry with this id exists with other values")
+	// ErrPaidConflict is MarkPaid's answer for a statement paid already
+	// with another reference.
+	ErrPaidConflict = errors.New("statement already paid with another reference")
+	// ErrBadCursor is a list's answer to a cursor it did not hand out.
+	ErrBadCursor = errors.New("bad cursor")
 )
 
 // RefusedError is a write the store refused whole although it answers:
@@ -166,8 +175,11 @@ type Store interface {
 	// caller computes): each is stored as alias's, with Customer alias and
 	// Erased set, and the order index names alias, so that the order
 	// reported again finds its decision and a refund finds its order.
-	// Erasing a customer the store does not know is no error; the
-	// Erasure says what there was.
+	// The ledger entries of those orders (their accruals and the
+	// reversals of their refunds, attribution.AccrualID and ReversalID)
+	// stay too, with Customer alias where it was id. Erasing a customer
+	// the store does not know is no error; the Erasure says what there
+	// was.
 	//
 	// It is idempotent. Where one erasure takes several writes (on Redis
 	// Cluster the orders' index lives on other nodes), the customer is
@@ -175,6 +187,85 @@ type Store interface {
 	// ErrErasing and Customer answers ErrNotFound, and a call that failed
 	// part-way is finished by the next.
 	EraseCustomer(ctx context.Context, id, alias string) (Erasure, error)
+
+	// The ledger (DESIGN.md "Ledger and statements"): one entry per
+	// decision that moves money, statements that settle them, and marks
+	// that find a decision whose entry a crash kept from being written.
+	// All of a program's ledger is in one place (on Redis Cluster, one
+	// slot), so each of these is atomic on its own; the customer's
+	// decision is elsewhere, hence the marks. Returned values are the
+	// caller's. Nothing of the ledger ever expires.
+
+	// MarkLedger notes that a money decision named mark ("o:"+order,
+	// "r:"+order+":"+refund) of program may write a ledger entry. The
+	// caller sets it before the decision is stored, so that a crash
+	// between the decision and its entry leaves the mark for a repair to
+	// find. It is idempotent and keeps the earliest time (to the
+	// microsecond on Redis). A mark is 1 to MaxMark bytes.
+	MarkLedger(ctx context.Context, program, mark string, at time.Time) error
+	// LedgerMarks returns up to n of program's marks set before before,
+	// oldest first.
+	LedgerMarks(ctx context.Context, program string, before time.Time, n int) ([]string, error)
+	// UnmarkLedger removes a mark (the decision moved no money, or its
+	// entry is written); an absent one is no error.
+	UnmarkLedger(ctx context.Context, program, mark string) error
+	// PostEntry writes e (which must pass attribution.Entry.Validate)
+	// unless an entry with e.ID exists in e.Program, and removes mark from
+	// the program's marks when mark is not empty, both in one atomic step:
+	// also when the entry existed, whatever its values (the decision has
+	// its entry). It returns the stored entry (the existing one when there
+	// was one) and whether this call created it: a call whose write was
+	// applied but whose reply was lost, and that the store tried again
+	// within the call, still says created. An existing entry that moves
+	// other money (attribution.Entry.SameMoney) is returned with an error
+	// wrapping ErrEntryConflict. e is not kept.
+	PostEntry(ctx context.Context, e *attribution.Entry, mark string) (stored *attribution.Entry, created bool, err error)
+	// Entry returns one entry of program, or ErrNotFound.
+	Entry(ctx context.Context, program, id string) (*attribution.Entry, error)
+	// Entries lists a promoter's entries in a program, newest first by At
+	// (ties by ID descending), from after q.Cursor ("" = from the
+	// newest), at most q.Limit (1 to MaxPage); next is the cursor of the
+	// following page, "" on the last. q.From (inclusive) and q.To
+	// (exclusive) bound At; zero is unbounded. A cursor is opaque and
+	// stays valid: the pages of one listing have no duplicates, no gaps
+	// among the entries that existed when it began, and no entry written
+	// later with a later At. A cursor that is not one is ErrBadCursor.
+	Entries(ctx context.Context, program, promoter string, q EntryQuery) (entries []attribution.Entry, next string, err error)
+	// LedgerPromoters lists the promoters of program with unsettled
+	// entries (due or not), sorted.
+	LedgerPromoters(ctx context.Context, program string) ([]string, error)
+	// Settle settles, for one promoter of program, every unsettled entry
+	// with AvailableAt <= through as attribution.PlanSettlement decides:
+	// per currency whose sum is positive and at least minPayout, one open
+	// statement created at now, and each of its entries' Statement set;
+	// a currency below that stays unsettled. It is atomic (all of it or
+	// nothing) and never settles an entry twice, also under concurrent
+	// calls from other instances. It returns the statements made, none
+	// being an empty, non-nil slice. ErrConflict means the promoter's
+	// ledger stayed too contended to settle.
+	Settle(ctx context.Context, program, promoter string, through time.Time, minPayout int64, now time.Time) ([]attribution.Statement, error)
+	// Statement returns a statement by id (its program is in the id), or
+	// ErrNotFound, also for a string that is no statement id.
+	Statement(ctx context.Context, id string) (*attribution.Statement, error)
+	// Statements lists a program's statements (of one promoter when
+	// promoter is not empty), newest first by CreatedAt (ties by ID
+	// descending), paged as Entries.
+	Statements(ctx context.Context, program, promoter, cursor string, limit int) (statements []attribution.Statement, next string, err error)
+	// StatementEntries lists a statement's entries, all of them, oldest
+	// first (by At, then ID); ErrNotFound for an unknown statement.
+	StatementEntries(ctx context.Context, id string) ([]attribution.Entry, error)
+	// MarkPaid marks a statement paid with reference (1 to
+	// attribution.MaxReferenceLen bytes) at at and returns it. A statement
+	// paid already with the same reference is returned unchanged; with
+	// another, it is returned with an error wrapping ErrPaidConflict. An
+	// unknown statement is ErrNotFound.
+	MarkPaid(ctx context.Context, id, reference string, at time.Time) (*attribution.Statement, error)
+	// Balance sums a promoter's ledger in program per currency at now, as
+	// attribution.Balances does: pending and available from unsettled
+	// entries (by AvailableAt against now), settled from open statements,
+	// paid from paid ones. It reads that promoter's data only: their
+	// unsettled entries and their statements, at one point in time.
+	Balance(ctx context.Context, program, promoter string, now time.Time) (map[string]attribution.Balance, error)
 
 	// WatchInvalidations calls fn for every change to a link, program or
 	// promoter, made by this or any other instance sharing the store, and
@@ -209,6 +300,7 @@ const ErasedClaimID = "erased"
 type Erasure struct {
 	Customer     bool // a customer record
 	Orders       int  // order records moved to the alias
+	Entries      int  // ledger entries of those orders whose Customer became the alias
 	DecisionLogs int  // programs whose decision log went
 	ClickClaims  int  // click claims moved to ErasedClaim names
 }

@@ -5,7 +5,8 @@
 // Records that expire are swept in the background (see Config): visitors'
 // click records, click claims and what of customers no rule reads any more,
 // each SweepGrace after its expiry by the server's clock. Money records
-// (orders and their refunds) and decision logs are never swept.
+// (orders and their refunds, the ledger) and decision logs are never
+// swept.
 package embedded
 
 import (
@@ -139,7 +140,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

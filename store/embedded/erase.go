@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -64,6 +65,11 @@ func (s *Store) EraseCustomer(_ context.Context, id, alias string) (store.Erasur
 				}
 			}
 			moved = append(moved, bytes.Clone(k))
+			n, err := aliasEntries(tx, &o, id, alias)
+			if err != nil {
+				return err
+			}
+			e.Entries += n
 		}
 		for _, k := range moved {
 			if err := orders.Delete(k); err != nil {
@@ -137,4 +143,37 @@ func (s *Store) EraseCustomer(_ context.Context, id, alias string) (store.Erasur
 		return nil
 	})
 	return e, translate(err)
+}
+
+// aliasEntries names alias instead of customer id in the ledger entries of
+// order o (its accrual and the reversals of its refunds) and returns how
+// many it changed.
+func aliasEntries(tx *bolt.Tx, o *attribution.Order, id, alias string) (int, error) {
+	l, err := ledgerOf(tx, o.Program, false)
+	if l == nil || err != nil {
+		return 0, err
+	}
+	ids := []string{attribution.AccrualID(o.ID)}
+	for _, r := range o.Refunds {
+		ids = append(ids, attribution.ReversalID(o.ID, r.ID))
+	}
+	n := 0
+	for _, eid := range ids {
+		en, err := l.entry(eid)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if en.Customer != id {
+			continue
+		}
+		en.Customer = alias
+		if err := putJSON(l.e, []byte(eid), en); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

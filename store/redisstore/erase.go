@@ -26,8 +26,10 @@ import (
 //     changed that copy, and the customer's is older;
 //  3. point each order's index at the alias, where it named the customer
 //     (after 2: the index never names an alias without the order);
-//  4. move the customer's claims of clicks to store.ErasedClaim names;
-//  5. delete the customer's keys, mark included, in one command.
+//  4. name the alias instead of the customer in the orders' ledger
+//     entries, one script per program (rewriteCustomer);
+//  5. move the customer's claims of clicks to store.ErasedClaim names;
+//  6. delete the customer's keys, mark included, in one command.
 //
 // A call that fails part-way returns the error and leaves the mark; the
 // next call finds it and goes through all the steps again.
@@ -47,6 +49,25 @@ var repointOrder = redis.NewScript(`
 local cur = redis.call('GET', KEYS[1])
 if not cur or cur == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
 return 1`)
+
+// rewriteCustomer names the alias instead of the customer in ledger
+// entries, by replacing "customer":"ID" in their JSON: customer ids and
+// aliases need no escaping in JSON, and inside a JSON string a quote is
+// escaped, so the text can only be the field itself. Nothing is decoded:
+// Lua would not keep an amount exact. KEYS the program's entries (e).
+// ARGV customer, alias, then entry ids. It returns how many it rewrote.
+var rewriteCustomer = redis.NewScript(`
+local from, to = '"customer":"' .. ARGV[1] .. '"', '"customer":"' .. ARGV[2] .. '"'
+local n = 0
+for i = 3, #ARGV do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  local s, e = string.find(v or '', from, 1, true)
+  if s then
+    redis.call('HSET', KEYS[1], ARGV[i], string.sub(v, 1, s - 1) .. to .. string.sub(v, e + 1))
+    n = n + 1
+  end
+end
+return n`)
 
 // moveClaim: KEYS click use. ARGV customer, the claim's new name
 // (store.ErasedClaim), its new id. 1 if the customer had a claim.
@@ -140,6 +161,31 @@ func (s *Store) EraseCustomer(ctx context.Context, id, alias string) (store.Eras
 			return e, translate("repoint orders", err)
 		}
 		e.Orders = len(orders)
+
+		entries := map[string][]any{} // program → customer, alias, entry ids
+		for _, o := range orders {
+			ids := entries[o.Program]
+			if ids == nil {
+				ids = []any{id, alias}
+			}
+			ids = append(ids, attribution.AccrualID(o.ID))
+			for _, r := range o.Refunds {
+				ids = append(ids, attribution.ReversalID(o.ID, r.ID))
+			}
+			entries[o.Program] = ids
+		}
+		pipe = s.rdb.Pipeline()
+		var rewrites []*redis.Cmd
+		for program, args := range entries {
+			rewrites = append(rewrites, rewriteCustomer.Eval(ctx, pipe, []string{lk(program, "e")}, args...))
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return e, translate("rewrite ledger entries", err)
+		}
+		for _, r := range rewrites {
+			n, _ := r.Int()
+			e.Entries += n
+		}
 	}
 
 	if len(clicks) > 0 {

@@ -12,6 +12,7 @@
 //	refgate:linkstats:{CODE}:b:ID   marker: click batch ID was counted (PX store.BatchKeep)
 //	refgate:visitor:{VID}:PROGRAM   string "EXPIRY_MS:CLICK_JSON" (one SET PX per click)
 //	refgate:invalidate              pub/sub channel of cache invalidations
+//	refgate:{lg:PROGRAM}:…          the program's ledger (ledger.go)
 //
 // Expiry is decided by comparing stored times with the server's clock, never
 // by a TTL alone: TTLs are garbage collection, relative to when a record is
@@ -27,8 +28,9 @@
 //	                  the customer paid or is agent-served (every later
 //	                  order and bind depends on that)
 //
-// Orders and the order index have none: they are money records, like the
-// programs, promoters, links and their counters they refer to.
+// Orders, the order index and the ledger have none: they are money
+// records, like the programs, promoters, links and their counters they
+// refer to.
 package redisstore
 
 import (

@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"EraseUnknownCustomer", testEraseUnknownCustomer},
 		{"EraseRacingUpdates", testEraseRacingUpdates},
 	}
+	tests = append(tests, ledgerTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStore(t)
