@@ -42,6 +42,10 @@ func toError(err error) *attribution.Error {
 		return attribution.Errorf(attribution.ENotFound, "not found")
 	case errors.Is(err, store.ErrExists):
 		return attribution.Errorf(attribution.EConflict, "already exists")
+	case errors.Is(err, store.ErrEntryConflict), errors.Is(err, store.ErrPaidConflict):
+		return attribution.Errorf(attribution.EConflict, "%v", err)
+	case errors.Is(err, store.ErrBadCursor):
+		return attribution.Errorf(attribution.EMalformed, "bad cursor: pass the next_cursor of an earlier page, unchanged")
 	case errors.As(err, &se):
 		return attribution.Errorf(attribution.EMalformed, "malformed JSON: %v", se)
 	case errors.As(err, &te):

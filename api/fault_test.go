@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"maps"
 	"reflect"
 	"slices"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/refgate/refgate/events"
 	"github.com/refgate/refgate/internal/faultproxy"
 	"github.com/refgate/refgate/internal/redistest"
+	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/redisstore"
 )
 
@@ -22,15 +24,29 @@ import (
 
 // recorder is an Emitter keeping every event it is given.
 type recorder struct {
-	mu  sync.Mutex
-	evs []events.Event
+	mu     sync.Mutex
+	evs    []events.Event
+	ledger []events.Event // ledger and statement events, since the last takeLedger
 }
 
 func (r *recorder) Emit(e *events.Event) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.evs = append(r.evs, *e)
+	switch e.Type {
+	case events.TypeLedgerEntry, events.TypeStatementCreated, events.TypeStatementPaid:
+		r.ledger = append(r.ledger, *e)
+	}
 	return true
+}
+
+// takeLedger returns the ledger and statement events since the last call.
+func (r *recorder) takeLedger() []events.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.ledger
+	r.ledger = nil
+	return out
 }
 
 func (r *recorder) reset() {
@@ -39,14 +55,19 @@ func (r *recorder) reset() {
 	r.evs = nil
 }
 
-// take returns the ids of the events emitted since the last take, in
-// order, and forgets them.
+// take returns the ids of the decision events emitted since the last
+// take, in order, and forgets them; ledger and statement events are
+// takeLedger's.
 func (r *recorder) take() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ids := make([]string, len(r.evs))
+	ids := []string{}
 	for i := range r.evs {
-		ids[i] = r.evs[i].ID
+		switch r.evs[i].Type {
+		case events.TypeLedgerEntry, events.TypeStatementCreated, events.TypeStatementPaid:
+			continue
+		}
+		ids = append(ids, r.evs[i].ID)
 	}
 	r.evs = nil
 	return ids
@@ -145,7 +166,14 @@ func appliedOnce(t *testing.T, rec *recorder, ds []attribution.Decision, typ str
 	}
 	byID := map[string][]events.Event{}
 	typed := map[string]bool{}
+	entries := map[string]bool{}
 	for _, e := range rec.all() {
+		if e.Type == events.TypeLedgerEntry {
+			// The decision's ledger entry: one entry, reported again under
+			// its id by every retry.
+			entries[e.ID] = true
+			continue
+		}
 		if !ids[e.ID] {
 			t.Errorf("event %s %s (%s) is of no decision the request made", e.Type, e.ID, e.Subject)
 		}
@@ -168,11 +196,31 @@ func appliedOnce(t *testing.T, rec *recorder, ds []attribution.Decision, typ str
 	if len(typed) != 1 {
 		t.Errorf("%d distinct %s event ids, want 1: %v", len(typed), typ, typed)
 	}
+	if len(entries) > 1 {
+		t.Errorf("%d distinct ledger entry event ids, want at most 1: %v", len(entries), entries)
+	}
 	var out []events.Event
 	for id := range typed {
 		out = byID[id]
 	}
 	return out
+}
+
+// ledgerHas checks that bob's ledger holds exactly the entries want (id to
+// amount): a retried decision wrote its entry once.
+func ledgerHas(t *testing.T, e *faultEnv, want map[string]int64) {
+	t.Helper()
+	es, _, err := e.sv.Store.Entries(context.Background(), "shop", "bob", store.EntryQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, en := range es {
+		got[en.ID] += en.Amount
+	}
+	if len(es) != len(want) || !maps.Equal(got, want) {
+		t.Errorf("ledger %v; want %v", got, want)
+	}
 }
 
 // only returns the decisions of ds that keep says are the request's.
@@ -242,6 +290,7 @@ func TestFaultLostReplyAppliedOnce(t *testing.T) {
 						t.Errorf("event commission %v; want 3000", ev.Data.Commission)
 					}
 				}
+				ledgerHas(t, e, map[string]int64{"acc:o1": 3000})
 			},
 		},
 		{
@@ -277,6 +326,7 @@ func TestFaultLostReplyAppliedOnce(t *testing.T) {
 				if len(ds) != 1 || ds[0].Outcome != attribution.DecisionRefunded {
 					t.Fatalf("refund decisions %+v; want one", ds)
 				}
+				ledgerHas(t, e, map[string]int64{"acc:o1": 3000, "rev:o1:r1": -300})
 				for _, ev := range appliedOnce(t, e.rec, ds, events.TypeConversionRefunded) {
 					if ev.Data.RefundID != "r1" || ev.Data.Refunded == nil || *ev.Data.Refunded != 1000 ||
 						ev.Data.Commission == nil || *ev.Data.Commission != 2700 {

@@ -539,7 +539,7 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 		return nil, attribution.Errorf(attribution.EInvalid, "order must be 1 to 128 characters of A-Z a-z 0-9 . _ : @ -")
 	case in.Amount < 0 || in.Amount > attribution.MaxAmount:
 		return nil, attribution.Errorf(attribution.EInvalid, "amount must be between 0 and 10^15 minor units")
-	case len(in.Currency) > 8 || len(in.Product) > 128:
+	case len(in.Currency) > attribution.MaxCurrencyLen || len(in.Product) > 128:
 		return nil, attribution.Errorf(attribution.EInvalid, "currency or product too long")
 	}
 	now := sv.Now()
@@ -556,6 +556,16 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 			return sv.erasedOrder(ctx, p, in, alias)
 		}
 		return nil, attribution.Errorf(attribution.EConflict, "order %s was reported for another customer", in.Order)
+	}
+	// A paid order's commission goes into the ledger in its currency.
+	if in.Amount > 0 && !attribution.ValidCurrency(in.Currency) {
+		return nil, attribution.Errorf(attribution.EInvalid, "currency is required for a paid order: 1 to %d printable ASCII characters, such as CNY", attribution.MaxCurrencyLen)
+	}
+	// Before the decision is stored: a crash between the decision and its
+	// ledger entry leaves the mark for RepairLedger (ledger.go).
+	mark := orderMark(in.Order)
+	if err := sv.Store.MarkLedger(ctx, p.ID, mark, now); err != nil {
+		return nil, err
 	}
 	var out *attribution.Order
 	fresh := false
@@ -584,6 +594,11 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	sv.decided(fresh, in.Customer, out.Decisions, func(d *attribution.Decision) *events.Event {
 		return conversionEvent(out, d)
 	})
+	// A replayed order posts its entry again: that is what repairs one
+	// whose first request stopped before the entry.
+	if _, _, err := sv.post(ctx, p.ID, accrual(p, out), mark); err != nil {
+		return nil, err
+	}
 	return conversionAnswer(out), nil
 }
 
@@ -611,6 +626,11 @@ func (sv *Service) erasedOrder(ctx context.Context, p *attribution.Program, in C
 	sv.decided(false, alias, out.Decisions, func(d *attribution.Decision) *events.Event {
 		return conversionEvent(out, d)
 	})
+	if e := accrual(p, out); e != nil {
+		if _, _, err := sv.post(ctx, p.ID, e, orderMark(in.Order)); err != nil {
+			return nil, err
+		}
+	}
 	return conversionAnswer(out), nil
 }
 
@@ -642,41 +662,77 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 	if err != nil {
 		return nil, err
 	}
+	// The order's program is known only from its record: the mark goes in
+	// once it is read, before the refund is stored.
+	mark := refundMark(order, refund)
+	marked := ""
 	var ord attribution.Order
 	var rec attribution.RefundRecord
 	var d attribution.Decision
 	fresh := false
-	err = sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
-		if o == nil { // claimed, but its decision was never stored
-			return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
+	update := func() error {
+		return sv.Store.UpdateCustomer(ctx, customer, order, func(c *attribution.Customer, o *attribution.Order) (*store.CustomerUpdate, error) {
+			if o == nil { // claimed, but its decision was never stored
+				return nil, attribution.Errorf(attribution.ENotFound, "no order %s", order)
+			}
+			if marked != o.Program {
+				// fn runs inside the store's update; marking here would
+				// call the store from fn. Stop, mark, and run it again.
+				return nil, errMarkFirst{program: o.Program}
+			}
+			r, replay, err := attribution.Refund(c, o, refund, amount, now)
+			if err != nil {
+				return nil, err
+			}
+			if fresh = !replay; fresh {
+				r.Decision = events.NewID()
+			}
+			rec, ord, d = *r, *o, o.RefundDecision(r)
+			switch {
+			case !fresh:
+				return nil, nil
+			case o.Erased:
+				// The customer is gone: the order alone keeps the refund,
+				// and no customer record or decision log is made for the
+				// alias.
+				return &store.CustomerUpdate{Order: o}, nil
+			}
+			return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{d}, Now: now}, nil
+		})
+	}
+	var program string
+	for {
+		err = update()
+		var mf errMarkFirst
+		if !errors.As(err, &mf) {
+			break
 		}
-		r, replay, err := attribution.Refund(c, o, refund, amount, now)
-		if err != nil {
+		if err := sv.Store.MarkLedger(ctx, mf.program, mark, now); err != nil {
 			return nil, err
 		}
-		if fresh = !replay; fresh {
-			r.Decision = events.NewID()
-		}
-		rec, ord, d = *r, *o, o.RefundDecision(r)
-		switch {
-		case !fresh:
-			return nil, nil
-		case o.Erased:
-			// The customer is gone: the order alone keeps the refund,
-			// and no customer record or decision log is made for the
-			// alias.
-			return &store.CustomerUpdate{Order: o}, nil
-		}
-		return &store.CustomerUpdate{Customer: c, Order: o, Decisions: []attribution.Decision{d}, Now: now}, nil
-	})
+		marked, program = mf.program, mf.program
+	}
 	if err != nil {
 		return nil, err
 	}
 	sv.decided(fresh, customer, []attribution.Decision{d}, func(d *attribution.Decision) *events.Event {
 		return refundEvent(&ord, &rec, d)
 	})
+	p, err := sv.program(ctx, program)
+	if err != nil {
+		return nil, err
+	}
+	if _, _, err := sv.post(ctx, program, reversal(p, &ord, &rec), mark); err != nil {
+		return nil, err
+	}
 	return &RefundAnswer{Order: order, Refund: refund, Refunded: rec.Refunded, Commission: rec.Commission}, nil
 }
+
+// errMarkFirst stops a refund's update to mark the ledger of the order's
+// program before the refund is stored.
+type errMarkFirst struct{ program string }
+
+func (e errMarkFirst) Error() string { return "ledger mark needed in program " + e.program }
 
 // orNotFound turns store.ErrNotFound into an ENotFound error saying msg.
 func orNotFound(err error, msg string) error {

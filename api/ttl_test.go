@@ -96,6 +96,7 @@ func TestRedisTTLs(t *testing.T) {
 		{"refgate:customer:{known}", life{week - time.Minute, week}},    // fingerprints only
 		{"refgate:orders:", forever},                                    // money records
 		{"refgate:order:", forever},
+		{"refgate:{lg:shop}:", forever}, // the ledger: money records
 	}
 	keys, err := srv.Client().Keys(ctx, "*").Result()
 	if err != nil {

@@ -138,6 +138,11 @@ func (e *Entry) Validate() error {
 	return nil
 }
 
+// ValidCurrency reports whether s can be an order's and an entry's
+// currency: 1 to MaxCurrencyLen printable ASCII characters, no quote or
+// backslash (an ISO 4217 code such as CNY, or a program's own unit).
+func ValidCurrency(s string) bool { return validCurrency(s) }
+
 func validCurrency(s string) bool {
 	if len(s) == 0 || len(s) > MaxCurrencyLen {
 		return false

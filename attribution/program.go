@@ -55,6 +55,29 @@ type Program struct {
 	RequireUserActivation *bool `json:"require_user_activation"`
 	// HonorGPC treats a click with Sec-GPC: 1 like a bot's: no cookie.
 	HonorGPC bool `json:"honor_gpc"`
+	// HoldDays is how long a ledger entry stays pending before a
+	// statement may settle it: the refund window. Absent means
+	// DefaultHoldDays; 0 settles at once.
+	HoldDays *int `json:"hold_days"`
+	// MinPayout is the least a promoter's statement pays, in minor units:
+	// below it the entries roll into the next settlement run.
+	MinPayout int64 `json:"min_payout"`
+}
+
+// DefaultHoldDays is the hold of a program that names none: a 30-day
+// refund window, as the seed programmes have.
+const DefaultHoldDays = 30
+
+// MaxHoldDays bounds hold_days.
+const MaxHoldDays = 365
+
+// Hold is how long the program's ledger entries are held.
+func (p *Program) Hold() time.Duration {
+	d := DefaultHoldDays
+	if p.HoldDays != nil {
+		d = *p.HoldDays
+	}
+	return time.Duration(d) * 24 * time.Hour
 }
 
 // UserActivationRequired is RequireUserActivation with its default, true.
@@ -93,6 +116,10 @@ func (p *Program) Normalize() {
 	if p.RequireUserActivation == nil {
 		v := true
 		p.RequireUserActivation = &v
+	}
+	if p.HoldDays == nil {
+		v := DefaultHoldDays
+		p.HoldDays = &v
 	}
 	if p.Products == nil {
 		p.Products = []string{}
@@ -134,6 +161,10 @@ func (p *Program) Validate() error {
 		return Errorf(EInvalid, "customer_cap must be between 0 and %d", MaxAmount)
 	case p.BindsPerClick < 1 || p.BindsPerClick > MaxBindsPerClick:
 		return Errorf(EInvalid, "binds_per_click must be between 1 and %d, got %d", MaxBindsPerClick, p.BindsPerClick)
+	case p.HoldDays != nil && (*p.HoldDays < 0 || *p.HoldDays > MaxHoldDays):
+		return Errorf(EInvalid, "hold_days must be between 0 and %d, got %d", MaxHoldDays, *p.HoldDays)
+	case p.MinPayout < 0 || p.MinPayout > MaxAmount:
+		return Errorf(EInvalid, "min_payout must be between 0 and %d minor units", MaxAmount)
 	}
 	for _, h := range p.AllowedHosts {
 		if _, err := asciiHost(strings.TrimPrefix(h, ".")); err != nil || h == "." {

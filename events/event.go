@@ -26,12 +26,16 @@ const (
 	TypeConversionRejected    = "refgate.conversion.rejected"
 	TypeConversionRefunded    = "refgate.conversion.refunded"
 	TypeAssociationEnded      = "refgate.association.ended"
+	TypeLedgerEntry           = "refgate.ledger.entry"
+	TypeStatementCreated      = "refgate.statement.created"
+	TypeStatementPaid         = "refgate.statement.paid"
 )
 
 // Types lists every event type, in the order docs/events.md documents them.
 var Types = []string{TypeClick, TypeAssociationCreated, TypeAssociationRenewed,
 	TypeAssociationOverridden, TypeAssociationRejected, TypeConversionAttributed,
-	TypeConversionRejected, TypeConversionRefunded, TypeAssociationEnded}
+	TypeConversionRejected, TypeConversionRefunded, TypeAssociationEnded, TypeLedgerEntry,
+	TypeStatementCreated, TypeStatementPaid}
 
 // SpecVersion is the CloudEvents version of every event.
 const SpecVersion = "1.0"
@@ -96,6 +100,15 @@ type Data struct {
 	Refund          *int64          `json:"refund,omitempty"`           // cash refunded by this refund
 	Refunded        *int64          `json:"refunded,omitempty"`         // cash refunded so far
 	CommissionDelta *int64          `json:"commission_delta,omitempty"` // change to the commission, negative for a refund
+
+	// Ledger entries and statements.
+	Entry       string     `json:"entry,omitempty"`      // the entry's id
+	EntryKind   string     `json:"entry_kind,omitempty"` // accrual|reversal|adjustment
+	AvailableAt *time.Time `json:"available_at,omitempty"`
+	Statement   string     `json:"statement,omitempty"` // the statement's id
+	Entries     *int       `json:"entries,omitempty"`   // entries on the statement
+	Through     *time.Time `json:"through,omitempty"`
+	Reference   string     `json:"reference,omitempty"` // the payment's reference
 }
 
 // Geo is what the GeoIP databases say of the client IP, looked up before
