@@ -19,7 +19,7 @@ FUZZTIME ?= 30s
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-deps: ## install what make test runs for real, from Debian, when missing (redis-server, nginx-light, prometheus, chromium)
+deps: ## install what make test runs for real, from Debian, when missing (redis-server, nginx-light, prometheus, chromium, systemd)
 	./.ci/deps
 
 build: ## build bin/refgate, static, version stamped

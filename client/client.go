@@ -1,6 +1,7 @@
 // Package client is a Go client of refgate's storefront API, for storefront
 // back ends: bind customers at registration and login, report paid orders
-// and refunds, look up and explain attribution.
+// and refunds, look up and explain attribution. With an admin token it also
+// settles a program's ledger ([Client.Settle], what refgate settle runs).
 //
 //	rg := client.New("http://127.0.0.1:8081", os.Getenv("REFGATE_STOREFRONT_TOKEN"))
 //	ans, err := rg.Bind(ctx, client.BindRequest{Program: "shop", Customer: id, Event: client.Register,
@@ -37,7 +38,7 @@
 // timeout of one attempt, a 502, 503 or 504. It retries the reads
 // ([Client.Attribution], [Client.TokenAttribution], [Client.Explain]) and
 // the calls that set a state ([Client.PutCustomer], [Client.DeleteCustomer])
-// the same way.
+// and [Client.Settle] (refgate never settles an entry twice) the same way.
 // [Client.Bind] has no id, and a second bind is a second decision in the
 // customer's log, so it is retried only when the request never reached
 // refgate (a refused connection, a failed DNS lookup or dial).
@@ -338,6 +339,61 @@ func (c *Client) Refund(ctx context.Context, order, refund string, amount int64)
 	return call[RefundAnswer](ctx, c, idempotent, "POST", "/v1/conversions/"+url.PathEscape(order)+"/refunds", in)
 }
 
+// Statement is what a settlement run owes one promoter in one currency of
+// a program: the sum of the ledger entries it settled.
+type Statement struct {
+	ID        string     `json:"id"`
+	Program   string     `json:"program"`
+	Promoter  string     `json:"promoter"`
+	Currency  string     `json:"currency"`
+	Through   time.Time  `json:"through"` // entries available by then were settled
+	Entries   int        `json:"entries"` // how many
+	Amount    int64      `json:"amount"`  // their sum, minor units, > 0
+	Status    string     `json:"status"`  // "open", or "paid"
+	CreatedAt time.Time  `json:"created_at"`
+	PaidAt    *time.Time `json:"paid_at,omitempty"`
+	Reference string     `json:"reference,omitempty"` // the payment's, once paid
+}
+
+// Settle settles program (POST /v1/admin/statements, with an admin token):
+// every unsettled ledger entry available at or before through (the zero
+// time: refgate's now) goes on a new open statement, one per promoter and
+// currency; a promoter whose sum is not positive or below the program's
+// min_payout gets none, their entries waiting for a later run. It returns
+// the new statements, an empty list when nothing was due.
+//
+// refgate never settles an entry twice, so Settle is retried as Convert is.
+// A retry after a lost answer settles nothing more and answers without the
+// statements the lost answer listed (GET /v1/admin/statements lists them).
+// A through later than refgate's now is a 422 *Error.
+func (c *Client) Settle(ctx context.Context, program string, through time.Time) ([]Statement, error) {
+	in := struct {
+		Program string     `json:"program"`
+		Through *time.Time `json:"through,omitempty"`
+	}{Program: program}
+	if !through.IsZero() {
+		in.Through = &through
+	}
+	var out struct {
+		Statements *[]Statement `json:"statements"`
+	}
+	const path = "/v1/admin/statements"
+	if err := c.doLimit(ctx, idempotent, "POST", path, in, &out, maxSettleAnswer); err != nil {
+		return nil, err
+	}
+	if out.Statements == nil {
+		return nil, fmt.Errorf("refgate POST %s: bad answer: no statements", path)
+	}
+	return append([]Statement{}, *out.Statements...), nil
+}
+
+// The largest answer a call reads: a settlement lists a statement (about
+// 300 bytes) for every promoter paid, the other calls answer one object.
+const (
+	maxAnswer       = 1 << 20
+	maxSettleAnswer = 256 << 20
+)
+
 // retryable says which failures a call may be retried on.
 type retryable int
 
@@ -361,6 +417,11 @@ func call[T any](ctx context.Context, c *Client, r retryable, method, path strin
 // do sends the request, retrying as c.retry and r allow, and decodes a 2xx
 // answer into out. Every attempt sends the same body.
 func (c *Client) do(ctx context.Context, r retryable, method, path string, in, out any) error {
+	return c.doLimit(ctx, r, method, path, in, out, maxAnswer)
+}
+
+// doLimit is do for an answer of up to limit bytes.
+func (c *Client) doLimit(ctx context.Context, r retryable, method, path string, in, out any, limit int64) error {
 	var body []byte
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -370,7 +431,7 @@ func (c *Client) do(ctx context.Context, r retryable, method, path string, in, o
 		body = b
 	}
 	for attempt := 1; ; attempt++ {
-		err := c.once(ctx, method, path, body, out)
+		err := c.once(ctx, method, path, body, out, limit)
 		if err == nil {
 			return nil
 		}
@@ -395,7 +456,7 @@ func (c *Client) do(ctx context.Context, r retryable, method, path string, in, o
 }
 
 // once makes one attempt.
-func (c *Client) once(ctx context.Context, method, path string, body []byte, out any) error {
+func (c *Client) once(ctx context.Context, method, path string, body []byte, out any, limit int64) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -413,12 +474,14 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 		return &transportError{method: method, path: path, base: c.base, err: err}
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		// The connection was cut or timed out in the middle of the answer:
 		// as unavailable as no answer at all.
 		return &transportError{method: method, path: path, base: c.base, err: err}
 	}
+	tooLong := int64(len(raw)) > limit
+	raw = raw[:min(int64(len(raw)), limit)]
 	if resp.StatusCode >= 300 {
 		var e struct {
 			Error *Error `json:"error"`
@@ -432,6 +495,9 @@ func (c *Client) once(ctx context.Context, method, path string, body []byte, out
 	}
 	if out == nil {
 		return nil
+	}
+	if tooLong {
+		return fmt.Errorf("refgate %s %s: bad answer: over %d bytes", method, path, limit)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("refgate %s %s: bad answer: %w", method, path, err)

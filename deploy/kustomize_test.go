@@ -74,6 +74,8 @@ func decodeStrict(t *testing.T, b []byte) any {
 		obj = &networkingv1.NetworkPolicy{}
 	case "batch/v1/Job":
 		obj = &batchv1.Job{}
+	case "batch/v1/CronJob":
+		obj = &batchv1.CronJob{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		obj = &monitoringv1.ServiceMonitor{}
 	default:
@@ -94,7 +96,10 @@ type rendering struct {
 	dep        *appsv1.Deployment
 	sts        []*appsv1.StatefulSet
 	jobs       []*batchv1.Job
+	cronJobs   []*batchv1.CronJob
 	services   []*corev1.Service
+	pdbs       []*policyv1.PodDisruptionBudget
+	netpols    []*networkingv1.NetworkPolicy
 	monitors   []*monitoringv1.ServiceMonitor
 	configMaps map[string]*corev1.ConfigMap
 	secrets    map[string]*corev1.Secret
@@ -121,6 +126,12 @@ func decodeAll(t *testing.T, objs [][]byte) *rendering {
 			r.sts = append(r.sts, o)
 		case *batchv1.Job:
 			r.jobs = append(r.jobs, o)
+		case *batchv1.CronJob:
+			r.cronJobs = append(r.cronJobs, o)
+		case *policyv1.PodDisruptionBudget:
+			r.pdbs = append(r.pdbs, o)
+		case *networkingv1.NetworkPolicy:
+			r.netpols = append(r.netpols, o)
 		case *corev1.Service:
 			r.services = append(r.services, o)
 		case *monitoringv1.ServiceMonitor:
@@ -136,9 +147,10 @@ func decodeAll(t *testing.T, objs [][]byte) *rendering {
 
 // TestKustomizeOverlays renders each overlay as kubectl apply -k would:
 // plain (only built-in kinds, so it applies on a cluster without the
-// Prometheus Operator's CRDs) and with the monitoring component (both ways
-// deploy/README.md gives: uncommented in the overlay, and in an overlay of
-// one's own). Every object decodes strictly into its Kubernetes type, every
+// Prometheus Operator's CRDs) and with the monitoring and settlement
+// components (both ways deploy/README.md gives: uncommented in the overlay,
+// and in an overlay of one's own, which sets the program to settle). Every
+// object decodes strictly into its Kubernetes type, every
 // Secret and ConfigMap any object names exists in the same rendering (under
 // the name kustomize gave it, hash and all), the image is a release's, and
 // the settings agree with the binary's flags.
@@ -163,8 +175,8 @@ func TestKustomizeOverlays(t *testing.T) {
 					t.Errorf("renders %s objects: kubectl apply -k fails on a cluster without their CRDs; move them to a component", g)
 				}
 			}
-			if r.kinds["v1.ServiceMonitor"] != 0 {
-				t.Error("the plain overlay renders a ServiceMonitor")
+			if r.kinds["v1.ServiceMonitor"] != 0 || len(r.cronJobs) != 0 {
+				t.Errorf("the plain overlay renders an optional component's objects: %v", r.kinds)
 			}
 			for _, k := range []string{"v1.Deployment", "v1.StatefulSet", "v1.ConfigMap", "v1.PodDisruptionBudget",
 				"v2.HorizontalPodAutoscaler", "v1.NetworkPolicy", "v1.Secret", "v1.Service"} {
@@ -194,16 +206,16 @@ func TestKustomizeOverlays(t *testing.T) {
 			}
 		})
 
-		// With monitoring, as the overlay's own comment says...
+		// With the components, as the overlay's own comment says...
 		inOverlay := filepath.Join(dir, "k8s/overlays", overlay+"-uncommented")
 		copyDir(t, ovDir, inOverlay)
 		kfile := filepath.Join(inOverlay, "kustomization.yaml")
 		k := mustRead(t, kfile)
-		const commented = "# components:\n#   - ../../components/monitoring\n"
+		const commented = "# components:\n#   - ../../components/monitoring\n#   - ../../components/settlement\n"
 		if !strings.Contains(k, commented) {
-			t.Fatalf("%s/kustomization.yaml does not offer the monitoring component as\n%s", overlay, commented)
+			t.Fatalf("%s/kustomization.yaml does not offer the optional components as\n%s", overlay, commented)
 		}
-		writeFile(t, kfile, strings.Replace(k, commented, "components:\n  - ../../components/monitoring\n", 1))
+		writeFile(t, kfile, strings.Replace(k, commented, "components:\n  - ../../components/monitoring\n  - ../../components/settlement\n", 1))
 		// ...and in an overlay of one's own on top of it, deploy/README.md's.
 		own := filepath.Join(dir, "k8s/overlays", overlay+"-own")
 		writeFile(t, filepath.Join(own, "kustomization.yaml"), ownOverlay(t, overlay))
@@ -214,7 +226,17 @@ func TestKustomizeOverlays(t *testing.T) {
 					t.Fatalf("%d ServiceMonitors rendered, want 1", len(r.monitors))
 				}
 				checkReferences(t, r)
+				if m != own { // whose tag is no release's
+					checkImages(t, r)
+				}
 				checkServiceMonitor(t, r)
+				// The program is CHANGE-ME until set, as in the
+				// overlay; the own overlay sets it.
+				program := ""
+				if m == own {
+					program = "shop"
+				}
+				checkSettlement(t, r, program)
 				if m != own {
 					return
 				}
@@ -222,6 +244,9 @@ func TestKustomizeOverlays(t *testing.T) {
 				c := r.dep.Spec.Template.Spec.Containers[0]
 				if r.dep.Namespace != "refgate" || c.Image != "ghcr.io/refgate/refgate:v0.0.1-test" {
 					t.Errorf("the own overlay's Deployment: namespace %q, image %q", r.dep.Namespace, c.Image)
+				}
+				if cj := r.cronJobs[0]; cj.Namespace != "refgate" {
+					t.Errorf("the own overlay's CronJob: namespace %q", cj.Namespace)
 				}
 				for _, e := range c.EnvFrom {
 					if e.ConfigMapRef != nil {
@@ -246,7 +271,8 @@ func ownOverlay(t *testing.T, overlay string) string {
 	}
 	k := doc[i:]
 	k = k[:strings.Index(k, "```")]
-	if !strings.Contains(k, "newTag: v0.15.0") || !strings.Contains(k, "../refgate/deploy/k8s/overlays/redis-cluster\n") {
+	if !strings.Contains(k, "newTag: v0.15.0") || !strings.Contains(k, "../refgate/deploy/k8s/overlays/redis-cluster\n") ||
+		!strings.Contains(k, "- REFGATE_SETTLE_PROGRAM=shop\n") {
 		t.Fatalf("the README's overlay changed; teach the test:\n%s", k)
 	}
 	return strings.NewReplacer("../refgate/deploy/k8s/overlays/redis-cluster", "../"+overlay,
@@ -399,6 +425,9 @@ func checkImages(t *testing.T, r *rendering) {
 	}
 	for _, j := range r.jobs {
 		specs = append(specs, j.Spec.Template.Spec)
+	}
+	for _, j := range r.cronJobs {
+		specs = append(specs, j.Spec.JobTemplate.Spec.Template.Spec)
 	}
 	release := regexp.MustCompile(`^ghcr\.io/refgate/refgate:v\d+\.\d+\.\d+$`)
 	tagged := regexp.MustCompile(`^[^:@]+(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@sha256:[0-9a-f]{64})?$`)

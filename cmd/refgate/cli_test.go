@@ -38,7 +38,7 @@ func TestHelp(t *testing.T) {
 			}
 		}
 	}
-	f("--help", "refgate serve", "refgate probe")
+	f("--help", "refgate serve", "refgate probe", "refgate settle")
 	f("-h", "refgate validate")
 	f("help", "refgate events tail")
 	f("serve --help", "Usage: refgate serve", "REFGATE_", "-listen", "-redis-pool-size")
@@ -51,6 +51,9 @@ func TestHelp(t *testing.T) {
 	f("help events tail", "Usage: refgate events tail", "-from")
 	f("events tail -h", "Usage: refgate events tail", "-from", "-group", "-redis-url", "-data-dir", "-config")
 	f("probe --help", "Usage: refgate probe", "-timeout")
+	f("settle --help", "Usage: refgate settle", "-program", "-through", "-api-url", "-admin-token-file", "-timeout", "REFGATE_ADMIN_TOKEN", "REFGATE_API_URL")
+	f("help settle", "Usage: refgate settle")
+	f("settle --program shop -h", "Usage: refgate settle")
 	f("version --help", "Usage: refgate version")
 
 	// tail lists the flags it reads, not serve's others.
@@ -96,7 +99,7 @@ func TestHelpBinary(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
-	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}, {"settle", "-h"}} {
 		var out, errOut bytes.Buffer
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -4,6 +4,7 @@
 //	refgate validate [flags]  check a configuration without starting
 //	refgate events tail       print the events as they flow
 //	refgate probe URL         GET URL, exit 0 on 2xx (container health checks)
+//	refgate settle [flags]    settle a program's ledger through the API (cron)
 //	refgate version           print the version, revision, build date and Go version
 //
 // Help (-h, --help, refgate help COMMAND) goes to stdout with exit status
@@ -37,6 +38,7 @@ Usage:
   refgate validate --config FILE     check a configuration (flags, env and file as serve reads them) without starting
   refgate events tail [flags]        print the events as they flow
   refgate probe [--timeout 2s] URL   GET URL: exit 0 on 2xx, 1 otherwise (container health checks)
+  refgate settle --program P         settle a program's ledger through the API: exit 0 settled, 1 not (cron)
   refgate version                    print the version, revision, build date and Go version
   refgate help [COMMAND]             this, or a command's flags (as refgate COMMAND --help)
 `
@@ -93,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	case "probe":
 		return probe(ctx, args[1:], stdout, stderr)
+	case "settle":
+		return settle(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 {
 			if isHelp(args[1]) {
