@@ -84,7 +84,9 @@ func (sv *Service) post(ctx context.Context, program string, e *attribution.Entr
 	}
 	stored, created, err := sv.Store.PostEntry(ctx, e, mark)
 	if err != nil {
-		if errors.Is(err, store.ErrEntryConflict) {
+		if errors.Is(err, store.ErrEntryConflict) && e.Kind != attribution.Adjustment && sv.Logger != nil {
+			// An entry derived from a decision differs from the one
+			// stored for it: a bug, not the caller's mistake.
 			sv.Logger.Error("ledger entry conflicts with the one stored", "entry", e.ID, "program", program, "err", err)
 		}
 		return stored, false, err
@@ -134,7 +136,7 @@ func (sv *Service) RepairLedger(ctx context.Context, program string) (int, error
 			if err != nil {
 				return written, err
 			}
-			if e != nil {
+			if e != nil && sv.Logger != nil {
 				sv.Logger.Warn("ledger entry repaired: its request stopped before writing it", "entry", e.ID, "program", program)
 			}
 			if _, created, err := sv.post(ctx, program, e, m); err != nil {
@@ -229,6 +231,9 @@ func (sv *Service) Adjust(ctx context.Context, in AdjustmentInput) (*EntryAnswer
 		return nil, false, err
 	}
 	stored, created, err := sv.post(ctx, p.ID, e, "")
+	if errors.Is(err, store.ErrEntryConflict) {
+		return nil, false, attribution.Errorf(attribution.EConflict, "adjustment %s was made with other values", in.ID)
+	}
 	if err != nil {
 		return nil, false, err
 	}
@@ -371,8 +376,11 @@ func (sv *Service) MarkPaid(ctx context.Context, id, reference string) (*attribu
 	}
 	st, err := sv.Store.MarkPaid(ctx, id, reference, sv.Now())
 	if err != nil {
-		if errors.Is(err, store.ErrNotFound) {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
 			return nil, attribution.Errorf(attribution.ENotFound, "no statement %s", id)
+		case errors.Is(err, store.ErrPaidConflict):
+			return nil, attribution.Errorf(attribution.EConflict, "statement %s was paid with another reference (%s)", id, st.Reference)
 		}
 		return nil, err
 	}

@@ -40,6 +40,8 @@ type mPolicy struct {
 	tierBonus                              []int64  // ppm
 	cap                                    int64    // 0: none
 	bindsPerClick                          int
+	holdDays                               int   // the ledger's hold
+	minPayout                              int64 // a statement's least amount
 }
 
 type mProgram struct {

@@ -152,6 +152,8 @@ func drawPolicy(rt *rapid.T) mPolicy {
 		tierBonus:      rapid.SampledFrom([][]int64{nil, {0, 20000}, {0, 20000, 40000}, {1, 999999}}).Draw(rt, "tierBonus"),
 		cap:            rapid.SampledFrom([]int64{0, 0, 1, 4000, 123457, 1_000_000_000_000, mMaxAmount}).Draw(rt, "cap"),
 		bindsPerClick:  rapid.SampledFrom([]int{1, 1, 2, 3}).Draw(rt, "bindsPerClick"),
+		holdDays:       rapid.SampledFrom([]int{0, 7, 30}).Draw(rt, "holdDays"),
+		minPayout:      rapid.SampledFrom([]int64{0, 0, 1000, 1_000_000_000}).Draw(rt, "minPayout"),
 	}
 }
 
@@ -159,6 +161,7 @@ func (p *mProgram) record() *attribution.Program {
 	ap := &attribution.Program{ID: p.id, CookieDays: p.cookieDays, ProtectDays: p.protectDays, AssociateDays: p.associateDays,
 		AssociatePaid: p.associatePaid, RequirePrepaid: p.requirePrepaid, Products: slices.Clone(p.products),
 		AllowedHosts: []string{"shop.example.com"}, CustomerCap: p.cap, BindsPerClick: p.bindsPerClick,
+		HoldDays: &p.holdDays, MinPayout: p.minPayout,
 		Rates: attribution.Rates{Protected: attribution.Rate(p.protectedPPM), Standard: attribution.Rate(p.standardPPM)}}
 	if p.firstClick {
 		ap.ClickModel = attribution.FirstClick
@@ -199,6 +202,7 @@ type driver struct {
 	evIDs    map[string][]string // order id, or order id/refund id → the event ids its decision emitted
 	stepIDs  map[string]bool     // event ids first emitted in this step
 	unlogged int                 // of them, decisions no explain log keeps (refunds of an erased customer's orders)
+	ledger   mLedger
 }
 
 func (d *driver) fatalf(format string, args ...any) {
@@ -336,7 +340,7 @@ func runModel(rt *rapid.T, st store.Store, prefix string, stats *modelStats) int
 	rec := &recorder{}
 	d := &driver{rt: rt, ctx: context.Background(), st: st, signer: signer, rec: rec, m: m, stats: stats, prefix: prefix,
 		hasher: attribution.NewFingerprintHasher([]byte("0123456789abcdef")),
-		seen:   map[string]bool{}, evIDs: map[string][]string{}}
+		seen:   map[string]bool{}, evIDs: map[string][]string{}, ledger: newMLedger()}
 	d.sv = &Service{Store: st, Signer: signer, Hasher: d.hasher, Now: func() time.Time { return m.now }, Events: rec}
 
 	// Two programs with drawn policies, three promoters, four customers,
@@ -373,7 +377,7 @@ func runModel(rt *rapid.T, st store.Store, prefix string, stats *modelStats) int
 		{3, func() { d.doClick() }}, {1, d.doForgedToken}, {4, d.doBind}, {3, d.doClickAndBind}, {2, d.doBindAgain},
 		{4, d.doConvert}, {2, d.doConvertAgain},
 		{3, d.doRefund}, {1, d.doPutCustomer}, {1, d.doEditProgram}, {1, d.doEditPromoter}, {1, d.doDeleteLink},
-		{2, d.doAdvance}, {1, d.doErase},
+		{2, d.doAdvance}, {1, d.doErase}, {1, d.doAdjust}, {1, d.doSettle}, {1, d.doMarkPaid},
 	}
 	total := 0
 	for _, a := range actions {
@@ -395,6 +399,7 @@ func runModel(rt *rapid.T, st store.Store, prefix string, stats *modelStats) int
 		}
 		d.checkAttributions()
 		d.checkLogs(before, d.step%10 == 9 || d.step == modelSteps-1)
+		d.checkLedger()
 	}
 	return modelSteps
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -309,5 +310,35 @@ func TestSettleBinary(t *testing.T) {
 	}
 	if code, out := runBinary(t, env[1:], "settle", "--program", "shop"); code != 2 || !strings.Contains(out, "no admin token") {
 		t.Errorf("no token: exit %d %q", code, out)
+	}
+}
+
+// TestSettleEndToEnd: refgate settle against a real server: due entries
+// become statements, printed one line each; a second run settles nothing
+// and still exits 0.
+func TestSettleEndToEnd(t *testing.T) {
+	m, _ := MustRunMain(t, t.TempDir(), nil)
+	setup(t, m, "settle01")
+	if s, b := callAPI(t, m, "PUT", "/v1/admin/programs/shop", `{"cookie_days":7,"allowed_hosts":["shop.example.com"],"hold_days":0}`); s != 200 {
+		t.Fatalf("program: %d %v", s, b)
+	}
+	for i, amount := range []int{700, 300} {
+		body := fmt.Sprintf(`{"id":"e2e-%d","program":"shop","promoter":"alice","amount":%d,"currency":"CNY","reason":"opening balance"}`, i, amount)
+		if s, b := callAPI(t, m, "POST", "/v1/admin/ledger/adjustments", body); s != 201 {
+			t.Fatalf("adjustment: %d %v", s, b)
+		}
+	}
+	t.Setenv("REFGATE_ADMIN_TOKEN", adminTok)
+	code, out, errOut := runCmd("settle", "--program", "shop", "--api-url", "http://"+m.APIAddr())
+	if code != 0 || !strings.Contains(out, "promoter=alice currency=CNY amount=1000 entries=2 id=st_") || !strings.Contains(out, "1 statement") {
+		t.Fatalf("settle: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut = runCmd("settle", "--program", "shop", "--api-url", "http://"+m.APIAddr())
+	if code != 0 || !strings.Contains(out, "0 statements") {
+		t.Errorf("settle again: exit %d\n%s%s", code, out, errOut)
+	}
+	code, _, errOut = runCmd("settle", "--program", "nope", "--api-url", "http://"+m.APIAddr())
+	if code != 1 || !strings.Contains(errOut, "422") {
+		t.Errorf("settle of an unknown program: exit %d %s", code, errOut)
 	}
 }
