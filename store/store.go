@@ -188,7 +188,7 @@ type Store interface {
 	// part-way is finished by the next.
 	EraseCustomer(ctx context.Context, id, alias string) (Erasure, error)
 
-	// The ledger (DESIGN.md "Ledger and statements"): one entry per
+	// The ledger (docs/design.md "Ledger and statements"): one entry per
 	// decision that moves money, statements that settle them, and marks
 	// that find a decision whose entry a crash kept from being written.
 	// All of a program's ledger is in one place (on Redis Cluster, one

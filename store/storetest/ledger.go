@@ -16,7 +16,7 @@ import (
 	"github.com/refgate/refgate/store"
 )
 
-// The ledger's conformance tests (DESIGN.md "Ledger and statements").
+// The ledger's conformance tests (docs/design.md "Ledger and statements").
 
 var ledgerTests = []struct {
 	name string
