@@ -43,7 +43,7 @@ run: ## run the server on the embedded store in ./data
 test: deps ## install what is missing (make deps), vet and run every test with the race detector, then the deployment files'
 	$(GO) vet ./...
 	$(GO) test -race -shuffle=on ./...
-	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|RedisOutage60s|RedisFlood|Attack' ./redirect ./internal/ratelimit ./loadtest ./cmd/refgate
+	$(GO) test -p 1 -run 'Allocations|Accuracy|KnownDelays|Kill9Clicks|Kill9Ledger|RedisOutage60s|RedisFlood|Attack' ./redirect ./internal/ratelimit ./loadtest ./cmd/refgate
 	cd deploy && $(GO) vet ./... && $(GO) test ./...
 
 test-short: ## the tests without the race detector and without building the binary
@@ -51,9 +51,10 @@ test-short: ## the tests without the race detector and without building the bina
 
 bench: bench-go bench-load ## both benchmarks below
 
-bench-go: ## click handler vs a fixed-302 handler; binds and conversions on real Redis (p50/p99)
+bench-go: ## click handler vs a fixed-302 handler; binds and conversions on real Redis (p50/p99), conversions with and without the ledger, a settlement run over 100,000 entries
 	$(GO) test ./redirect -run '^$$' -bench 'Click|Sign' -benchtime 2s -count 5
 	$(GO) test ./api -run '^$$' -bench StorefrontRedis -benchtime 30000x -count 3
+	$(GO) test ./api -run '^$$' -bench 'ConversionLedgerRedis|SettleRedis' -benchtime 3s -count 3
 
 BENCHFLAGS ?= --duration 10s --warmup 3s
 bench-load: build build-load ## ceiling, then refgate on the embedded store and on Redis, same load, as ratios
