@@ -80,7 +80,7 @@ func reversal(p *attribution.Program, o *attribution.Order, r *attribution.Refun
 // before: a retried decision reports its entry again, under the same id.
 func (sv *Service) post(ctx context.Context, program string, e *attribution.Entry, mark string) (*attribution.Entry, bool, error) {
 	if e == nil {
-		return nil, false, sv.Store.UnmarkLedger(ctx, program, mark)
+		return nil, false, sv.Store.UnmarkLedger(ctx, program, mark, time.Time{})
 	}
 	stored, created, err := sv.Store.PostEntry(ctx, e, mark)
 	if err != nil {
@@ -119,36 +119,48 @@ func statementEvent(typ string, st *attribution.Statement) *events.Event {
 // RepairLedger writes the entries of decisions whose request stopped
 // between storing the decision and posting its entry (see the top of this
 // file), and drops the marks of decisions never stored or moving no money.
-// It returns how many entries it wrote.
+// A mark it cannot resolve now (its customer's erasure unfinished, a store
+// error) is logged and left for the next repair: one such mark must not
+// stop a program's settlement runs and reads. It returns how many entries
+// it wrote.
 func (sv *Service) RepairLedger(ctx context.Context, program string) (int, error) {
 	p, err := sv.program(ctx, program)
 	if err != nil {
 		return 0, err
 	}
+	cutoff := sv.Now().Add(-ledgerGrace)
+	marks, err := sv.Store.LedgerMarks(ctx, program, cutoff, repairBatch)
+	if err != nil {
+		return 0, err
+	}
 	written := 0
-	for {
-		marks, err := sv.Store.LedgerMarks(ctx, program, sv.Now().Add(-ledgerGrace), repairBatch)
-		if err != nil {
-			return written, err
-		}
-		for _, m := range marks {
-			e, err := sv.markedEntry(ctx, p, m)
-			if err != nil {
-				return written, err
-			}
-			if e != nil && sv.Logger != nil {
-				sv.Logger.Warn("ledger entry repaired: its request stopped before writing it", "entry", e.ID, "program", program)
-			}
-			if _, created, err := sv.post(ctx, program, e, m); err != nil {
-				return written, err
-			} else if created {
+	for _, m := range marks {
+		e, err := sv.markedEntry(ctx, p, m)
+		if err == nil && e == nil {
+			// No decision stored, or one that moves no money. A retry of
+			// the request may have marked it again since LedgerMarks read
+			// it, and store its decision next: the mark goes only if it
+			// is still older than the cutoff.
+			err = sv.Store.UnmarkLedger(ctx, program, m, cutoff)
+		} else if err == nil {
+			var created bool
+			if _, created, err = sv.post(ctx, program, e, m); created {
 				written++
+				if sv.Logger != nil {
+					sv.Logger.Warn("ledger entry repaired: its request stopped before writing it", "entry", e.ID, "program", program)
+				}
 			}
 		}
-		if len(marks) < repairBatch {
-			return written, nil
+		if err != nil {
+			if ctx.Err() != nil {
+				return written, err
+			}
+			if sv.Logger != nil {
+				sv.Logger.Error("ledger mark left for the next repair", "mark", m, "program", program, "err", err)
+			}
 		}
 	}
+	return written, nil
 }
 
 // markedEntry reads the decision mark names and returns its entry; nil when

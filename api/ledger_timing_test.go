@@ -22,8 +22,8 @@ import (
 // path as it was before the ledger, for comparison.
 type withoutLedger struct{ store.Store }
 
-func (withoutLedger) MarkLedger(context.Context, string, string, time.Time) error { return nil }
-func (withoutLedger) UnmarkLedger(context.Context, string, string) error          { return nil }
+func (withoutLedger) MarkLedger(context.Context, string, string, time.Time) error   { return nil }
+func (withoutLedger) UnmarkLedger(context.Context, string, string, time.Time) error { return nil }
 func (withoutLedger) PostEntry(_ context.Context, e *attribution.Entry, _ string) (*attribution.Entry, bool, error) {
 	c := *e
 	return &c, true, nil

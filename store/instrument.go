@@ -280,9 +280,9 @@ func (i *Instrumented) LedgerMarks(ctx context.Context, program string, before t
 	return i.s.LedgerMarks(ctx, program, before, n)
 }
 
-func (i *Instrumented) UnmarkLedger(ctx context.Context, program, mark string) (err error) {
+func (i *Instrumented) UnmarkLedger(ctx context.Context, program, mark string, before time.Time) (err error) {
 	defer func(t time.Time) { i.observe("unmark_ledger", t, err) }(time.Now())
-	return i.s.UnmarkLedger(ctx, program, mark)
+	return i.s.UnmarkLedger(ctx, program, mark, before)
 }
 
 func (i *Instrumented) PostEntry(ctx context.Context, e *attribution.Entry, mark string) (stored *attribution.Entry, created bool, err error) {

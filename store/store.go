@@ -207,8 +207,12 @@ type Store interface {
 	// oldest first.
 	LedgerMarks(ctx context.Context, program string, before time.Time, n int) ([]string, error)
 	// UnmarkLedger removes a mark (the decision moved no money, or its
-	// entry is written); an absent one is no error.
-	UnmarkLedger(ctx context.Context, program, mark string) error
+	// entry is written); an absent one is no error. With a non-zero
+	// before it removes the mark only if it was set before before: a
+	// repair that found no decision for a mark must not remove one that a
+	// retry of the request set again since (MarkLedger keeps the latest
+	// time), whose decision may be stored next.
+	UnmarkLedger(ctx context.Context, program, mark string, before time.Time) error
 	// PostEntry writes e (which must pass attribution.Entry.Validate)
 	// unless an entry with e.ID exists in e.Program, and removes mark from
 	// the program's marks when mark is not empty, both in one atomic step:

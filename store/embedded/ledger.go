@@ -96,8 +96,8 @@ func (s *Store) MarkLedger(_ context.Context, program, mark string, at time.Time
 		}
 		t := markTime(at)
 		if old := l.m.Get([]byte(mark)); old != nil {
-			if bytes.Compare(old, t) <= 0 {
-				return nil // the earliest stays
+			if bytes.Compare(old, t) >= 0 {
+				return nil // the latest stays: see store.Store.UnmarkLedger
 			}
 			if err := l.mt.Delete(append(bytes.Clone(old), mark...)); err != nil {
 				return err
@@ -131,11 +131,14 @@ func (s *Store) LedgerMarks(_ context.Context, program string, before time.Time,
 	return out, translate(err)
 }
 
-func (s *Store) UnmarkLedger(_ context.Context, program, mark string) error {
+func (s *Store) UnmarkLedger(_ context.Context, program, mark string, before time.Time) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		l, err := ledgerOf(tx, program, false)
 		if l == nil || err != nil {
 			return err
+		}
+		if t := l.m.Get([]byte(mark)); !before.IsZero() && t != nil && bytes.Compare(t, markTime(before)) >= 0 {
+			return nil // set again since the caller read it
 		}
 		return l.unmark(mark)
 	})

@@ -160,8 +160,10 @@ func (s *Store) MarkLedger(ctx context.Context, program, mark string, at time.Ti
 	if err := store.CheckMark(mark); err != nil {
 		return err
 	}
-	// LT: a mark set again keeps its earliest time.
-	err := s.rdb.ZAddLT(ctx, lk(program, "m"), redis.Z{Score: float64(at.UnixMicro()), Member: mark}).Err()
+	// GT: a mark set again keeps its latest time, so that a repair that
+	// read it earlier and found no decision does not remove it
+	// (UnmarkLedger with before).
+	err := s.rdb.ZAddGT(ctx, lk(program, "m"), redis.Z{Score: float64(at.UnixMicro()), Member: mark}).Err()
 	return translate("mark ledger", err)
 }
 
@@ -177,9 +179,20 @@ func (s *Store) LedgerMarks(ctx context.Context, program string, before time.Tim
 	return marks, nil
 }
 
-func (s *Store) UnmarkLedger(ctx context.Context, program, mark string) error {
-	return translate("unmark ledger", s.rdb.ZRem(ctx, lk(program, "m"), mark).Err())
+func (s *Store) UnmarkLedger(ctx context.Context, program, mark string, before time.Time) error {
+	if before.IsZero() {
+		return translate("unmark ledger", s.rdb.ZRem(ctx, lk(program, "m"), mark).Err())
+	}
+	_, err := s.runAgain(ctx, "unmark ledger", unmarkBefore, []string{lk(program, "m")}, mark, ceilMicro(before))
+	return err
 }
+
+// unmarkBefore removes a mark set before ARGV[2] (µs). KEYS m. ARGV mark,
+// before.
+var unmarkBefore = redis.NewScript(`
+local at = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if at and tonumber(at) < tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV[1]) end
+return 1`)
 
 // postEntry writes an entry unless its id is taken and removes a mark,
 // either way. HSET, which Redis refuses when full, is the first write, so a

@@ -191,7 +191,8 @@ func testLedgerMarks(t *testing.T, s store.Store) {
 	mark("o:b", t0.Add(2*time.Second))
 	mark("o:a", t0.Add(1*time.Second))
 	mark("r:a:r1", t0.Add(3*time.Second))
-	mark("o:b", t0.Add(9*time.Second)) // again, later: keeps the earliest
+	mark("o:b", t0.Add(9*time.Second)) // again, later: keeps the latest
+	mark("o:b", t0.Add(4*time.Second)) // again, earlier: still the latest
 	mark("o:c", t0.Add(10*time.Second))
 	if err := s.MarkLedger(c, "other", "o:z", t0); err != nil {
 		t.Fatal(err)
@@ -203,24 +204,36 @@ func testLedgerMarks(t *testing.T, s store.Store) {
 			t.Errorf("marks before %v, %d: %q %v, want %q", before.Sub(t0), n, got, err, want)
 		}
 	}
-	f(t0.Add(time.Minute), 10, "o:a", "o:b", "r:a:r1", "o:c")
-	f(t0.Add(time.Minute), 2, "o:a", "o:b")
-	f(t0.Add(3*time.Second), 10, "o:a", "o:b") // before: exclusive
+	f(t0.Add(time.Minute), 10, "o:a", "r:a:r1", "o:b", "o:c")
+	f(t0.Add(time.Minute), 2, "o:a", "r:a:r1")
+	f(t0.Add(3*time.Second), 10, "o:a") // before: exclusive
 	f(t0, 10)
-	mark("o:a", t0.Add(5*time.Second).Add(-time.Millisecond)) // later again: still the earliest
-	f(t0.Add(1500*time.Millisecond), 10, "o:a")
-	if err := s.UnmarkLedger(c, "shop", "o:b"); err != nil {
+	// A repair that read o:b before 9 s (as set at 2 s) must not remove it
+	// once a retry set it again at 9 s; one that read it before 10 s may.
+	if err := s.UnmarkLedger(c, "shop", "o:b", t0.Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.UnmarkLedger(c, "shop", "o:b"); err != nil {
-		t.Errorf("unmarking an absent mark: %v", err)
+	f(t0.Add(time.Minute), 10, "o:a", "r:a:r1", "o:b", "o:c")
+	if err := s.UnmarkLedger(c, "shop", "o:b", t0.Add(9*time.Second)); err != nil { // not before: kept
+		t.Fatal(err)
 	}
-	if err := s.UnmarkLedger(c, "nowhere", "o:b"); err != nil {
-		t.Errorf("unmarking in a program without a ledger: %v", err)
+	f(t0.Add(time.Minute), 10, "o:a", "r:a:r1", "o:b", "o:c")
+	if err := s.UnmarkLedger(c, "shop", "o:b", t0.Add(9*time.Second+time.Millisecond)); err != nil {
+		t.Fatal(err)
 	}
 	f(t0.Add(time.Minute), 10, "o:a", "r:a:r1", "o:c")
+	if err := s.UnmarkLedger(c, "shop", "o:b", time.Time{}); err != nil {
+		t.Errorf("unmarking an absent mark: %v", err)
+	}
+	if err := s.UnmarkLedger(c, "nowhere", "o:b", time.Time{}); err != nil {
+		t.Errorf("unmarking in a program without a ledger: %v", err)
+	}
+	if err := s.UnmarkLedger(c, "shop", "r:a:r1", time.Time{}); err != nil { // unconditional
+		t.Fatal(err)
+	}
+	f(t0.Add(time.Minute), 10, "o:a", "o:c")
 	mark("o:b", t0.Add(30*time.Second)) // set again after removal: a new mark
-	f(t0.Add(time.Minute), 10, "o:a", "r:a:r1", "o:c", "o:b")
+	f(t0.Add(time.Minute), 10, "o:a", "o:c", "o:b")
 	if got, err := s.LedgerMarks(c, "other", t0.Add(time.Minute), 10); err != nil || !slices.Equal(got, []string{"o:z"}) {
 		t.Errorf("marks are per program: %q %v", got, err)
 	}
