@@ -24,6 +24,9 @@ type withoutLedger struct{ store.Store }
 
 func (withoutLedger) MarkLedger(context.Context, string, string, time.Time) error   { return nil }
 func (withoutLedger) UnmarkLedger(context.Context, string, string, time.Time) error { return nil }
+func (w withoutLedger) ClaimOrderAndMark(ctx context.Context, order, customer, _, _ string, _ time.Time) (string, error) {
+	return w.Store.ClaimOrder(ctx, order, customer)
+}
 func (withoutLedger) PostEntry(_ context.Context, e *attribution.Entry, _ string) (*attribution.Entry, bool, error) {
 	c := *e
 	return &c, true, nil
@@ -32,7 +35,8 @@ func (withoutLedger) PostEntry(_ context.Context, e *attribution.Entry, _ string
 // BenchmarkConversionLedgerRedis measures attributed conversions through
 // the service on a real redis-server, 8 callers at a time as
 // BenchmarkStorefrontRedis does, without the ledger's writes (the same
-// store with MarkLedger, PostEntry and UnmarkLedger doing nothing) and with
+// store with MarkLedger, PostEntry and UnmarkLedger doing nothing, and
+// ClaimOrderAndMark only claiming) and with
 // them, in the same run; WithLedger reports its throughput as a ratio of
 // WithoutLedger's over all of WithoutLedger's runs in the process (the
 // ledger must keep ≥ 0.8). Each customer is bound before the timer starts.

@@ -547,7 +547,11 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	if err != nil {
 		return nil, err
 	}
-	owner, err := sv.Store.ClaimOrder(ctx, in.Order, in.Customer)
+	// The ledger's mark goes with the claim, before the decision is
+	// stored: a crash between the decision and its entry leaves it for
+	// RepairLedger (ledger.go).
+	mark := orderMark(in.Order)
+	owner, err := sv.Store.ClaimOrderAndMark(ctx, in.Order, in.Customer, p.ID, mark, now)
 	if err != nil {
 		return nil, err
 	}
@@ -560,12 +564,6 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	// A paid order's commission goes into the ledger in its currency.
 	if in.Amount > 0 && !attribution.ValidCurrency(in.Currency) {
 		return nil, attribution.Errorf(attribution.EInvalid, "currency is required for a paid order: 1 to %d printable ASCII characters, such as CNY", attribution.MaxCurrencyLen)
-	}
-	// Before the decision is stored: a crash between the decision and its
-	// ledger entry leaves the mark for RepairLedger (ledger.go).
-	mark := orderMark(in.Order)
-	if err := sv.Store.MarkLedger(ctx, p.ID, mark, now); err != nil {
-		return nil, err
 	}
 	var out *attribution.Order
 	fresh := false

@@ -250,6 +250,11 @@ func (i *Instrumented) ClaimOrder(ctx context.Context, order, customer string) (
 	return i.s.ClaimOrder(ctx, order, customer)
 }
 
+func (i *Instrumented) ClaimOrderAndMark(ctx context.Context, order, customer, program, mark string, at time.Time) (owner string, err error) {
+	defer func(t time.Time) { i.observe("claim_order", t, err) }(time.Now())
+	return i.s.ClaimOrderAndMark(ctx, order, customer, program, mark, at)
+}
+
 func (i *Instrumented) OrderOwner(ctx context.Context, order string) (customer string, err error) {
 	defer func(t time.Time) { i.observe("order_owner", t, err) }(time.Now())
 	return i.s.OrderOwner(ctx, order)

@@ -152,6 +152,11 @@ type Store interface {
 	// ClaimOrder records that order belongs to customer, unless it already
 	// belongs to someone; it returns the owner either way.
 	ClaimOrder(ctx context.Context, order, customer string) (owner string, err error)
+	// ClaimOrderAndMark is ClaimOrder and MarkLedger(program, mark, at)
+	// together, in one round trip where the store can: a conversion needs
+	// both before its decision is stored. It returns the owner once both
+	// are done; an error from either is its error.
+	ClaimOrderAndMark(ctx context.Context, order, customer, program, mark string, at time.Time) (owner string, err error)
 	// OrderOwner returns the customer an order belongs to, or ErrNotFound.
 	OrderOwner(ctx context.Context, order string) (customer string, err error)
 

@@ -268,6 +268,29 @@ func (s *Store) ClaimOrder(ctx context.Context, order, customer string) (string,
 	return owner, nil
 }
 
+// ClaimOrderAndMark sends the claim and the mark in one pipeline: one
+// round trip on one server, two in parallel on a Cluster.
+func (s *Store) ClaimOrderAndMark(ctx context.Context, order, customer, program, mark string, at time.Time) (string, error) {
+	if err := store.CheckMark(mark); err != nil {
+		return "", err
+	}
+	pipe := s.rdb.Pipeline()
+	claim := pipe.SetArgs(ctx, orderIdxKey(order), customer, redis.SetArgs{Mode: "NX", Get: true})
+	marked := pipe.ZAddGT(ctx, lk(program, "m"), redis.Z{Score: float64(at.UnixMicro()), Member: mark})
+	pipe.Exec(ctx) // each command's own error is read below
+	if err := marked.Err(); err != nil {
+		return "", translate("mark ledger", err)
+	}
+	owner, err := claim.Result()
+	if errors.Is(err, redis.Nil) {
+		return customer, nil
+	}
+	if err != nil {
+		return "", translate("claim order", err)
+	}
+	return owner, nil
+}
+
 func (s *Store) OrderOwner(ctx context.Context, order string) (string, error) {
 	owner, err := s.rdb.Get(ctx, orderIdxKey(order)).Result()
 	return owner, translate("get", err)

@@ -198,7 +198,8 @@ return 1`)
 // either way. HSET, which Redis refuses when full, is the first write, so a
 // refusal writes nothing. KEYS e, a:PROMOTER, u:PROMOTER, p, m. ARGV id,
 // value (TOKEN:JSON), page key, AvailableAt µs, promoter, mark (or "").
-// It returns the value stored.
+// It returns 1 when it wrote the entry, else the value stored (a run again
+// of a call whose reply was lost finds its own TOKEN in it).
 var postEntry = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if not cur then
@@ -208,7 +209,8 @@ if not cur then
   redis.call('SADD', KEYS[4], ARGV[5])
 end
 if ARGV[6] ~= '' then redis.call('ZREM', KEYS[5], ARGV[6]) end
-return cur or ARGV[2]`)
+if not cur then return 1 end
+return cur`)
 
 func (s *Store) PostEntry(ctx context.Context, e *attribution.Entry, mark string) (*attribution.Entry, bool, error) {
 	if err := e.Validate(); err != nil {
@@ -230,6 +232,12 @@ func (s *Store) PostEntry(ctx context.Context, e *attribution.Entry, mark string
 		e.ID, token+":"+string(js), store.PageKey(e.At, e.ID), e.AvailableAt.UnixMicro(), e.Promoter, mark)
 	if err != nil {
 		return nil, false, err
+	}
+	if n, ok := res.(int64); ok && n == 1 {
+		// Written now: the entry is e (the answer leaves out what the
+		// caller has).
+		stored := *e
+		return &stored, true, nil
 	}
 	v, _ := res.(string)
 	stored, by, err := decodeEntry(v)

@@ -237,6 +237,16 @@ func testLedgerMarks(t *testing.T, s store.Store) {
 	if got, err := s.LedgerMarks(c, "other", t0.Add(time.Minute), 10); err != nil || !slices.Equal(got, []string{"o:z"}) {
 		t.Errorf("marks are per program: %q %v", got, err)
 	}
+	// A conversion claims its order and marks it in one call.
+	for _, cust := range []string{"cust-1", "cust-2"} {
+		owner, err := s.ClaimOrderAndMark(c, "ord-m", cust, "other", "o:ord-m", t0.Add(time.Second))
+		if err != nil || owner != "cust-1" {
+			t.Errorf("ClaimOrderAndMark for %s: owner %q, %v; want cust-1, the first", cust, owner, err)
+		}
+	}
+	if got, err := s.LedgerMarks(c, "other", t0.Add(time.Minute), 10); err != nil || !slices.Equal(got, []string{"o:z", "o:ord-m"}) {
+		t.Errorf("marks after ClaimOrderAndMark: %q %v", got, err)
+	}
 	if err := s.MarkLedger(c, "shop", "", t0); err == nil {
 		t.Error("an empty mark was accepted")
 	}
