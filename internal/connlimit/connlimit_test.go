@@ -148,3 +148,51 @@ func TestCloseUnused(t *testing.T) {
 		t.Error("the connection that sent a request was closed")
 	}
 }
+
+// BenchmarkRead: what the connection wrapper adds to a Read once the
+// connection has sent its first byte (one atomic load), against the bare
+// connection, over loopback TCP.
+func BenchmarkRead(b *testing.B) {
+	for _, wrapped := range []bool{false, true} {
+		name := "Bare"
+		if wrapped {
+			name = "Wrapped"
+		}
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var l net.Listener = ln
+			if wrapped {
+				l = New(ln, Config{MaxConns: 10, MaxPerAddr: 10})
+			}
+			defer l.Close()
+			go func() {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+			c, err := l.Accept()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			buf := make([]byte, 64)
+			b.ResetTimer()
+			for range b.N {
+				if _, err := io.ReadFull(c, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
