@@ -561,9 +561,9 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 		}
 		return nil, attribution.Errorf(attribution.EConflict, "order %s was reported for another customer", in.Order)
 	}
-	// A paid order's commission goes into the ledger in its currency.
-	if in.Amount > 0 && !attribution.ValidCurrency(in.Currency) {
-		return nil, attribution.Errorf(attribution.EInvalid, "currency is required for a paid order: 1 to %d printable ASCII characters, such as CNY", attribution.MaxCurrencyLen)
+	// The commission goes into the ledger in the order's currency.
+	if !attribution.ValidCurrency(in.Currency) {
+		return nil, attribution.Errorf(attribution.EInvalid, "currency must be at most %d printable ASCII characters, such as CNY", attribution.MaxCurrencyLen)
 	}
 	var out *attribution.Order
 	fresh := false

@@ -125,7 +125,7 @@ func (e *Entry) Validate() error {
 	case e.Amount > MaxEntryAmount || e.Amount < -MaxEntryAmount:
 		return bad("amount %d is beyond ±%d", e.Amount, MaxEntryAmount)
 	case !validCurrency(e.Currency):
-		return bad("currency %q must be 1 to %d printable ASCII characters", e.Currency, MaxCurrencyLen)
+		return bad("currency %q must be at most %d printable ASCII characters", e.Currency, MaxCurrencyLen)
 	case len(e.Reason) > MaxReasonLen:
 		return bad("reason is over %d bytes", MaxReasonLen)
 	case !ValidLedgerTime(e.At) || !ValidLedgerTime(e.AvailableAt):
@@ -139,12 +139,14 @@ func (e *Entry) Validate() error {
 }
 
 // ValidCurrency reports whether s can be an order's and an entry's
-// currency: 1 to MaxCurrencyLen printable ASCII characters, no quote or
-// backslash (an ISO 4217 code such as CNY, or a program's own unit).
+// currency: up to MaxCurrencyLen printable ASCII characters, no space,
+// quote or backslash (an ISO 4217 code such as CNY, or a program's own
+// unit). It may be empty: a storefront that reports no currency has its
+// promoters' entries and balances under "".
 func ValidCurrency(s string) bool { return validCurrency(s) }
 
 func validCurrency(s string) bool {
-	if len(s) == 0 || len(s) > MaxCurrencyLen {
+	if len(s) > MaxCurrencyLen {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -50,7 +50,8 @@ func TestEntryValidate(t *testing.T) {
 	f("BadProgram", func(e *Entry) { e.Program = "a:b" }, false)
 	f("NoProgram", func(e *Entry) { e.Program = "" }, false)
 	f("BadCustomer", func(e *Entry) { e.Customer = "c 1" }, false)
-	f("NoCurrency", func(e *Entry) { e.Currency = "" }, false)
+	f("NoCurrency", func(e *Entry) { e.Currency = "" }, true) // a storefront that reports none
+	f("CurrencyWithSpace", func(e *Entry) { e.Currency = "C NY" }, false)
 	f("LongCurrency", func(e *Entry) { e.Currency = "CNYCNYCNY" }, false)
 	f("QuoteInCurrency", func(e *Entry) { e.Currency = `C"Y` }, false)
 	f("EmptyID", func(e *Entry) { e.ID = "" }, false)

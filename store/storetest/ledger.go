@@ -153,12 +153,12 @@ func testInvalidEntries(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	for name, change := range map[string]func(e *attribution.Entry){
-		"ZeroAmount": func(e *attribution.Entry) { e.Amount = 0 },
-		"NoPromoter": func(e *attribution.Entry) { e.Promoter = "" },
-		"NoCurrency": func(e *attribution.Entry) { e.Currency = "" },
-		"BadID":      func(e *attribution.Entry) { e.ID = "acc:o1|x" },
-		"NoID":       func(e *attribution.Entry) { e.ID = "" },
-		"BadProgram": func(e *attribution.Entry) { e.Program = "{shop}" },
+		"ZeroAmount":      func(e *attribution.Entry) { e.Amount = 0 },
+		"NoPromoter":      func(e *attribution.Entry) { e.Promoter = "" },
+		"CurrencyTooLong": func(e *attribution.Entry) { e.Currency = "ABCDEFGHI" },
+		"BadID":           func(e *attribution.Entry) { e.ID = "acc:o1|x" },
+		"NoID":            func(e *attribution.Entry) { e.ID = "" },
+		"BadProgram":      func(e *attribution.Entry) { e.Program = "{shop}" },
 	} {
 		e := Accrual("alice", "o1", 3000, t0)
 		change(e)
