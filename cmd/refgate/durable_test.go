@@ -215,8 +215,8 @@ func kill9Clicks(t *testing.T, data string, args []string, open func() store.Sto
 		}
 	}
 	t.Logf("the lost click farthest from a kill was answered %s from it", farthest.Round(time.Millisecond))
-	t.Logf("%d requests, %d clicks answered 302, %d kills (a restart took at most %s): lost per kill %v, nothing counted twice",
-		c.sent.Load(), len(got), k.kills, k.restartFor.Round(time.Millisecond), perKill[:len(kills)])
+	t.Logf("%d requests, %d clicks answered 302, %d kills (reaping a killed process took at most %s, a restart at most %s): lost per kill %v, nothing counted twice",
+		c.sent.Load(), len(got), k.kills, k.waitFor.Round(time.Millisecond), k.restartFor.Round(time.Millisecond), perKill[:len(kills)])
 	if perKill[len(kills)] > 0 {
 		t.Errorf("%d clicks lost after the last kill, with a clean stop", perKill[len(kills)])
 	}

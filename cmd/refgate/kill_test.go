@@ -67,6 +67,7 @@ type killable struct {
 	kills      int
 	deaths     []time.Time   // when each killed process was gone
 	restartFor time.Duration // longest a restart took
+	waitFor    time.Duration // longest a killed process took to be reaped
 }
 
 func (k *killable) start() {
@@ -100,10 +101,18 @@ func (k *killable) kill() {
 	k.mu.Lock()
 	cmd := k.cmd
 	k.mu.Unlock()
+	// The kill's time is when the signal is sent, not when Wait returns:
+	// the kernel's teardown of a process with a large heap can take a
+	// while, and clicks answered before the signal would look that much
+	// farther from the kill.
+	at := time.Now()
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
+	if waited := time.Since(at); waited > k.waitFor {
+		k.waitFor = waited
+	}
 	k.kills++
-	k.deaths = append(k.deaths, time.Now())
+	k.deaths = append(k.deaths, at)
 	start := time.Now()
 	k.start()
 	k.restartFor = max(k.restartFor, time.Since(start))
