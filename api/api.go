@@ -160,7 +160,7 @@ func New(cfg Config) *Server {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
 	s := &Server{cfg: cfg, svc: &Service{Store: cfg.Store, Signer: cfg.Signer, Hasher: cfg.Hasher, Now: cfg.Clock.Now,
-		Decisions: NewDecisionMetrics(cfg.Registerer), Events: cfg.Events, PublicURL: cfg.PublicURL, Logger: cfg.Logger}}
+		Decisions: NewDecisionMetrics(cfg.Registerer), LedgerMetrics: NewLedgerMetrics(cfg.Registerer), Events: cfg.Events, PublicURL: cfg.PublicURL, Logger: cfg.Logger}}
 	if cfg.TestClock {
 		s.svc.Clock = cfg.Clock
 	}

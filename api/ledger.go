@@ -91,6 +91,9 @@ func (sv *Service) post(ctx context.Context, program string, e *attribution.Entr
 		}
 		return stored, false, err
 	}
+	if created {
+		sv.LedgerMetrics.entry(stored.Kind)
+	}
 	sv.emit(entryEvent(stored))
 	return stored, created, nil
 }
@@ -146,6 +149,7 @@ func (sv *Service) RepairLedger(ctx context.Context, program string) (int, error
 			var created bool
 			if _, created, err = sv.post(ctx, program, e, m); created {
 				written++
+				sv.LedgerMetrics.repair(true)
 				if sv.Logger != nil {
 					sv.Logger.Warn("ledger entry repaired: its request stopped before writing it", "entry", e.ID, "program", program)
 				}
@@ -155,6 +159,7 @@ func (sv *Service) RepairLedger(ctx context.Context, program string) (int, error
 			if ctx.Err() != nil {
 				return written, err
 			}
+			sv.LedgerMetrics.repair(false)
 			if sv.Logger != nil {
 				sv.Logger.Error("ledger mark left for the next repair", "mark", m, "program", program, "err", err)
 			}

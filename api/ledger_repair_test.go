@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/internal/clock"
 	"github.com/refgate/refgate/store"
@@ -61,6 +64,7 @@ func TestRepairRacesLateRetry(t *testing.T) {
 	defer emb.Close()
 	st := &raceStore{Store: emb}
 	sv := newService(t, st)
+	sv.LedgerMetrics = NewLedgerMetrics(prometheus.NewRegistry())
 	c := new(clock.Clock)
 	sv.Now = c.Now
 	ctx := context.Background()
@@ -109,6 +113,12 @@ func TestRepairRacesLateRetry(t *testing.T) {
 	if err != nil || e.Amount != 3000 {
 		t.Errorf("order o1's entry: %+v %v", e, err)
 	}
+	if got := testutil.ToFloat64(sv.LedgerMetrics.repaired); got != 1 {
+		t.Errorf("refgate_ledger_repaired_total %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(sv.LedgerMetrics.entries[attribution.Accrual]); got != 1 {
+		t.Errorf("refgate_ledger_entries_total{kind=accrual} %v, want 1", got)
+	}
 	if marks, _ := st.LedgerMarks(ctx, "shop", c.Now().Add(time.Hour), 10); len(marks) != 0 {
 		t.Errorf("marks left: %v", marks)
 	}
@@ -141,6 +151,7 @@ func TestRepairSkipsUnresolvableMark(t *testing.T) {
 	defer emb.Close()
 	st := &erasingStore{Store: emb}
 	sv := newService(t, st)
+	sv.LedgerMetrics = NewLedgerMetrics(prometheus.NewRegistry())
 	c := new(clock.Clock)
 	sv.Now = c.Now
 	ctx := context.Background()
@@ -166,6 +177,9 @@ func TestRepairSkipsUnresolvableMark(t *testing.T) {
 	}
 	if marks, _ := st.LedgerMarks(ctx, "shop", c.Now().Add(time.Hour), 10); len(marks) != 1 {
 		t.Errorf("marks %v: the unresolvable one must stay for a later repair", marks)
+	}
+	if got := testutil.ToFloat64(sv.LedgerMetrics.left); got < 1 {
+		t.Errorf("refgate_ledger_repair_failures_total %v, want it counted", got)
 	}
 	st.erasing = "" // the erasure is finished: o1 was never decided, its mark goes
 	if n, err := sv.RepairLedger(ctx, "shop"); err != nil || n != 0 {

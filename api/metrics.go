@@ -72,6 +72,52 @@ func (m *DecisionMetrics) count(d *attribution.Decision) {
 	}
 }
 
+// LedgerMetrics counts what the ledger writes and what its repair does.
+type LedgerMetrics struct {
+	entries  map[attribution.EntryKind]prometheus.Counter
+	repaired prometheus.Counter
+	left     prometheus.Counter
+}
+
+// NewLedgerMetrics registers the ledger's counters on reg.
+func NewLedgerMetrics(reg prometheus.Registerer) *LedgerMetrics {
+	f := promauto.With(reg)
+	entries := f.NewCounterVec(prometheus.CounterOpts{
+		Name: "refgate_ledger_entries_total",
+		Help: "Ledger entries written, by kind: accrual, reversal, adjustment.",
+	}, []string{"kind"})
+	m := &LedgerMetrics{entries: map[attribution.EntryKind]prometheus.Counter{},
+		repaired: f.NewCounter(prometheus.CounterOpts{
+			Name: "refgate_ledger_repaired_total",
+			Help: "Ledger entries written by the repair: their request stopped between storing the decision and writing the entry.",
+		}),
+		left: f.NewCounter(prometheus.CounterOpts{
+			Name: "refgate_ledger_repair_failures_total",
+			Help: "Ledger marks the repair could not resolve and left for its next run (the log line says why).",
+		})}
+	for _, k := range []attribution.EntryKind{attribution.Accrual, attribution.Reversal, attribution.Adjustment} {
+		m.entries[k] = entries.WithLabelValues(string(k))
+	}
+	return m
+}
+
+func (m *LedgerMetrics) entry(k attribution.EntryKind) {
+	if m != nil && m.entries[k] != nil {
+		m.entries[k].Inc()
+	}
+}
+
+func (m *LedgerMetrics) repair(written bool) {
+	if m == nil {
+		return
+	}
+	if written {
+		m.repaired.Inc()
+	} else {
+		m.left.Inc()
+	}
+}
+
 // unmatched is the route label of requests no route's path matched.
 const unmatched = "unmatched"
 

@@ -37,6 +37,8 @@ type Service struct {
 	Now    func() time.Time
 	// Decisions counts decisions by event, outcome and reason; nil for none.
 	Decisions *DecisionMetrics
+	// LedgerMetrics counts ledger entries and repairs; nil for none.
+	LedgerMetrics *LedgerMetrics
 	// Events takes one event per decision made; nil for none.
 	Events Emitter
 	// PublicURL is the edge's base URL, without a trailing slash, for
