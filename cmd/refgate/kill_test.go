@@ -65,7 +65,8 @@ type killable struct {
 	cmd        *exec.Cmd
 	logs       *syncBuffer
 	kills      int
-	deaths     []time.Time   // when each killed process was gone
+	deaths     []time.Time   // when each killed process was gone (reaped)
+	signalled  []time.Time   // when each was sent SIGKILL
 	restartFor time.Duration // longest a restart took
 	waitFor    time.Duration // longest a killed process took to be reaped
 }
@@ -112,7 +113,8 @@ func (k *killable) kill() {
 		k.waitFor = waited
 	}
 	k.kills++
-	k.deaths = append(k.deaths, at)
+	k.signalled = append(k.signalled, at)
+	k.deaths = append(k.deaths, time.Now())
 	start := time.Now()
 	k.start()
 	k.restartFor = max(k.restartFor, time.Since(start))
