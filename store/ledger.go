@@ -21,6 +21,19 @@ const MaxPage = 1000
 // MaxMark is the longest ledger mark: "r:", an order, ":" and a refund.
 const MaxMark = 2 + 128 + 1 + 128
 
+// CheckPost returns an error for an entry or a mark PostEntry must
+// refuse: an entry attribution.Entry.Validate rejects, a bad mark ("" is
+// none).
+func CheckPost(e *attribution.Entry, mark string) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	if mark == "" {
+		return nil
+	}
+	return CheckMark(mark)
+}
+
 // CheckMark returns an error for a mark MarkLedger must refuse.
 func CheckMark(mark string) error {
 	if mark == "" || len(mark) > MaxMark {

@@ -169,13 +169,8 @@ func (l *ledger) entry(id string) (*attribution.Entry, error) {
 }
 
 func (s *Store) PostEntry(_ context.Context, e *attribution.Entry, mark string) (*attribution.Entry, bool, error) {
-	if err := e.Validate(); err != nil {
+	if err := store.CheckPost(e, mark); err != nil {
 		return nil, false, err
-	}
-	if mark != "" {
-		if err := store.CheckMark(mark); err != nil {
-			return nil, false, err
-		}
 	}
 	js, err := json.Marshal(e)
 	if err != nil {

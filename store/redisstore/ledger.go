@@ -213,13 +213,8 @@ if not cur then return 1 end
 return cur`)
 
 func (s *Store) PostEntry(ctx context.Context, e *attribution.Entry, mark string) (*attribution.Entry, bool, error) {
-	if err := e.Validate(); err != nil {
+	if err := store.CheckPost(e, mark); err != nil {
 		return nil, false, err
-	}
-	if mark != "" {
-		if err := store.CheckMark(mark); err != nil {
-			return nil, false, err
-		}
 	}
 	js, err := json.Marshal(e)
 	if err != nil {
