@@ -15,7 +15,22 @@ type Link struct {
 	Destination string    `json:"destination"`
 	CreatedAt   time.Time `json:"created_at"`
 	Deleted     bool      `json:"deleted,omitempty"`
+	// Status is LinkActive (also when empty, as links written before it
+	// existed are) or LinkPaused. A paused link, or one past ExpiresAt,
+	// is inactive: the edge still redirects, to ExpiredURL when set, but
+	// sets no cookie and counts the click OutcomeInactive.
+	Status     LinkStatus `json:"status,omitempty"`
+	ExpiresAt  *time.Time `json:"expires_at,omitempty"`
+	ExpiredURL string     `json:"expired_url,omitempty"`
 }
+
+// LinkStatus is a link's status, set by PATCH /v1/admin/links/{code}.
+type LinkStatus string
+
+const (
+	LinkActive LinkStatus = "active"
+	LinkPaused LinkStatus = "paused"
+)
 
 // Outcome is what became of one click at the edge. The set is fixed: it is a
 // metric label.
@@ -28,13 +43,14 @@ const (
 	OutcomeSelfClick   Outcome = "self_click"   // from the promoter's own fingerprinted IP
 	OutcomeRateLimited Outcome = "rate_limited" // its client address was past --attribution-rate
 	OutcomeGPC         Outcome = "gpc"          // Sec-GPC: 1 to a program that honours it
+	OutcomeInactive    Outcome = "inactive"     // on a paused or expired link: redirected, no cookie
 	OutcomeNotFound    Outcome = "not_found"    // unknown or deleted code
 )
 
 // RecordedOutcomes are the outcomes a click record can carry (a click on an
 // unknown code has no link to record it against).
 var RecordedOutcomes = []Outcome{OutcomeAttributed, OutcomeBot, OutcomeSuspect, OutcomeSelfClick,
-	OutcomeRateLimited, OutcomeGPC}
+	OutcomeRateLimited, OutcomeInactive, OutcomeGPC}
 
 // FetchSite is a click request's Sec-Fetch-Site header, from a fixed set.
 type FetchSite string
