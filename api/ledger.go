@@ -62,7 +62,7 @@ func accrual(p *attribution.Program, o *attribution.Order) *attribution.Entry {
 	}
 	return &attribution.Entry{ID: attribution.AccrualID(o.ID), Program: o.Program, Promoter: o.Promoter,
 		Kind: attribution.Accrual, Amount: o.Granted, Currency: o.Currency, Order: o.ID, Customer: o.Customer,
-		At: o.At, AvailableAt: o.At.Add(p.Hold())}
+		At: o.At, AvailableAt: o.At.Add(p.Hold()), Link: o.Link}
 }
 
 // reversal is the entry of refund r of o, nil when it moved no commission.
@@ -72,7 +72,7 @@ func reversal(p *attribution.Program, o *attribution.Order, r *attribution.Refun
 	}
 	return &attribution.Entry{ID: attribution.ReversalID(o.ID, r.ID), Program: o.Program, Promoter: o.Promoter,
 		Kind: attribution.Reversal, Amount: r.Delta, Currency: o.Currency, Order: o.ID, Customer: o.Customer,
-		Refund: r.ID, At: r.At, AvailableAt: r.At.Add(p.Hold())}
+		Refund: r.ID, At: r.At, AvailableAt: r.At.Add(p.Hold()), Link: o.Link}
 }
 
 // post writes e (nil: nothing to write) and removes mark, or removes the

@@ -19,6 +19,7 @@ type Order struct {
 	Reason     string    `json:"reason"`
 	Promoter   string    `json:"promoter,omitempty"`
 	Click      string    `json:"click,omitempty"`
+	Link       string    `json:"link,omitempty"` // the link of the association the order found
 	Kind       Kind      `json:"kind,omitempty"`
 	Rate       Rate      `json:"rate"`
 	Commission int64     `json:"commission"` // after refunds
@@ -140,7 +141,7 @@ func Convert(c *Customer, r ConversionRequest) Order {
 	o := Order{ID: r.Order, Program: p.ID, Customer: c.ID, Amount: r.Amount, Currency: r.Currency,
 		Product: r.Product, Prepaid: r.Prepaid, At: now}
 	if st.Assoc.Active(now) {
-		o.Promoter, o.Click, o.Kind = st.Assoc.Promoter, st.Assoc.Click, st.Assoc.Kind
+		o.Promoter, o.Click, o.Link, o.Kind = st.Assoc.Promoter, st.Assoc.Click, st.Assoc.Link, st.Assoc.Kind
 	}
 	reason := func() string {
 		switch {

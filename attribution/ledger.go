@@ -38,6 +38,10 @@ type Entry struct {
 	Reason      string    `json:"reason,omitempty"`
 	At          time.Time `json:"at"`
 	AvailableAt time.Time `json:"available_at"` // At + the program's hold, fixed when written
+	// Link is the link the entry's order came through, if known: a store
+	// adds the entry's amount to that link's report too. It is not part of
+	// the entry as stored or shown.
+	Link string `json:"-"`
 	// Statement is the statement that settled the entry, set once. It is
 	// the last field, and empty on a new entry, so that a store can add it
 	// to the stored JSON without decoding it (redisstore does).

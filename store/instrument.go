@@ -46,7 +46,7 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
 		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
 		"mark_ledger", "ledger_marks", "unmark_ledger", "post_entry", "entry", "entries", "ledger_promoters", "settle",
-		"statement", "statements", "statement_entries", "mark_paid", "balance"} {
+		"statement", "statements", "statement_entries", "mark_paid", "balance", "count_report", "report"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op), writes[op], clears[op]}
 	}
 	up := f.NewGauge(prometheus.GaugeOpts{
@@ -65,9 +65,9 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 var (
 	writes = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
 		"record_clicks": true, "update_customer": true, "claim_order": true, "claim_click": true, "release_click": true, "erase_customer": true,
-		"mark_ledger": true, "unmark_ledger": true, "post_entry": true, "settle": true, "mark_paid": true}
+		"mark_ledger": true, "unmark_ledger": true, "post_entry": true, "settle": true, "mark_paid": true, "count_report": true}
 	clears = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
-		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true, "mark_ledger": true}
+		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true, "mark_ledger": true, "count_report": true}
 )
 
 // answers are errors that answer the call rather than fail it.
@@ -350,3 +350,13 @@ func (i *Instrumented) Ping(ctx context.Context) (err error) {
 }
 
 func (i *Instrumented) Close() error { return i.s.Close() }
+
+func (i *Instrumented) CountReport(ctx context.Context, id, program, promoter, link string, at time.Time, counts ReportCounts) (err error) {
+	defer func(t time.Time) { i.observe("count_report", t, err) }(time.Now())
+	return i.s.CountReport(ctx, id, program, promoter, link, at, counts)
+}
+
+func (i *Instrumented) Report(ctx context.Context, q ReportQuery) (out []ReportPeriod, err error) {
+	defer func(t time.Time) { i.observe("report", t, err) }(time.Now())
+	return i.s.Report(ctx, q)
+}

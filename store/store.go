@@ -113,7 +113,9 @@ type Store interface {
 	// RecordClicks stores a batch of clicks: it counts each against its
 	// link by outcome and, for attributed clicks with a visitor, keeps it
 	// as that visitor's record for the program unless Click.Replaces says
-	// the existing one stands.
+	// the existing one stands. In the same write it counts the clicks in
+	// the report buckets of their day, program, promoter and link, and
+	// adds the visitors of attributed clicks to those buckets' visitors.
 	//
 	// batch names the batch: the caller gives each batch a new id (unique
 	// across instances, at most MaxBatchID bytes) and the same id to every
@@ -222,7 +224,9 @@ type Store interface {
 	// unless an entry with e.ID exists in e.Program, and removes mark from
 	// the program's marks when mark is not empty, both in one atomic step:
 	// also when the entry existed, whatever its values (the decision has
-	// its entry). It returns the stored entry (the existing one when there
+	// its entry). Creating the entry adds its amount to the commission of
+	// the report buckets of e.At's day of the program, e.Promoter and, if
+	// set, e.Link, in the same step. It returns the stored entry (the existing one when there
 	// was one) and whether this call created it: a call whose write was
 	// applied but whose reply was lost, and that the store tried again
 	// within the call, still says created. An existing entry that moves
@@ -275,6 +279,20 @@ type Store interface {
 	// paid from paid ones. It reads that promoter's data only: their
 	// unsettled entries and their statements, at one point in time.
 	Balance(ctx context.Context, program, promoter string, now time.Time) (map[string]attribution.Balance, error)
+
+	// Reports (report.go): day buckets of counts per program, promoter
+	// and link. RecordClicks counts clicks and visitors, PostEntry the
+	// commission of the entry it creates; CountReport the rest.
+
+	// CountReport adds counts to the buckets of at's UTC day of program,
+	// and of promoter and link when they are not empty, all in one atomic
+	// step, once per id: the same id again within BatchKeep (a retry of a
+	// write whose reply was lost) adds nothing. id is 1 to MaxMark bytes.
+	CountReport(ctx context.Context, id, program, promoter, link string, at time.Time, counts ReportCounts) error
+	// Report reads the series q asks for (ReportPeriods: an error for a
+	// bad query), one ReportPeriod per period, every field of a quiet
+	// period 0. Days older than the retention may read as 0.
+	Report(ctx context.Context, q ReportQuery) ([]ReportPeriod, error)
 
 	// WatchInvalidations calls fn for every change to a link, program or
 	// promoter, made by this or any other instance sharing the store, and

@@ -4,7 +4,8 @@
 //
 // Records that expire are swept in the background (see Config): visitors'
 // click records, click claims and what of customers no rule reads any more,
-// each SweepGrace after its expiry by the server's clock. Money records
+// each SweepGrace after its expiry by the server's clock; report days
+// ReportRetention after their end. Money records
 // (orders and their refunds, the ledger) and decision logs are never
 // swept.
 package embedded
@@ -65,8 +66,11 @@ type Config struct {
 	// a sweep holds the writer's lock only for that many deletions, so
 	// click batches and API writes never wait long behind it.
 	SweepBatch int
-	Registerer prometheus.Registerer // [a private registry]
-	Logger     *slog.Logger          // [none]
+	// ReportRetention is how long a report's day is kept past its end
+	// [store.DefaultReportRetention]; the sweeper deletes older days.
+	ReportRetention time.Duration
+	Registerer      prometheus.Registerer // [a private registry]
+	Logger          *slog.Logger          // [none]
 }
 
 // Store is the bbolt-backed store.
@@ -119,6 +123,9 @@ func New(cfg Config) (*Store, error) {
 	if cfg.SweepBatch <= 0 {
 		cfg.SweepBatch = 2000
 	}
+	if cfg.ReportRetention <= 0 {
+		cfg.ReportRetention = store.DefaultReportRetention
+	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
@@ -140,7 +147,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger, bReports} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -290,7 +297,8 @@ func visitorKey(program, visitor string) []byte {
 }
 
 // RecordClicks writes the whole batch in one transaction, so one fsync covers
-// many clicks, and with it the batch id: a batch whose id is there was
+// many clicks, its report days included (report.go), and with it the batch
+// id: a batch whose id is there was
 // written whole and is skipped whole (its visitor records too, which a later
 // batch may have replaced since). Ids older than store.BatchKeep are
 // forgotten on the way.
@@ -302,6 +310,9 @@ func (s *Store) RecordClicks(_ context.Context, batch string, clicks []attributi
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		written, err := rememberBatch(tx, batch, now)
 		if err != nil || written {
+			return err
+		}
+		if err := addClickReports(tx, clicks); err != nil {
 			return err
 		}
 		stats, visitors := tx.Bucket(bLinkStats), tx.Bucket(bVisitors)

@@ -20,6 +20,7 @@ const (
 	sweptClickClaim  = "click_claim" // a customer's use of a click
 	sweptCustomer    = "customer"    // a customer record left with nothing a rule reads
 	sweptAssociation = "association" // an expired association, pruned from a customer that stays
+	sweptReportDay   = "report_day"  // a report's day bucket past the retention
 )
 
 type sweepMetrics struct {
@@ -30,13 +31,13 @@ type sweepMetrics struct {
 func newSweepMetrics(reg prometheus.Registerer) sweepMetrics {
 	f := promauto.With(reg)
 	swept := f.NewCounterVec(prometheus.CounterOpts{Name: "refgate_store_swept_total",
-		Help: "Expired records the embedded store deleted, by record: visitor, click_claim, customer; association counts expired associations pruned from customers that stay."},
+		Help: "Expired records the embedded store deleted, by record: visitor, click_claim, customer, report_day; association counts expired associations pruned from customers that stay."},
 		[]string{"record"})
 	passes := f.NewCounterVec(prometheus.CounterOpts{Name: "refgate_store_sweeps_total",
 		Help: "Sweeps of the embedded store, by result: ok, error."}, []string{"result"})
 	m := sweepMetrics{swept: map[string]prometheus.Counter{}, passOK: passes.WithLabelValues("ok"),
 		passKO: passes.WithLabelValues("error")}
-	for _, k := range []string{sweptVisitor, sweptClickClaim, sweptCustomer, sweptAssociation} {
+	for _, k := range []string{sweptVisitor, sweptClickClaim, sweptCustomer, sweptAssociation, sweptReportDay} {
 		m.swept[k] = swept.WithLabelValues(k)
 	}
 	return m
@@ -125,6 +126,13 @@ func (s *Store) sweep() (map[string]int, error) {
 				return false, nil, nil
 			}
 			return false, b, counts
+		}},
+		{bReports, func(k, _ []byte, now time.Time) (bool, []byte, []string) {
+			day, ok := reportKeyDay(k)
+			if !ok || !now.After(day.Add(24*time.Hour+s.cfg.ReportRetention)) {
+				return false, nil, nil
+			}
+			return true, nil, []string{sweptReportDay}
 		}},
 	} {
 		if err := s.sweepBucket(b.bucket, b.fn, n); err != nil {

@@ -195,9 +195,12 @@ if at and tonumber(at) < tonumber(ARGV[2]) then redis.call('ZREM', KEYS[1], ARGV
 return 1`)
 
 // postEntry writes an entry unless its id is taken and removes a mark,
-// either way. HSET, which Redis refuses when full, is the first write, so a
-// refusal writes nothing. KEYS e, a:PROMOTER, u:PROMOTER, p, m. ARGV id,
-// value (TOKEN:JSON), page key, AvailableAt µs, promoter, mark (or "").
+// either way; an entry it writes adds its amount to the commission of the
+// report days that follow m in KEYS (report.go). HSET, which Redis refuses
+// when full, is the first write, so a refusal writes nothing. KEYS e,
+// a:PROMOTER, u:PROMOTER, p, m, then the report days. ARGV id, value
+// (TOKEN:JSON), page key, AvailableAt µs, promoter, mark (or ""), amount,
+// the report days' TTL ms.
 // It returns 1 when it wrote the entry, else the value stored (a run again
 // of a call whose reply was lost finds its own TOKEN in it).
 var postEntry = redis.NewScript(`
@@ -207,6 +210,10 @@ if not cur then
   redis.call('ZADD', KEYS[2], 0, ARGV[3])
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
   redis.call('SADD', KEYS[4], ARGV[5])
+  for k = 6, #KEYS do
+    redis.call('HINCRBY', KEYS[k], 'commission', ARGV[7])
+    redis.call('PEXPIRE', KEYS[k], ARGV[8])
+  end
 end
 if ARGV[6] ~= '' then redis.call('ZREM', KEYS[5], ARGV[6]) end
 if not cur then return 1 end
@@ -223,8 +230,13 @@ func (s *Store) PostEntry(ctx context.Context, e *attribution.Entry, mark string
 	token := newToken()
 	p := e.Program
 	keys := []string{lk(p, "e"), lk(p, "a:"+e.Promoter), lk(p, "u:"+e.Promoter), lk(p, "p"), lk(p, "m")}
+	day := store.DayKey(e.At)
+	for _, sc := range store.Scopes(e.Promoter, e.Link) {
+		keys = append(keys, reportKey(p, day, sc))
+	}
 	res, err := s.runAgain(ctx, "post entry", postEntry, keys,
-		e.ID, token+":"+string(js), store.PageKey(e.At, e.ID), e.AvailableAt.UnixMicro(), e.Promoter, mark)
+		e.ID, token+":"+string(js), store.PageKey(e.At, e.ID), e.AvailableAt.UnixMicro(), e.Promoter, mark,
+		e.Amount, ttlMs(store.ReportTTL(e.At, s.retention)))
 	if err != nil {
 		return nil, false, err
 	}

@@ -12,7 +12,7 @@
 //	refgate:linkstats:{CODE}:b:ID   marker: click batch ID was counted (PX store.BatchKeep)
 //	refgate:visitor:{VID}:PROGRAM   string "EXPIRY_MS:CLICK_JSON" (one SET PX per click)
 //	refgate:invalidate              pub/sub channel of cache invalidations
-//	refgate:{lg:PROGRAM}:…          the program's ledger (ledger.go)
+//	refgate:{lg:PROGRAM}:…          the program's ledger (ledger.go) and reports (report.go)
 //
 // Expiry is decided by comparing stored times with the server's clock, never
 // by a TTL alone: TTLs are garbage collection, relative to when a record is
@@ -22,7 +22,8 @@
 //
 //	visitor record    the click's cookie window + 1 day
 //	click use claim   the token's remaining life + 1 day
-//	batch marker      store.BatchKeep (2 minutes)
+//	batch marker      store.BatchKeep (2 minutes), also a report's (rp:b:, rp:o:)
+//	report day        the day's end + --report-retention (default 400 days)
 //	customer and its decision logs
 //	                  its latest association's expiry + 7 days; none once
 //	                  the customer paid or is agent-served (every later
@@ -85,6 +86,10 @@ type Config struct {
 	WriteTimeout time.Duration // [500ms]
 	PoolTimeout  time.Duration // waiting for a free connection [500ms]
 	MaxRetries   int           // [1]; -1 for none
+
+	// ReportRetention is how long a report's day is kept past its end
+	// [store.DefaultReportRetention].
+	ReportRetention time.Duration
 }
 
 // Options turns c into go-redis options.
@@ -138,7 +143,8 @@ func def[T comparable](v, d T) T {
 
 // Store is the Redis-backed store.
 type Store struct {
-	rdb redis.UniversalClient
+	rdb       redis.UniversalClient
+	retention time.Duration // of report days
 }
 
 // New connects to Redis as c says; it does not wait for Redis to answer
@@ -152,7 +158,7 @@ func New(c Config) (*Store, error) {
 	if cc, ok := rdb.(*redis.ClusterClient); ok {
 		cc.AddHook(&reloadOnNetError{cc: cc})
 	}
-	return &Store{rdb: rdb}, nil
+	return &Store{rdb: rdb, retention: def(c.ReportRetention, store.DefaultReportRetention)}, nil
 }
 
 // Client returns the underlying client, for other adapters sharing it.
@@ -382,7 +388,7 @@ return 1`
 // time per click in BenchmarkRecordClicks. A server that lacks a script
 // (after a restart or a failover) answers NOSCRIPT, and evalMissing sends
 // those calls again with the text.
-var scriptSrc = map[string]string{countOnce.Hash(): countOnceSrc, keepFirst.Hash(): keepFirstSrc}
+var scriptSrc = map[string]string{countOnce.Hash(): countOnceSrc, keepFirst.Hash(): keepFirstSrc, reportAdd.Hash(): reportAddSrc}
 
 // evalMissing sends again, with EVAL (which also caches the script), the
 // calls of an executed pipeline that failed with NOSCRIPT, and returns the
@@ -425,7 +431,8 @@ func (s *Store) evalMissing(ctx context.Context, cmds []redis.Cmder, execErr err
 	return first
 }
 
-// RecordClicks pipelines the batch: one round trip per node for the lot.
+// RecordClicks pipelines the batch: one round trip per node for the lot,
+// the report buckets of its days included (report.go).
 func (s *Store) RecordClicks(ctx context.Context, batch string, clicks []attribution.Click) error {
 	if err := store.CheckBatchID(batch); err != nil {
 		return err
@@ -455,6 +462,8 @@ func (s *Store) RecordClicks(ctx context.Context, batch string, clicks []attribu
 		k := linkStatsKey(link)
 		countOnce.EvalSha(ctx, pipe, []string{k, batchKey(k, batch)}, a...)
 	}
+	// The reports: one script per program, in the same pipeline.
+	s.queueClickReports(ctx, pipe, batch, store.ClickBuckets(clicks))
 	for i := range clicks {
 		c := &clicks[i]
 		if c.Outcome != attribution.OutcomeAttributed || c.Visitor == "" {
