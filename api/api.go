@@ -336,6 +336,7 @@ var routes = []route{
 	{"GET", "/v1/admin/statements/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getStatement(ctx, p[0]) }},
 	{"GET", "/v1/admin/statements/{id}/entries", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getStatementEntries(ctx, p[0]) }},
 	{"POST", "/v1/admin/statements/{id}/paid", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.postPaid(ctx, p[0]) }},
+	{"GET", "/v1/admin/reports", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getReport(ctx) }},
 	{"GET", "/v1/admin/promoters/{id}/balance", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getBalance(ctx, p[0]) }},
 	{"POST", "/v1/admin/test-clock", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.testClock(ctx) }},
 	{"POST", "/v1/bind", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.bind(ctx) }},

@@ -334,6 +334,9 @@ func (sv *Service) Bind(ctx context.Context, in BindInput) (*BindAnswer, error) 
 	sv.decided(fresh, in.Customer, rec.Decisions, func(d *attribution.Decision) *events.Event {
 		return bindEvent(in, ref, &rec, d)
 	})
+	if fresh {
+		sv.countBind(ctx, p.ID, ref, &rec.Decisions[len(rec.Decisions)-1])
+	}
 	a := &BindAnswer{Associated: rec.Associated, Reason: rec.Decisions[len(rec.Decisions)-1].Reason}
 	if rec.Assoc != nil {
 		a.Promoter, a.Kind, a.ExpiresAt = rec.Assoc.Promoter, string(rec.Assoc.Kind), &rec.Assoc.ExpiresAt
@@ -594,6 +597,9 @@ func (sv *Service) Convert(ctx context.Context, in ConversionInput) (*Conversion
 	sv.decided(fresh, in.Customer, out.Decisions, func(d *attribution.Decision) *events.Event {
 		return conversionEvent(out, d)
 	})
+	if fresh {
+		sv.countConversion(ctx, out)
+	}
 	// A replayed order posts its entry again: that is what repairs one
 	// whose first request stopped before the entry.
 	if _, _, err := sv.post(ctx, p.ID, accrual(p, out), mark); err != nil {
@@ -718,6 +724,9 @@ func (sv *Service) Refund(ctx context.Context, order, refund string, amount int6
 	sv.decided(fresh, customer, []attribution.Decision{d}, func(d *attribution.Decision) *events.Event {
 		return refundEvent(&ord, &rec, d)
 	})
+	if fresh {
+		sv.countRefund(ctx, &ord, &rec)
+	}
 	p, err := sv.program(ctx, program)
 	if err != nil {
 		return nil, err
