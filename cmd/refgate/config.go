@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/refgate/refgate/geo"
 	"github.com/refgate/refgate/internal/secrets"
 	"github.com/refgate/refgate/redirect"
+	"github.com/refgate/refgate/store"
 	"github.com/refgate/refgate/store/redisstore"
 )
 
@@ -71,6 +73,7 @@ type Config struct {
 	EventsFileMaxAge    time.Duration
 	SpoolMaxBytes       int64
 	SweepInterval       time.Duration
+	ReportRetention     time.Duration
 
 	EdgeMaxConns      int
 	APIMaxConns       int
@@ -134,6 +137,37 @@ func (c *Config) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.EventsFileMaxAge, "events-file-max-age", 720*time.Hour, "embedded store: an event file last written longer ago is deleted once the store has taken it; 0 = no bound on the age")
 	fs.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 1<<30, "bound of the local log of clicks and events that the store or the sink has not taken; past it new ones are dropped")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", time.Hour, "embedded store: how often records expired for a week (visitors' clicks, click claims, associations) are deleted; 0 = never")
+	c.ReportRetention = store.DefaultReportRetention
+	fs.Var((*dayDuration)(&c.ReportRetention), "report-retention", "how long a report's day is kept after it ends: days (400d) or a Go duration (9600h)")
+}
+
+// dayDuration is a duration flag that also takes whole days, "400d", as
+// retentions are given; it prints whole days that way.
+type dayDuration time.Duration
+
+func (d *dayDuration) String() string {
+	v := time.Duration(*d)
+	if v != 0 && v%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(v/(24*time.Hour)), 10) + "d"
+	}
+	return v.String()
+}
+
+func (d *dayDuration) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseInt(n, 10, 32)
+		if err != nil {
+			return fmt.Errorf("%q: want whole days such as 400d, or a duration such as 9600h", s)
+		}
+		*d = dayDuration(time.Duration(days) * 24 * time.Hour)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q: want whole days such as 400d, or a duration such as 9600h", s)
+	}
+	*d = dayDuration(v)
+	return nil
 }
 
 // ParseFlags reads args, then REFGATE_* environment variables, then the YAML
@@ -186,6 +220,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SweepInterval < 0 {
 		errs = append(errs, errors.New("--sweep-interval must not be negative"))
+	}
+	if c.ReportRetention < 24*time.Hour {
+		errs = append(errs, errors.New("--report-retention must be at least a day (1d)"))
 	}
 	if c.EventsStreamMaxLen < 0 || c.EventsFileKeep < 0 || c.EventsFileKeepBytes < 0 || c.EventsFileMaxAge < 0 {
 		errs = append(errs, errors.New("--events-stream-maxlen, --events-file-keep, --events-file-keep-bytes and --events-file-max-age must not be negative"))

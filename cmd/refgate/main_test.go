@@ -649,3 +649,48 @@ func metricValue(t *testing.T, api, name string) float64 {
 	t.Fatalf("no metric %s", name)
 	return 0
 }
+
+// TestReportRetentionFlag: --report-retention takes whole days or a Go
+// duration, from the command line, the environment or the YAML file, and
+// refuses less than a day.
+func TestReportRetentionFlag(t *testing.T) {
+	const day = 24 * time.Hour
+	f := func(name string, want time.Duration, args []string, env, yaml string) {
+		t.Helper()
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			t.Setenv("REFGATE_DATA_DIR", dir)
+			if env != "" {
+				t.Setenv("REFGATE_REPORT_RETENTION", env)
+			}
+			if yaml != "" {
+				yml := filepath.Join(dir, "refgate.yaml")
+				os.WriteFile(yml, []byte("report-retention: "+yaml+"\n"), 0o600)
+				t.Setenv("REFGATE_CONFIG", yml)
+			}
+			var c Config
+			err := c.ParseFlags("serve", args, io.Discard)
+			switch {
+			case want == 0 && err == nil:
+				t.Errorf("accepted: %v", c.ReportRetention)
+			case want != 0 && err != nil:
+				t.Fatal(err)
+			case want != 0 && c.ReportRetention != want:
+				t.Errorf("got %v, want %v", c.ReportRetention, want)
+			}
+		})
+	}
+	f("Default", 400*day, nil, "", "")
+	f("FlagDays", 90*day, []string{"--report-retention", "90d"}, "", "")
+	f("FlagDuration", 36*time.Hour, []string{"--report-retention", "36h"}, "", "")
+	f("Env", 30*day, nil, "30d", "")
+	f("YAML", 731*day, nil, "", "731d")
+	f("ErrUnder", 0, []string{"--report-retention", "12h"}, "", "")
+	f("ErrNegative", 0, []string{"--report-retention", "-3d"}, "", "")
+	f("ErrWords", 0, []string{"--report-retention", "a year"}, "", "")
+	var c Config
+	c.ParseFlags("serve", []string{"--report-retention", "90d"}, io.Discard)
+	if got := fmt.Sprint(c.Redacted()...); !strings.Contains(got, "report-retention90d") {
+		t.Errorf("the effective configuration says %s", got)
+	}
+}

@@ -322,7 +322,7 @@ func (m *Main) openStore() (store.Store, error) {
 			sweep = -1 // off
 		}
 		s, err := embedded.New(embedded.Config{Dir: c.DataDir, Now: m.Clock.Now, SweepInterval: sweep,
-			Registerer: m.Registry, Logger: m.Logger})
+			ReportRetention: c.ReportRetention, Registerer: m.Registry, Logger: m.Logger})
 		if err != nil {
 			return nil, err
 		}
@@ -330,7 +330,8 @@ func (m *Main) openStore() (store.Store, error) {
 	}
 	rc := redisstore.Config{URL: c.RedisURL, Cluster: c.RedisCluster || c.RedisAddrs != "",
 		Username: c.RedisUsername, Password: c.RedisPassword,
-		PoolSize: c.RedisPoolSize, ReadTimeout: c.RedisTimeout, WriteTimeout: c.RedisTimeout}
+		PoolSize: c.RedisPoolSize, ReadTimeout: c.RedisTimeout, WriteTimeout: c.RedisTimeout,
+		ReportRetention: c.ReportRetention}
 	for _, a := range strings.Split(c.RedisAddrs, ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			rc.Addrs = append(rc.Addrs, a)
