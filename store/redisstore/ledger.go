@@ -34,7 +34,9 @@ import (
 //	refgate:{lg:P}:sl:PROMOTER   the same, of one promoter
 //	refgate:{lg:P}:se:STATEMENT  list of the statement's entry ids, oldest first
 //
-// None has a TTL: they are money records. Nothing here is ever scanned:
+// None has a TTL: they are money records. The program's reports share the
+// tag (report.go: rp:…, rv:…, kept for the retention), so that creating an
+// entry adds its commission to them in the same script. Nothing here is ever scanned:
 // every read goes by a promoter's or a statement's own keys.
 //
 // TOKEN is 16 hex digits, new for each PostEntry call: the call, trying
