@@ -38,8 +38,13 @@ func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 // batch's one pipeline; no other command goes out, whatever the number of
 // programs, promoters and links in it.
 func TestRecordClicksOneRoundTrip(t *testing.T) {
-	srv := redistest.Start(t)
-	s := open(t, srv)
+	t.Run("Single", func(t *testing.T) { oneRoundTrip(t, open(t, redistest.Start(t))) })
+	t.Run("Cluster", func(t *testing.T) { oneRoundTrip(t, openCluster(t, redistest.StartCluster(t, 3, 0))) })
+}
+
+// oneRoundTrip checks one pipeline per batch (on a cluster, go-redis
+// splits it into one per node, in parallel).
+func oneRoundTrip(t *testing.T, s *Store) {
 	ctx := context.Background()
 	batch := benchBatch()
 	for i := range batch {
