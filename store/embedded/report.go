@@ -3,6 +3,7 @@ package embedded
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -18,17 +19,19 @@ import (
 //
 //	program 0x00 YYYYMMDD 0x00 scope   (scope "p", "a:PROMOTER" or "l:LINK")
 //
-// each holding reportDay as JSON: the counts by field and the day's
-// visitors as a marshalled HyperLogLog sketch (axiomhq/hyperloglog,
-// precision 14, sparse while small). They are written in the transaction
+// each holding the length of the counts' JSON (a uvarint), that JSON
+// (field → count) and the day's visitors as a marshalled HyperLogLog
+// sketch (axiomhq/hyperloglog, precision 14: sparse, tens of bytes to a
+// few KiB, while the day has a few thousand visitors or fewer, then 16
+// KiB, which every batch counting clicks of that scope rewrites). They are written in the transaction
 // of what they count: RecordClicks's, PostEntry's, CountReport's (whose id
 // is remembered as a click batch id is, store.BatchKeep). The sweeper
 // deletes a day ReportRetention after its end.
 var bReports = []byte("reports")
 
 type reportDay struct {
-	Counts   store.ReportCounts `json:"c,omitempty"`
-	Visitors []byte             `json:"v,omitempty"`
+	Counts   store.ReportCounts
+	Visitors []byte // a marshalled sketch; none without visitors
 }
 
 func reportKey(program string, day time.Time, s store.ReportScope) []byte {
@@ -50,10 +53,24 @@ func readDay(v []byte) (*reportDay, error) {
 	if v == nil {
 		return d, nil
 	}
-	if err := json.Unmarshal(v, d); err != nil {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return nil, fmt.Errorf("corrupt report day")
+	}
+	if err := json.Unmarshal(v[k:k+int(n)], &d.Counts); err != nil {
 		return nil, fmt.Errorf("corrupt report day: %w", err)
 	}
+	d.Visitors = v[k+int(n):]
 	return d, nil
+}
+
+func (d *reportDay) encode() ([]byte, error) {
+	js, err := json.Marshal(d.Counts)
+	if err != nil {
+		return nil, err
+	}
+	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(js)+len(d.Visitors)), uint64(len(js)))
+	return append(append(b, js...), d.Visitors...), nil
 }
 
 func (d *reportDay) sketch() (*hyperloglog.Sketch, error) {
@@ -90,7 +107,7 @@ func addReport(tx *bolt.Tx, program string, day time.Time, s store.ReportScope, 
 			return err
 		}
 	}
-	v, err := json.Marshal(d)
+	v, err := d.encode()
 	if err != nil {
 		return err
 	}
