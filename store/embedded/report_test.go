@@ -10,7 +10,13 @@ import (
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/store"
+	"github.com/refgate/refgate/store/storetest"
 )
+
+// TestReportVisitorsAccuracy: 10,000 visitors within 2 %.
+func TestReportVisitorsAccuracy(t *testing.T) {
+	storetest.VisitorsAccuracy(t, open(t, t.TempDir()))
+}
 
 // TestReportRetention: the sweeper deletes a report's day once the
 // retention has passed since the day's end, and keeps the days after.
