@@ -97,11 +97,11 @@ func TestRedisTTLs(t *testing.T) {
 		{"refgate:customer:{known}", life{week - time.Minute, week}},    // fingerprints only
 		{"refgate:orders:", forever},                                    // money records
 		{"refgate:order:", forever},
-		{"refgate:{lg:shop}:rp:b:", life{time.Minute, store.BatchKeep}},                // a click batch counted in the reports
-		{"refgate:{lg:shop}:rp:o:", life{time.Minute, store.BatchKeep}},                // a decision counted in the reports
-		{"refgate:{lg:shop}:rp:", life{store.DefaultReportRetention, retention + day}}, // a report day: its end + --report-retention
-		{"refgate:{lg:shop}:rv:", life{store.DefaultReportRetention, retention + day}}, // its visitors, with it
-		{"refgate:{lg:shop}:", forever},                                                // the ledger: money records
+		{"refgate:{lg:shop}:rp:b:", life{time.Minute, store.BatchKeep}},           // a click batch counted in the reports
+		{"refgate:{lg:shop}:rp:o:", life{time.Minute, store.BatchKeep}},           // a decision counted in the reports
+		{"refgate:{lg:shop}:rp:", life{retention - time.Minute, retention + day}}, // a report day: its end + --report-retention
+		{"refgate:{lg:shop}:rv:", life{retention - time.Minute, retention + day}}, // its visitors, with it
+		{"refgate:{lg:shop}:", forever},                                           // the ledger: money records
 	}
 	keys, err := srv.Client().Keys(ctx, "*").Result()
 	if err != nil {
