@@ -44,7 +44,7 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 	ops := map[string]opMetrics{}
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
-		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
+		"customer", "update_customer", "holders", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
 		"mark_ledger", "ledger_marks", "unmark_ledger", "post_entry", "entry", "entries", "ledger_promoters", "settle",
 		"statement", "statements", "statement_entries", "mark_paid", "balance"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op), writes[op], clears[op]}
@@ -338,6 +338,11 @@ func (i *Instrumented) MarkPaid(ctx context.Context, id, reference string, at ti
 func (i *Instrumented) Balance(ctx context.Context, program, promoter string, now time.Time) (b map[string]attribution.Balance, err error) {
 	defer func(t time.Time) { i.observe("balance", t, err) }(time.Now())
 	return i.s.Balance(ctx, program, promoter, now)
+}
+
+func (i *Instrumented) Holders(ctx context.Context, program, promoter string, now time.Time, cursor string, limit int) (hs []Holder, next string, err error) {
+	defer func(t time.Time) { i.observe("holders", t, err) }(time.Now())
+	return i.s.Holders(ctx, program, promoter, now, cursor, limit)
 }
 
 func (i *Instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

@@ -175,6 +175,7 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 				return fmt.Errorf("corrupt order %s: %w", order, err)
 			}
 		}
+		held := store.Holdings(c) // before fn, which may change c in place
 		u, err := fn(c, o)
 		if err != nil || u == nil {
 			return err
@@ -192,7 +193,15 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 			return lastErr
 		}
 		if ok == 1 {
-			return nil
+			if u.Customer == nil {
+				return nil
+			}
+			// The index of holders is on other slots: written after the
+			// customer, as a hint that Holders checks (holders.go). A
+			// failure here is the update's error, though the customer's
+			// write stands.
+			add, remove := store.HoldingChanges(held, store.Holdings(u.Customer))
+			return s.indexHoldings(ctx, add, remove, u.Now)
 		}
 	}
 	return store.ErrConflict

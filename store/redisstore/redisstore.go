@@ -27,6 +27,8 @@
 //	                  its latest association's expiry + 7 days; none once
 //	                  the customer paid or is agent-served (every later
 //	                  order and bind depends on that)
+//	a promoter's index of holders
+//	                  the latest expiry of an association added + 7 days
 //
 // Orders, the order index and the ledger have none: they are money
 // records, like the programs, promoters, links and their counters they

@@ -44,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"EraseCustomer", testEraseCustomer},
 		{"EraseUnknownCustomer", testEraseUnknownCustomer},
 		{"EraseRacingUpdates", testEraseRacingUpdates},
+		{"Holders", testHolders},
 	}
 	tests = append(tests, ledgerTests...)
 	for _, tt := range tests {
