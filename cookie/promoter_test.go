@@ -2,6 +2,7 @@ package cookie
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -100,4 +101,36 @@ func FuzzVerifyPromoter(f *testing.F) {
 			t.Fatalf("round trip: %q became %q", tok, back)
 		}
 	})
+}
+
+func TestSeal(t *testing.T) {
+	old := mustSigner(t, "k1:0123456789abcdef0123")
+	rotated := mustSigner(t, "k2:fedcba98765432100123", "k1:0123456789abcdef0123")
+	sealed := old.Seal("cursor", []byte("00000000001|alice@example.com"))
+	if strings.Contains(sealed, "alice") {
+		t.Fatalf("sealed text shows what it seals: %s", sealed)
+	}
+	for name, s := range map[string]*Signer{"SameKeys": old, "Rotated": rotated} {
+		got, err := s.Open("cursor", sealed)
+		if err != nil || string(got) != "00000000001|alice@example.com" {
+			t.Errorf("%s: %q %v", name, got, err)
+		}
+	}
+	if again := old.Seal("cursor", []byte("00000000001|alice@example.com")); again == sealed {
+		t.Error("two seals of one value are alike")
+	}
+	for name, in := range map[string]string{
+		"OtherPurpose": "", "Changed": sealed[:len(sealed)-2] + "AA", "Empty": "", "NoKid": "s1..", "Garbage": "s1.k1.!!",
+	} {
+		purpose := "cursor"
+		if name == "OtherPurpose" {
+			purpose, in = "other", sealed
+		}
+		if got, err := old.Open(purpose, in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: opened %q, %v", name, got, err)
+		}
+	}
+	if _, err := mustSigner(t, "k3:0123456789abcdef0123").Open("cursor", sealed); !errors.Is(err, ErrInvalid) {
+		t.Errorf("opened with an unknown key: %v", err)
+	}
 }
