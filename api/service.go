@@ -802,19 +802,31 @@ type PromoterAnswer struct {
 	Status       string `json:"status"`
 	Tier         int    `json:"tier"`
 	Fingerprints int    `json:"fingerprints"`
+	// TokensRevokedAt is when the promoter's tokens were last revoked
+	// (DELETE /v1/admin/promoters/{id}/tokens); absent if never.
+	TokensRevokedAt *time.Time `json:"tokens_revoked_at,omitempty"`
 }
 
 func promoterAnswer(p *attribution.Promoter) *PromoterAnswer {
-	return &PromoterAnswer{p.ID, p.Status, p.Tier, len(p.Fingerprints)}
+	return &PromoterAnswer{p.ID, p.Status, p.Tier, len(p.Fingerprints), p.TokensRevokedAt}
 }
 
 // PutPromoter stores promoter id and drops cached copies. Without
 // fingerprints it keeps the stored ones (a monthly tier update must not
-// erase the self-referral data); with them it replaces them. A bad value,
-// a fingerprint that does not parse among them, is an EInvalid error.
+// erase the self-referral data); with them it replaces them. It always
+// keeps the time the promoter's tokens were revoked: a PUT must not bring
+// revoked tokens back. A bad value, a fingerprint that does not parse
+// among them, is an EInvalid error.
 func (sv *Service) PutPromoter(ctx context.Context, id string, in PromoterInput) (*PromoterAnswer, error) {
 	p := attribution.Promoter{ID: id, Status: in.Status, Tier: in.Tier}
 	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	old, err := sv.Store.Promoter(ctx, id)
+	switch {
+	case err == nil:
+		p.Fingerprints, p.TokensRevokedAt = old.Fingerprints, old.TokensRevokedAt
+	case !errors.Is(err, store.ErrNotFound):
 		return nil, err
 	}
 	if in.Fingerprints != nil {
@@ -823,14 +835,6 @@ func (sv *Service) PutPromoter(ctx context.Context, id string, in PromoterInput)
 			return nil, err
 		}
 		p.Fingerprints = fp
-	} else {
-		old, err := sv.Store.Promoter(ctx, id)
-		switch {
-		case err == nil:
-			p.Fingerprints = old.Fingerprints
-		case !errors.Is(err, store.ErrNotFound):
-			return nil, err
-		}
 	}
 	if err := sv.Store.PutPromoter(ctx, &p); err != nil {
 		return nil, err
