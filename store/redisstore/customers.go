@@ -197,11 +197,9 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 				return nil
 			}
 			// The index of holders is on other slots: written after the
-			// customer, as a hint that Holders checks (holders.go). A
-			// failure here is the update's error, though the customer's
-			// write stands.
+			// customer, as a hint that Holders checks (holders.go).
 			add, remove := store.HoldingChanges(held, store.Holdings(u.Customer))
-			return s.indexHoldings(ctx, add, remove, u.Now)
+			return s.indexHoldingsAfter(ctx, add, remove, u.Now)
 		}
 	}
 	return store.ErrConflict

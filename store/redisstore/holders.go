@@ -53,6 +53,11 @@ func holdingTTL(h store.Holding, now time.Time) time.Duration {
 // indexHoldings applies holding changes in one pipeline: a round trip on
 // one server, one per node it touches on a cluster.
 func (s *Store) indexHoldings(ctx context.Context, add, remove []store.Holding, now time.Time) error {
+	return translate("index holders", s.writeHoldings(ctx, add, remove, now))
+}
+
+// writeHoldings is indexHoldings answering the driver's error.
+func (s *Store) writeHoldings(ctx context.Context, add, remove []store.Holding, now time.Time) error {
 	if len(add) == 0 && len(remove) == 0 {
 		return nil
 	}
@@ -67,7 +72,26 @@ func (s *Store) indexHoldings(ctx context.Context, add, remove []store.Holding, 
 		addHolding.Eval(ctx, pipe, []string{holdersKey(h.Program, h.Promoter)}, h.Key(), holdingTTL(h, now).Milliseconds())
 	}
 	_, err := pipe.Exec(ctx)
-	return translate("index holders", err)
+	return err
+}
+
+// indexHoldingsAfter is indexHoldings right after the customer's write,
+// tried again while the failure may be passing and ctx has time: ZADD and
+// ZREM are idempotent, and a retried request would not write the index
+// again (its update, finding its own write, writes nothing). A failure it
+// returns is the update's error, though the customer's write stands.
+func (s *Store) indexHoldingsAfter(ctx context.Context, add, remove []store.Holding, now time.Time) error {
+	for {
+		err := s.writeHoldings(ctx, add, remove, now)
+		if err == nil || !retryable(ctx, err) {
+			return translate("index holders", err)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), translate("index holders", err))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Holders reads pages of the index and the customers they name, until it
