@@ -69,19 +69,24 @@ func (sv *Service) IssuePromoterToken(ctx context.Context, id, ttl string) (*Pro
 }
 
 // RevokePromoterTokens revokes every token of promoter id issued until now:
-// it stores the time on the promoter, whose invalidation takes every
-// instance's cached copy out at once. An unknown promoter is ENotFound.
+// it stores the time on the promoter (atomically: a concurrent PUT of the
+// promoter keeps it), whose invalidation takes every instance's cached
+// copy out at once. An unknown promoter is ENotFound.
 func (sv *Service) RevokePromoterTokens(ctx context.Context, id string) error {
-	p, err := sv.Store.Promoter(ctx, id)
-	if err != nil {
-		return orNotFound(err, "no promoter "+id)
-	}
 	now := sv.Now()
-	if r := p.TokensRevokedAt; r != nil && r.After(now) {
-		now = *r // a clock behind the latest revocation must not undo it
-	}
-	p.TokensRevokedAt = &now
-	if err := sv.Store.PutPromoter(ctx, p); err != nil {
+	err := sv.Store.UpdatePromoter(ctx, id, func(old *attribution.Promoter) (*attribution.Promoter, error) {
+		if old == nil {
+			return nil, attribution.Errorf(attribution.ENotFound, "no promoter %s", id)
+		}
+		p := *old
+		at := now
+		if r := p.TokensRevokedAt; r != nil && r.After(at) {
+			at = *r // a clock behind the latest revocation must not undo it
+		}
+		p.TokensRevokedAt = &at
+		return &p, nil
+	})
+	if err != nil {
 		return err
 	}
 	sv.Invalidate(store.Invalidation{Kind: store.Promoter, ID: id})

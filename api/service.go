@@ -815,32 +815,38 @@ func promoterAnswer(p *attribution.Promoter) *PromoterAnswer {
 // fingerprints it keeps the stored ones (a monthly tier update must not
 // erase the self-referral data); with them it replaces them. It always
 // keeps the time the promoter's tokens were revoked: a PUT must not bring
-// revoked tokens back. A bad value, a fingerprint that does not parse
-// among them, is an EInvalid error.
+// revoked tokens back. What it keeps is kept atomically
+// (store.Store.UpdatePromoter), also against a concurrent revocation. A
+// bad value, a fingerprint that does not parse among them, is an EInvalid
+// error.
 func (sv *Service) PutPromoter(ctx context.Context, id string, in PromoterInput) (*PromoterAnswer, error) {
 	p := attribution.Promoter{ID: id, Status: in.Status, Tier: in.Tier}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	old, err := sv.Store.Promoter(ctx, id)
-	switch {
-	case err == nil:
-		p.Fingerprints, p.TokensRevokedAt = old.Fingerprints, old.TokensRevokedAt
-	case !errors.Is(err, store.ErrNotFound):
-		return nil, err
-	}
+	var fp attribution.FingerprintSet
 	if in.Fingerprints != nil {
-		fp, err := sv.Hasher.Hash(*in.Fingerprints)
-		if err != nil {
+		var err error
+		if fp, err = sv.Hasher.Hash(*in.Fingerprints); err != nil {
 			return nil, err
 		}
-		p.Fingerprints = fp
 	}
-	if err := sv.Store.PutPromoter(ctx, &p); err != nil {
+	var out attribution.Promoter
+	err := sv.Store.UpdatePromoter(ctx, id, func(old *attribution.Promoter) (*attribution.Promoter, error) {
+		out = p
+		if old != nil {
+			out.Fingerprints, out.TokensRevokedAt = old.Fingerprints, old.TokensRevokedAt
+		}
+		if in.Fingerprints != nil {
+			out.Fingerprints = fp
+		}
+		return &out, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	sv.Invalidate(store.Invalidation{Kind: store.Promoter, ID: p.ID})
-	return promoterAnswer(&p), nil
+	return promoterAnswer(&out), nil
 }
 
 // GetPromoter reads a promoter from the store; an unknown id is an

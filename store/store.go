@@ -94,6 +94,16 @@ type Store interface {
 	PutPromoter(ctx context.Context, p *attribution.Promoter) error
 	// Promoter returns ErrNotFound for an unknown id.
 	Promoter(ctx context.Context, id string) (*attribution.Promoter, error)
+	// UpdatePromoter reads promoter id (nil if unknown), calls fn with it
+	// and stores the promoter fn returns (nil: nothing is written), as
+	// PutPromoter does, invalidation included. It is atomic with respect
+	// to every other UpdatePromoter and PutPromoter of the promoter: a
+	// write in between makes it read again and call fn again, so fn must
+	// depend only on its argument and must not call the store. It keeps
+	// what an admin's PUT does not set (fingerprints, the revocation of
+	// tokens) from being lost to a concurrent change. ErrConflict means
+	// the promoter stayed too contended to update.
+	UpdatePromoter(ctx context.Context, id string, fn func(old *attribution.Promoter) (*attribution.Promoter, error)) error
 
 	// CreateLink stores a new link. It returns ErrExists if the code is
 	// taken, also by a deleted link: codes are never reused.
