@@ -21,8 +21,8 @@ import (
 // customer facts, program and promoter edits, link deletions and time
 // jumps, with retries of each, against a Service on each store, and checks
 // every answer, every customer's attribution and every promoter's customers
-// (store.Holders) after every step, the explain
-// log and the events against the model in model_helpers_test.go.
+// (store.Holders) after every step, the explain log and the events against
+// the model in model_helpers_test.go.
 
 const (
 	modelSteps    = 100   // per rapid check
