@@ -1,7 +1,9 @@
-// Package api is refgate's JSON API for storefronts and administrators,
-// served by fasthttp on its own listener (loopback by default). Every /v1
-// route needs a bearer token: the admin token for /v1/admin/*, the
-// storefront or admin token for the rest. /livez and /readyz are open (they
+// Package api is refgate's JSON API for storefronts, administrators and
+// promoters, served by fasthttp on its own listener (loopback by default).
+// Every /v1 route needs a bearer token: the admin token for /v1/admin/*, a
+// promoter token (issued by POST /v1/admin/promoters/{id}/tokens) for
+// /v1/promoter/* and nothing else, the storefront or admin token for the
+// rest. /livez and /readyz are open (they
 // say nothing but up or down); /metrics and /debug/pprof need the admin
 // token, or the metrics token for /metrics.
 //
@@ -223,36 +225,70 @@ const (
 	roleMetrics
 	roleStorefront
 	roleAdmin
+	// rolePromoter is a promoter token's, for /v1/promoter/* only; no
+	// other token may use those routes, which read the token's promoter.
+	rolePromoter
 )
 
-func (s *Server) role(ctx *fasthttp.RequestCtx) role {
+// role says whose the request's bearer token is. A promoter token is
+// verified in full (signature, expiry, revocation, promoter), and its
+// promoter kept for promoterFrom; err is the store's when it cannot say.
+func (s *Server) role(ctx *fasthttp.RequestCtx) (role, error) {
 	h := ctx.Request.Header.Peek("Authorization")
 	tok, ok := bytes.CutPrefix(h, []byte("Bearer "))
 	if !ok || len(tok) == 0 {
-		return roleNone
+		return roleNone, nil
 	}
 	eq := func(want string) bool { return want != "" && subtle.ConstantTimeCompare(tok, []byte(want)) == 1 }
 	switch {
 	case eq(s.cfg.AdminToken):
-		return roleAdmin
+		return roleAdmin, nil
 	case eq(s.cfg.StorefrontToken):
-		return roleStorefront
+		return roleStorefront, nil
 	case eq(s.cfg.MetricsToken):
-		return roleMetrics
+		return roleMetrics, nil
 	}
-	return roleNone
+	c, cancel := s.storeCtx()
+	defer cancel()
+	p, err := s.svc.VerifyPromoterToken(c, tok)
+	switch {
+	case errors.Is(err, errPromoterToken):
+		return roleNone, nil
+	case err != nil:
+		return roleNone, err
+	}
+	ctx.SetUserValue(promoterKey, p)
+	return rolePromoter, nil
+}
+
+// allowed reports whether a token of role r may use a route that needs
+// need: the admin token anything but the promoter routes, the storefront
+// token its own routes, the metrics token /metrics, a promoter token the
+// promoter routes alone.
+func allowed(r, need role) bool {
+	switch {
+	case r == rolePromoter || need == rolePromoter:
+		return r == need
+	case need == roleMetrics:
+		return r == roleMetrics || r == roleAdmin
+	}
+	return r >= need
 }
 
 // require checks the bearer token: 401 without a known one (429 once the
 // client address has had too many of those), 403 with one that may not do
-// this.
+// this, 503 when the store cannot say whether a promoter token is revoked.
 func (s *Server) require(ctx *fasthttp.RequestCtx, need role) bool {
-	r := s.role(ctx)
+	r, err := s.role(ctx)
+	if err != nil {
+		s.fail(ctx, err)
+		return false
+	}
 	if r == roleNone {
 		s.unauthorized(ctx)
 		return false
 	}
-	if r < need || (need == roleMetrics && r == roleStorefront) {
+	if !allowed(r, need) {
 		s.fail(ctx, attribution.Errorf(attribution.EForbidden, "this token may not use this route"))
 		return false
 	}
@@ -338,6 +374,8 @@ var routes = []route{
 	{"POST", "/v1/admin/statements/{id}/paid", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.postPaid(ctx, p[0]) }},
 	{"GET", "/v1/admin/reports", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getReport(ctx) }},
 	{"GET", "/v1/admin/promoters/{id}/balance", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getBalance(ctx, p[0]) }},
+	{"POST", "/v1/admin/promoters/{id}/tokens", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.postPromoterToken(ctx, p[0]) }},
+	{"DELETE", "/v1/admin/promoters/{id}/tokens", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.deletePromoterTokens(ctx, p[0]) }},
 	{"POST", "/v1/admin/test-clock", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.testClock(ctx) }},
 	{"POST", "/v1/bind", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.bind(ctx) }},
 	{"PUT", "/v1/customers/{id}", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putCustomer(ctx, p[0]) }},
@@ -346,6 +384,12 @@ var routes = []route{
 	{"GET", "/v1/attribution/explain", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.explain(ctx) }},
 	{"POST", "/v1/conversions", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.convert(ctx) }},
 	{"POST", "/v1/conversions/{order}/refunds", roleStorefront, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.refund(ctx, p[0]) }},
+	// The promoter's own view: each reads promoterFrom(ctx)'s data only.
+	{"GET", "/v1/promoter/ledger", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterLedger(ctx) }},
+	{"GET", "/v1/promoter/statements", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterStatements(ctx) }},
+	{"GET", "/v1/promoter/statements/{id}", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getPromoterStatement(ctx, p[0]) }},
+	{"GET", "/v1/promoter/balance", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterBalance(ctx) }},
+	{"GET", "/v1/promoter/customers", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterCustomers(ctx) }},
 }
 
 // match reports whether path fits pattern and returns the {param} segments.

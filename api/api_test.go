@@ -36,6 +36,7 @@ type env struct {
 	st     store.Store
 	clock  *clock.Clock
 	signer *cookie.Signer
+	server *Server
 	clicks int // tokens signed so far
 }
 
@@ -73,7 +74,7 @@ func newEnvWith(t testing.TB, cfg Config) *env {
 	client := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return ln.Dial()
 	}}}
-	return &env{t: t, client: client, ln: ln, st: st, clock: c, signer: signer}
+	return &env{t: t, client: client, ln: ln, st: st, clock: c, signer: signer, server: s}
 }
 
 type result struct {

@@ -20,8 +20,9 @@ import (
 // TestModel runs random sequences of clicks, binds, orders, refunds,
 // customer facts, program and promoter edits, link deletions and time
 // jumps, with retries of each, against a Service on each store, and checks
-// every answer, every customer's attribution after every step, the explain
-// log and the events against the model in model_helpers_test.go.
+// every answer, every customer's attribution and every promoter's customers
+// (store.Holders) after every step, the explain log and the events against
+// the model in model_helpers_test.go.
 
 const (
 	modelSteps    = 100   // per rapid check
@@ -398,6 +399,7 @@ func runModel(rt *rapid.T, st store.Store, prefix string, stats *modelStats) int
 			d.fatalf("events %v emitted outside the calls that were checked", ids)
 		}
 		d.checkAttributions()
+		d.checkHolders()
 		d.checkLogs(before, d.step%10 == 9 || d.step == modelSteps-1)
 		d.checkLedger()
 	}
@@ -418,6 +420,42 @@ func (d *driver) checkAttributions() {
 				!eqTime(got.Since, want.Since) || !eqTime(got.ExpiresAt, want.ExpiresAt) {
 				d.fatalf("attribution of %s in %s:\n got %+v since %s expires %s\nwant %+v since %s expires %s", c.id, p.id,
 					*got, fmtTime(got.Since), fmtTime(got.ExpiresAt), want, fmtTime(want.Since), fmtTime(want.ExpiresAt))
+			}
+		}
+	}
+}
+
+// checkHolders compares every promoter's customers in every program, as
+// the promoter's view lists them (store.Holders), with the customers the
+// model says they hold, newest first.
+func (d *driver) checkHolders() {
+	d.rt.Helper()
+	for pi, p := range d.m.programs {
+		for _, pr := range d.m.promoters {
+			type held struct {
+				id    string
+				since time.Time
+			}
+			var want []held
+			for ci, c := range d.m.customers {
+				if a := d.m.attribution(ci, pi); a.Attributed && a.Promoter == pr.id {
+					want = append(want, held{c.id, *a.Since})
+				}
+			}
+			slices.SortFunc(want, func(a, b held) int {
+				if c := b.since.Compare(a.since); c != 0 {
+					return c
+				}
+				return strings.Compare(b.id, a.id)
+			})
+			hs, next, err := d.st.Holders(d.ctx, p.id, pr.id, d.m.now, "", store.MaxPage)
+			d.must(err)
+			got := make([]held, len(hs))
+			for i, h := range hs {
+				got[i] = held{h.Customer, h.Assoc.Since}
+			}
+			if next != "" || !slices.EqualFunc(got, want, func(a, b held) bool { return a.id == b.id && a.since.Equal(b.since) }) {
+				d.fatalf("holders of %s in %s:\n got %v (next %q)\nwant %v", pr.id, p.id, got, next, want)
 			}
 		}
 	}

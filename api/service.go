@@ -811,41 +811,51 @@ type PromoterAnswer struct {
 	Status       string `json:"status"`
 	Tier         int    `json:"tier"`
 	Fingerprints int    `json:"fingerprints"`
+	// TokensRevokedAt is when the promoter's tokens were last revoked
+	// (DELETE /v1/admin/promoters/{id}/tokens); absent if never.
+	TokensRevokedAt *time.Time `json:"tokens_revoked_at,omitempty"`
 }
 
 func promoterAnswer(p *attribution.Promoter) *PromoterAnswer {
-	return &PromoterAnswer{p.ID, p.Status, p.Tier, len(p.Fingerprints)}
+	return &PromoterAnswer{p.ID, p.Status, p.Tier, len(p.Fingerprints), p.TokensRevokedAt}
 }
 
 // PutPromoter stores promoter id and drops cached copies. Without
 // fingerprints it keeps the stored ones (a monthly tier update must not
-// erase the self-referral data); with them it replaces them. A bad value,
-// a fingerprint that does not parse among them, is an EInvalid error.
+// erase the self-referral data); with them it replaces them. It always
+// keeps the time the promoter's tokens were revoked: a PUT must not bring
+// revoked tokens back. What it keeps is kept atomically
+// (store.Store.UpdatePromoter), also against a concurrent revocation. A
+// bad value, a fingerprint that does not parse among them, is an EInvalid
+// error.
 func (sv *Service) PutPromoter(ctx context.Context, id string, in PromoterInput) (*PromoterAnswer, error) {
 	p := attribution.Promoter{ID: id, Status: in.Status, Tier: in.Tier}
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	var fp attribution.FingerprintSet
 	if in.Fingerprints != nil {
-		fp, err := sv.Hasher.Hash(*in.Fingerprints)
-		if err != nil {
-			return nil, err
-		}
-		p.Fingerprints = fp
-	} else {
-		old, err := sv.Store.Promoter(ctx, id)
-		switch {
-		case err == nil:
-			p.Fingerprints = old.Fingerprints
-		case !errors.Is(err, store.ErrNotFound):
+		var err error
+		if fp, err = sv.Hasher.Hash(*in.Fingerprints); err != nil {
 			return nil, err
 		}
 	}
-	if err := sv.Store.PutPromoter(ctx, &p); err != nil {
+	var out attribution.Promoter
+	err := sv.Store.UpdatePromoter(ctx, id, func(old *attribution.Promoter) (*attribution.Promoter, error) {
+		out = p
+		if old != nil {
+			out.Fingerprints, out.TokensRevokedAt = old.Fingerprints, old.TokensRevokedAt
+		}
+		if in.Fingerprints != nil {
+			out.Fingerprints = fp
+		}
+		return &out, nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	sv.Invalidate(store.Invalidation{Kind: store.Promoter, ID: p.ID})
-	return promoterAnswer(&p), nil
+	return promoterAnswer(&out), nil
 }
 
 // GetPromoter reads a promoter from the store; an unknown id is an

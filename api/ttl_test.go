@@ -95,6 +95,8 @@ func TestRedisTTLs(t *testing.T) {
 		{"refgate:decisions:{free}:shop", life{week - time.Minute, week}},
 		{"refgate:decisionlogs:{free}", life{week - time.Minute, week}}, // the programs of its logs, with them
 		{"refgate:customer:{known}", life{week - time.Minute, week}},    // fingerprints only
+		{"refgate:holders:{shop:bob}", life{20 * day, 20*day + week}},   // bob's customers: the latest protection + 7 days
+		{"refgate:holders:{shop:carol}", life{45 * day, 45*day + week}}, // carol's: the latest association + 7 days
 		{"refgate:orders:", forever},                                    // money records
 		{"refgate:order:", forever},
 		{"refgate:{lg:shop}:rp:b:", life{time.Minute, store.BatchKeep}},           // a click batch counted in the reports

@@ -298,3 +298,16 @@ type Decision struct {
 
 // MaxDecisions is how many decisions are kept per customer and program.
 const MaxDecisions = 100
+
+// MaskCustomer is how a customer id is shown to a promoter: its first 2
+// and last 2 characters around "***", or "***" alone for an id of 4
+// characters or fewer, which would otherwise be shown whole. A promoter
+// can tell their customers apart by it, as the seed consoles let them, but
+// cannot read the storefront's account names.
+func MaskCustomer(id string) string {
+	r := []rune(id)
+	if len(r) <= 4 {
+		return "***"
+	}
+	return string(r[:2]) + "***" + string(r[len(r)-2:])
+}

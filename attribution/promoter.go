@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unsafe"
 
@@ -51,6 +52,10 @@ type Promoter struct {
 	Status       string         `json:"status"`
 	Tier         int            `json:"tier"`
 	Fingerprints FingerprintSet `json:"fingerprint_hashes,omitempty"` // keyed hashes; the API never echoes them
+	// TokensRevokedAt is when the promoter's tokens were last revoked:
+	// a promoter token issued at or before it is refused. A PUT of the
+	// promoter keeps it.
+	TokensRevokedAt *time.Time `json:"tokens_revoked_at,omitempty"`
 }
 
 // Validate reports a bad id, status or tier as an *Error with code EInvalid.

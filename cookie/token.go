@@ -2,6 +2,7 @@ package cookie
 
 import (
 	"bytes"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -52,6 +53,7 @@ type signingKey struct {
 	id     string
 	prefix []byte // "1.<kid>."
 	pool   sync.Pool
+	aead   cipher.AEAD // Seal's; safe for concurrent use
 }
 
 // macState is a pooled HMAC with the buffer its sum goes to: a sum buffer on
@@ -94,7 +96,7 @@ func NewSigner(keys []Key) (*Signer, error) {
 		}
 		seen[k.ID] = true
 		secret := bytes.Clone(k.Secret)
-		sk := &signingKey{id: k.ID, prefix: []byte(string(version) + "." + k.ID + ".")}
+		sk := &signingKey{id: k.ID, prefix: []byte(string(version) + "." + k.ID + "."), aead: sealAEAD(secret)}
 		// HMAC states are pooled: hmac.New allocates ~500 bytes and the click
 		// path signs once per click.
 		sk.pool.New = func() any { return &macState{h: hmac.New(sha256.New, secret)} }

@@ -42,9 +42,9 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 		Buckets: []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 50e-3, 250e-3, 1},
 	}, []string{"op"})
 	ops := map[string]opMetrics{}
-	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "create_link", "link",
+	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "update_promoter", "create_link", "link",
 		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
-		"customer", "update_customer", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
+		"customer", "update_customer", "holders", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
 		"mark_ledger", "ledger_marks", "unmark_ledger", "post_entry", "entry", "entries", "ledger_promoters", "settle",
 		"statement", "statements", "statement_entries", "mark_paid", "balance", "count_report", "report"} {
 		ops[op] = opMetrics{errs.WithLabelValues(op), dur.WithLabelValues(op), writes[op], clears[op]}
@@ -63,10 +63,10 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 // nothing due, takes no write; neither does MarkPaid of a paid statement,
 // nor UnmarkLedger, which Redis allows when full.
 var (
-	writes = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
+	writes = map[string]bool{"put_program": true, "put_promoter": true, "update_promoter": true, "create_link": true, "delete_link": true,
 		"record_clicks": true, "update_customer": true, "claim_order": true, "claim_click": true, "release_click": true, "erase_customer": true,
 		"mark_ledger": true, "unmark_ledger": true, "post_entry": true, "settle": true, "mark_paid": true, "count_report": true}
-	clears = map[string]bool{"put_program": true, "put_promoter": true, "create_link": true, "delete_link": true,
+	clears = map[string]bool{"put_program": true, "put_promoter": true, "update_promoter": true, "create_link": true, "delete_link": true,
 		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true, "mark_ledger": true, "count_report": true}
 )
 
@@ -188,6 +188,11 @@ func (i *Instrumented) PutProgram(ctx context.Context, p *attribution.Program) (
 func (i *Instrumented) Program(ctx context.Context, id string) (p *attribution.Program, err error) {
 	defer func(t time.Time) { i.observe("program", t, err) }(time.Now())
 	return i.s.Program(ctx, id)
+}
+
+func (i *Instrumented) UpdatePromoter(ctx context.Context, id string, fn func(*attribution.Promoter) (*attribution.Promoter, error)) (err error) {
+	defer func(t time.Time) { i.observe("update_promoter", t, err) }(time.Now())
+	return i.s.UpdatePromoter(ctx, id, fn)
 }
 
 func (i *Instrumented) PutPromoter(ctx context.Context, p *attribution.Promoter) (err error) {
@@ -338,6 +343,11 @@ func (i *Instrumented) MarkPaid(ctx context.Context, id, reference string, at ti
 func (i *Instrumented) Balance(ctx context.Context, program, promoter string, now time.Time) (b map[string]attribution.Balance, err error) {
 	defer func(t time.Time) { i.observe("balance", t, err) }(time.Now())
 	return i.s.Balance(ctx, program, promoter, now)
+}
+
+func (i *Instrumented) Holders(ctx context.Context, program, promoter string, now time.Time, cursor string, limit int) (hs []Holder, next string, err error) {
+	defer func(t time.Time) { i.observe("holders", t, err) }(time.Now())
+	return i.s.Holders(ctx, program, promoter, now, cursor, limit)
 }
 
 func (i *Instrumented) WatchInvalidations(ctx context.Context, fn func(Invalidation)) error {

@@ -94,6 +94,16 @@ type Store interface {
 	PutPromoter(ctx context.Context, p *attribution.Promoter) error
 	// Promoter returns ErrNotFound for an unknown id.
 	Promoter(ctx context.Context, id string) (*attribution.Promoter, error)
+	// UpdatePromoter reads promoter id (nil if unknown), calls fn with it
+	// and stores the promoter fn returns (nil: nothing is written), as
+	// PutPromoter does, invalidation included. It is atomic with respect
+	// to every other UpdatePromoter and PutPromoter of the promoter: a
+	// write in between makes it read again and call fn again, so fn must
+	// depend only on its argument and must not call the store. It keeps
+	// what an admin's PUT does not set (fingerprints, the revocation of
+	// tokens) from being lost to a concurrent change. ErrConflict means
+	// the promoter stayed too contended to update.
+	UpdatePromoter(ctx context.Context, id string, fn func(old *attribution.Promoter) (*attribution.Promoter, error)) error
 
 	// CreateLink stores a new link. It returns ErrExists if the code is
 	// taken, also by a deleted link: codes are never reused.
@@ -147,7 +157,26 @@ type Store interface {
 	// recognise its own earlier write in the state it is given, and then
 	// write nothing: that is what makes a retried request apply once.
 	// ErrConflict means the customer stayed too contended to update.
+	//
+	// It also keeps the index of holders Holders reads: an update that
+	// changes a customer's associations (HoldingChanges) adds the customer
+	// to its new holder's index and removes it from its old one's.
 	UpdateCustomer(ctx context.Context, id, order string, fn UpdateFunc) error
+	// Holders lists the customers promoter holds in program at now: those
+	// whose association with program is promoter's, has not ended and is
+	// unexpired at now. They come newest first by the association's Since
+	// (ties by customer id descending), from after cursor ("" = from the
+	// newest), at most limit (1 to MaxPage); next is the cursor of the
+	// following page, "" on the last. A cursor is opaque and stays valid;
+	// one that is not one is ErrBadCursor.
+	//
+	// It reads the index of holders that UpdateCustomer keeps (see
+	// Holding) and each customer it names, and lists only those truly
+	// held: on Redis Cluster the index is written right after the
+	// customer, on another slot, so it may lag or outlive the customer,
+	// and the read is what decides. Members found stale are removed. It
+	// never scans customers.
+	Holders(ctx context.Context, program, promoter string, now time.Time, cursor string, limit int) (holders []Holder, next string, err error)
 	// Decisions returns up to attribution.MaxDecisions of the customer's
 	// decisions for a program, newest first.
 	Decisions(ctx context.Context, program, customer string) ([]attribution.Decision, error)
@@ -187,6 +216,9 @@ type Store interface {
 	// stay too, with Customer alias where it was id. Erasing a customer
 	// the store does not know is no error; the Erasure says what there
 	// was.
+	//
+	// The customer leaves every index of holders its associations, and
+	// the binds its decision logs name, put it in.
 	//
 	// It is idempotent. Where one erasure takes several writes (on Redis
 	// Cluster the orders' index lives on other nodes), the customer is

@@ -48,12 +48,17 @@ func (s *Store) UpdateCustomer(_ context.Context, id, order string, fn store.Upd
 				}
 			}
 		}
+		held := store.Holdings(c) // before fn, which may change c in place
 		u, err := fn(c, o)
 		if err != nil || u == nil {
 			return err
 		}
 		if u.Customer != nil {
 			if err := putJSON(tx.Bucket(bCustomers), []byte(id), u.Customer); err != nil {
+				return err
+			}
+			add, remove := store.HoldingChanges(held, store.Holdings(u.Customer))
+			if err := indexHoldings(tx, add, remove); err != nil {
 				return err
 			}
 		}

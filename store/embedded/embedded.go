@@ -147,7 +147,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger, bReports} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger, bReports, bHolders} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -216,6 +216,35 @@ func (s *Store) PutPromoter(_ context.Context, p *attribution.Promoter) error {
 
 func (s *Store) Promoter(_ context.Context, id string) (*attribution.Promoter, error) {
 	return get[attribution.Promoter](s, bPromoters, id)
+}
+
+// UpdatePromoter runs fn inside one write transaction: bbolt has a single
+// writer, so fn runs once.
+func (s *Store) UpdatePromoter(_ context.Context, id string, fn func(*attribution.Promoter) (*attribution.Promoter, error)) error {
+	wrote := false
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bPromoters)
+		var old *attribution.Promoter
+		if v := b.Get([]byte(id)); v != nil {
+			old = new(attribution.Promoter)
+			if err := json.Unmarshal(v, old); err != nil {
+				return err
+			}
+		}
+		p, err := fn(old)
+		if err != nil || p == nil {
+			return err
+		}
+		wrote = true
+		return putJSON(b, []byte(id), p)
+	})
+	if err != nil {
+		return translate(err)
+	}
+	if wrote {
+		s.notify(store.Invalidation{Kind: store.Promoter, ID: id})
+	}
+	return nil
 }
 
 func (s *Store) CreateLink(_ context.Context, l *attribution.Link) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,6 +236,17 @@ func TestSweep(t *testing.T) {
 	}
 	if ds, err := s.Decisions(ctx, "p", "gone"); err != nil || len(ds) != 1 {
 		t.Errorf("decision logs are kept: %v %v", ds, err)
+	}
+	// The index of holders keeps only the unexpired association.
+	var held []string
+	s.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(bHolders).ForEach(func(k, _ []byte) error {
+			held = append(held, store.PageID(string(k[len(holderPrefix("p", "a")):])))
+			return nil
+		})
+	})
+	if !slices.Equal(held, []string{"live"}) {
+		t.Errorf("holders left after the sweep: %v, want live alone", held)
 	}
 	if got := testutil.ToFloat64(s.m.swept[sweptVisitor]); got != 5 {
 		t.Errorf("refgate_store_swept_total{record=visitor} = %v", got)

@@ -21,8 +21,9 @@ func (s *Store) EraseCustomer(_ context.Context, id, alias string) (store.Erasur
 		clicks := map[string]bool{}
 		programs := map[string]bool{}
 		customers := tx.Bucket(bCustomers)
+		var c attribution.Customer
+		decided := map[string][]attribution.Decision{} // program → the customer's decision log
 		if b := customers.Get([]byte(id)); b != nil {
-			var c attribution.Customer
 			if err := json.Unmarshal(b, &c); err != nil {
 				return err
 			}
@@ -108,6 +109,7 @@ func (s *Store) EraseCustomer(_ context.Context, id, alias string) (store.Erasur
 			}
 			var ds []attribution.Decision
 			if err := json.Unmarshal(b, &ds); err == nil {
+				decided[p] = ds
 				for _, d := range ds {
 					if d.Click != "" {
 						clicks[d.Click] = true
@@ -118,6 +120,11 @@ func (s *Store) EraseCustomer(_ context.Context, id, alias string) (store.Erasur
 				return err
 			}
 			e.DecisionLogs++
+		}
+
+		c.ID = id
+		if err := eraseHoldings(tx, &c, id, decided); err != nil {
+			return err
 		}
 
 		// Click claims: moved, so that the click's uses are still counted

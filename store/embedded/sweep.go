@@ -105,6 +105,12 @@ func (s *Store) sweep() (map[string]int, error) {
 			}
 			return true, nil, []string{sweptClickClaim}
 		}},
+		{bHolders, func(_, v []byte, now time.Time) (bool, []byte, []string) {
+			// A member of the index of holders whose association
+			// expired: Holders lists it no more.
+			exp, err := time.Parse(time.RFC3339Nano, string(v))
+			return err == nil && now.Sub(exp) > grace, nil, nil
+		}},
 		{bCustomers, func(_, v []byte, now time.Time) (bool, []byte, []string) {
 			var c attribution.Customer
 			if json.Unmarshal(v, &c) != nil {

@@ -175,6 +175,7 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 				return fmt.Errorf("corrupt order %s: %w", order, err)
 			}
 		}
+		held := store.Holdings(c) // before fn, which may change c in place
 		u, err := fn(c, o)
 		if err != nil || u == nil {
 			return err
@@ -192,7 +193,13 @@ func (s *Store) UpdateCustomer(ctx context.Context, id, order string, fn store.U
 			return lastErr
 		}
 		if ok == 1 {
-			return nil
+			if u.Customer == nil {
+				return nil
+			}
+			// The index of holders is on other slots: written after the
+			// customer, as a hint that Holders checks (holders.go).
+			add, remove := store.HoldingChanges(held, store.Holdings(u.Customer))
+			return s.indexHoldingsAfter(ctx, add, remove, u.Now)
 		}
 	}
 	return store.ErrConflict

@@ -90,8 +90,8 @@ func (s *Store) EraseCustomer(ctx context.Context, id, alias string) (store.Eras
 	}
 	clicks := map[string]bool{}
 	programs := map[string]bool{}
+	var c attribution.Customer
 	if js, _ := parts[0].(string); js != "" {
-		var c attribution.Customer
 		if err := json.Unmarshal([]byte(js), &c); err != nil {
 			return e, fmt.Errorf("corrupt customer %s: %w", id, err)
 		}
@@ -202,6 +202,15 @@ func (s *Store) EraseCustomer(ctx context.Context, id, alias string) (store.Eras
 				e.ClickClaims++
 			}
 		}
+	}
+
+	decided := map[string][]string{}
+	for p, cmd := range logs {
+		decided[p] = cmd.Val()
+	}
+	c.ID = id
+	if err := s.eraseHoldings(ctx, &c, id, decided); err != nil {
+		return e, err
 	}
 
 	slices.Sort(dkeys)

@@ -285,23 +285,32 @@ func lexRange(lo, hi string) (max, min string) {
 // pageKeys reads up to limit page keys of the sorted set key from the
 // newest, and the next page's cursor.
 func (s *Store) pageKeys(ctx context.Context, key, cursor string, limit int, from, to time.Time) (ids []string, next string, err error) {
-	lo, hi, err := store.PageRange(cursor, limit, from, to)
+	keys, next, err := s.pageMembers(ctx, key, cursor, limit, from, to)
 	if err != nil {
 		return nil, "", err
-	}
-	max, min := lexRange(lo, hi)
-	keys, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: min, Count: int64(limit + 1)}).Result()
-	if err != nil {
-		return nil, "", translate("list", err)
-	}
-	if len(keys) > limit {
-		keys, next = keys[:limit], keys[limit-1]
 	}
 	ids = make([]string, len(keys))
 	for i, k := range keys {
 		ids[i] = store.PageID(k)
 	}
 	return ids, next, nil
+}
+
+// pageMembers is pageKeys answering the page keys themselves.
+func (s *Store) pageMembers(ctx context.Context, key, cursor string, limit int, from, to time.Time) (keys []string, next string, err error) {
+	lo, hi, err := store.PageRange(cursor, limit, from, to)
+	if err != nil {
+		return nil, "", err
+	}
+	max, min := lexRange(lo, hi)
+	keys, err = s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: max, Min: min, Count: int64(limit + 1)}).Result()
+	if err != nil {
+		return nil, "", translate("list", err)
+	}
+	if len(keys) > limit {
+		keys, next = keys[:limit], keys[limit-1]
+	}
+	return keys, next, nil
 }
 
 // Entries reads the page's keys, then the entries: two round trips, but

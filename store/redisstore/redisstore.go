@@ -28,6 +28,8 @@
 //	                  its latest association's expiry + 7 days; none once
 //	                  the customer paid or is agent-served (every later
 //	                  order and bind depends on that)
+//	a promoter's index of holders
+//	                  the latest expiry of an association added + 7 days
 //
 // Orders, the order index and the ledger have none: they are money
 // records, like the programs, promoters, links and their counters they
@@ -270,6 +272,61 @@ func (s *Store) PutPromoter(ctx context.Context, p *attribution.Promoter) error 
 
 func (s *Store) Promoter(ctx context.Context, id string) (*attribution.Promoter, error) {
 	return getJSON[attribution.Promoter](ctx, s, promoterKey(id))
+}
+
+// casAndPublish is setAndPublish if the key still holds what was read.
+// ARGV: value, channel, message, "1" if the key existed, the value read.
+// It returns 0, writing nothing, when the key changed.
+var casAndPublish = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[4] == '1' then
+  if cur ~= ARGV[5] then return 0 end
+elseif cur then return 0 end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1])
+return 1`)
+
+// UpdatePromoter compares the value it read with the one there when it
+// writes: a promoter is one small JSON value, so the value is its own
+// version. A write whose reply was lost is read back on the next attempt,
+// where fn sees its own change.
+func (s *Store) UpdatePromoter(ctx context.Context, id string, fn func(*attribution.Promoter) (*attribution.Promoter, error)) error {
+	key := promoterKey(id)
+	inv := store.Invalidation{Kind: store.Promoter, ID: id}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		raw, err := s.rdb.Get(ctx, key).Result()
+		existed := err == nil
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return translate("get", err)
+		}
+		var old *attribution.Promoter
+		if existed {
+			old = new(attribution.Promoter)
+			if err := json.Unmarshal([]byte(raw), old); err != nil {
+				return fmt.Errorf("corrupt promoter %s: %w", id, err)
+			}
+		}
+		p, err := fn(old)
+		if err != nil || p == nil {
+			return err
+		}
+		b, err := json.Marshal(p)
+		if err != nil {
+			return err
+		}
+		flag := "0"
+		if existed {
+			flag = "1"
+		}
+		n, err := casAndPublish.Run(ctx, s.rdb, []string{key}, b, Channel, inv.String(), flag, raw).Int()
+		if err != nil {
+			return translate("update promoter", err)
+		}
+		if n == 1 {
+			return nil
+		}
+	}
+	return store.ErrConflict
 }
 
 func (s *Store) CreateLink(ctx context.Context, l *attribution.Link) error {

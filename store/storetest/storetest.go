@@ -26,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}{
 		{"Programs", testPrograms},
 		{"Promoters", testPromoters},
+		{"UpdatePromoter", testUpdatePromoter},
 		{"Links", testLinks},
 		{"LastClickReplaces", testLastClick},
 		{"FirstClickKept", testFirstClick},
@@ -44,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"EraseCustomer", testEraseCustomer},
 		{"EraseUnknownCustomer", testEraseUnknownCustomer},
 		{"EraseRacingUpdates", testEraseRacingUpdates},
+		{"Holders", testHolders},
 	}
 	tests = append(tests, ledgerTests...)
 	tests = append(tests, reportTests...)
@@ -423,8 +425,62 @@ func testInvalidations(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	wait(store.Invalidation{Kind: store.Promoter, ID: "alice"})
+	err := s.UpdatePromoter(c, "bob", func(*attribution.Promoter) (*attribution.Promoter, error) {
+		return &attribution.Promoter{ID: "bob", Status: "active"}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(store.Invalidation{Kind: store.Promoter, ID: "bob"})
 	cancel()
 	<-done
+}
+
+func testUpdatePromoter(t *testing.T, s store.Store) {
+	c := ctx(t)
+	err := s.UpdatePromoter(c, "carol", func(old *attribution.Promoter) (*attribution.Promoter, error) {
+		if old != nil {
+			t.Errorf("an unknown promoter read as %+v", old)
+		}
+		return nil, nil
+	})
+	if _, gerr := s.Promoter(c, "carol"); err != nil || !errors.Is(gerr, store.ErrNotFound) {
+		t.Fatalf("an update writing nothing: %v, then %v", err, gerr)
+	}
+	// Concurrent updates lose nothing: each adds one to the tier.
+	if err := s.PutPromoter(c, &attribution.Promoter{ID: "carol", Status: attribution.StatusActive}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.UpdatePromoter(c, "carol", func(old *attribution.Promoter) (*attribution.Promoter, error) {
+				p := *old
+				p.Tier++
+				return &p, nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.Promoter(c, "carol")
+	if err != nil || got.Tier != n {
+		t.Errorf("after %d concurrent updates: %+v %v", n, got, err)
+	}
+	revoked := t0
+	err = s.UpdatePromoter(c, "carol", func(old *attribution.Promoter) (*attribution.Promoter, error) {
+		p := *old
+		p.TokensRevokedAt = &revoked
+		return &p, nil
+	})
+	if got, gerr := s.Promoter(c, "carol"); err != nil || gerr != nil || got.TokensRevokedAt == nil || !got.TokensRevokedAt.Equal(t0) || got.Tier != n {
+		t.Errorf("revocation: %v, then %+v %v", err, got, gerr)
+	}
 }
 
 func testCustomerUpdates(t *testing.T, s store.Store) {
