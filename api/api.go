@@ -389,6 +389,7 @@ var routes = []route{
 	{"GET", "/v1/promoter/statements", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterStatements(ctx) }},
 	{"GET", "/v1/promoter/statements/{id}", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getPromoterStatement(ctx, p[0]) }},
 	{"GET", "/v1/promoter/balance", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterBalance(ctx) }},
+	{"GET", "/v1/promoter/reports", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterReport(ctx) }},
 	{"GET", "/v1/promoter/customers", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterCustomers(ctx) }},
 }
 

@@ -328,3 +328,30 @@ func (s *Server) getPromoterCustomers(ctx *fasthttp.RequestCtx) {
 	}
 	s.reply(ctx, 200, page)
 }
+
+// getPromoterReport is the admin report with the promoter fixed to the
+// token's: their series in the program, or one of their links' with
+// ?link=. Another promoter's link is a 404, as an unknown one.
+func (s *Server) getPromoterReport(ctx *fasthttp.RequestCtx) {
+	if _, err := promoterProgram(ctx); err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	q := reportQuery(ctx)
+	q.Promoter = promoterFrom(ctx)
+	if q.Link != "" {
+		c, cancel := s.storeCtx()
+		l, err := s.svc.Store.Link(c, q.Link)
+		cancel()
+		switch {
+		case errors.Is(err, store.ErrNotFound) || err == nil && (l.Promoter != q.Promoter || l.Program != q.Program):
+			s.fail(ctx, attribution.Errorf(attribution.ENotFound, "no link %s of yours in program %s", q.Link, q.Program))
+			return
+		case err != nil:
+			s.fail(ctx, err)
+			return
+		}
+		q.Promoter = ""
+	}
+	s.serveReport(ctx, q)
+}

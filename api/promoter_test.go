@@ -147,6 +147,37 @@ func testPromoterView(t *testing.T, st store.Store) {
 		t.Errorf("bob's customers: %d %s", r.status, r.raw)
 	}
 
+	// Reports: the admin's with the promoter fixed, or one of their own
+	// links'; another promoter's link is a 404.
+	day := e.clock.Now().UTC().Format("2006-01-02")
+	rep := func(name, query, token string) map[string]any {
+		t.Helper()
+		r := e.call("GET", "/v1/promoter/reports?program=shop&from="+day+"&to="+day+query, token, "")
+		ser, _ := r.body["series"].([]any)
+		if r.status != 200 || len(ser) != 1 {
+			t.Fatalf("%s: %d %s", name, r.status, r.raw)
+		}
+		return ser[0].(map[string]any)
+	}
+	for _, q := range []string{"", "&link=l-bob"} {
+		p := rep("bob's report"+q, q, bob)
+		if b := p["binds"].(map[string]any); p["cash"] != 10000.0 || p["commission"] != 3000.0 || b["created"] != 2.0 ||
+			p["conversions"].(map[string]any)["attributed"] != 1.0 {
+			t.Errorf("bob's report%s: %v", q, p)
+		}
+	}
+	if p := rep("carol's report", "", carol); p["cash"] != 10000.0 || p["binds"].(map[string]any)["created"] != 1.0 {
+		t.Errorf("carol's report: %v", p)
+	}
+	f("ErrOtherPromotersLink", "GET", "/v1/promoter/reports?program=shop&from="+day+"&to="+day+"&link=l-carol", bob, "", 404, "not_found")
+	f("ErrUnknownLink", "GET", "/v1/promoter/reports?program=shop&from="+day+"&to="+day+"&link=l-none", bob, "", 404, "not_found")
+	f("ErrReportOtherPromoter", "GET", "/v1/promoter/reports?program=shop&from="+day+"&to="+day+"&promoter=carol", bob, "", 422, "invalid")
+	f("ErrReportNoDates", "GET", "/v1/promoter/reports?program=shop", bob, "", 422, "invalid")
+	f("ErrAdminReportWithPromoterToken", "GET", "/v1/admin/reports?program=shop&from="+day+"&to="+day, bob, "", 403, "forbidden")
+	if r := e.call("GET", "/v1/promoter/reports?program=shop&from="+day+"&to="+day, bob, ""); r.status != 200 {
+		t.Errorf("report: %d", r.status)
+	}
+
 	e.advance("744h") // past the hold
 	r = e.call("POST", "/v1/admin/statements", adminTok, `{"program":"shop"}`)
 	sts, _ := r.body["statements"].([]any)
