@@ -306,7 +306,8 @@ func printPage(stdout, stderr io.Writer, cmd string, items []json.RawMessage, ne
 
 const linksStatusDoc = `Usage: refgate links %s CODE [flags]
 
-%s (PATCH /v1/admin/links/CODE {"status":"%s"}) and prints it. %s
+%s (PATCH /v1/admin/links/CODE {"status":"%s"})
+and prints it. %s
 Every instance honours the change within a second.
 
 ` + apiFlagsDoc
@@ -316,10 +317,10 @@ func linksStatus(ctx context.Context, verb string, status attribution.LinkStatus
 	var doc string
 	if status == attribution.LinkPaused {
 		doc = fmt.Sprintf(linksStatusDoc, verb, "Pauses a link", status,
-			"A paused link still redirects\n(to its expired_url when set, else to its destination) but sets no cookie,\nand its clicks are counted inactive.")
+			"A paused link still redirects (to its expired_url when set, else\nto its destination) but sets no cookie, and its clicks are counted inactive.")
 	} else {
 		doc = fmt.Sprintf(linksStatusDoc, verb, "Makes a paused link active again", status,
-			"A link past its expires_at\nstays inactive: PATCH its expires_at to change that.")
+			"A link past its expires_at stays inactive:\nPATCH its expires_at to change that.")
 	}
 	var code string
 	rg, run, cancel, st, done := c.start(ctx, args, stdout, stderr, doc, 1, func() error {

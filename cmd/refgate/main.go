@@ -41,8 +41,8 @@ Usage:
   refgate events tail [flags]        print the events as they flow
   refgate probe [--timeout 2s] URL   GET URL: exit 0 on 2xx, 1 otherwise (container health checks)
   refgate settle --program P         settle a program's ledger through the API: exit 0 settled, 1 not (cron)
-  refgate links create|list|pause|resume   manage links through the API
-  refgate promoters list             list the promoters through the API
+  refgate links COMMAND [flags]      create, list, pause or resume links through the API
+  refgate promoters list [flags]     list the promoters through the API
   refgate version                    print the version, revision, build date and Go version
   refgate help [COMMAND]             this, or a command's flags (as refgate COMMAND --help)
 `
