@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -240,6 +241,20 @@ func (s *Server) patchLink(ctx *fasthttp.RequestCtx, code string) {
 	if err := decode(ctx, &in); err != nil {
 		s.fail(ctx, err)
 		return
+	}
+	// null clears expires_at; for the others, which a JSON null would
+	// leave as if absent, it is a mistake to say so rather than a no-op.
+	var raw map[string]json.RawMessage
+	json.Unmarshal(ctx.PostBody(), &raw) // decode took it: an object
+	for k, v := range raw {
+		// Any case: encoding/json matches field names ignoring it.
+		switch k = strings.ToLower(k); k {
+		case "destination", "status", "expired_url":
+			if bytes.Equal(v, []byte("null")) {
+				s.fail(ctx, attribution.Errorf(attribution.EInvalid, "%s must be a string, not null (leave it out to keep it)", k))
+				return
+			}
+		}
 	}
 	c, cancel := s.storeCtx()
 	defer cancel()

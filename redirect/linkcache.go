@@ -117,7 +117,7 @@ type LinkCacheConfig struct {
 // Each entry depends on its link's program and promoter. An invalidation
 // costs O(1) whatever it names, and what it does depends on what changed:
 //
-//   - a link (created or deleted), or anything (a reconnect): the entry is
+//   - a link (created, changed or deleted), or anything (a reconnect): the entry is
 //     re-read before it is used again, so a deleted link stops at once;
 //   - a program: its links are served as cached while each is re-read in
 //     the background on its next click, and the program is read once; if it
