@@ -358,6 +358,10 @@ var routes = []route{
 	{"GET", "/metrics", roleMetrics, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.metrics(ctx) }},
 	{"GET", "/debug/pprof", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofIndex(ctx) }},
 	{"GET", "/debug/pprof/{profile}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofhandler.PprofHandler(ctx) }},
+	{"GET", "/v1/admin/programs", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPrograms(ctx) }},
+	{"GET", "/v1/admin/promoters", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoters(ctx) }},
+	{"GET", "/v1/admin/links", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getLinks(ctx) }},
+	{"PATCH", "/v1/admin/links/{code}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.patchLink(ctx, p[0]) }},
 	{"PUT", "/v1/admin/programs/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putProgram(ctx, p[0]) }},
 	{"GET", "/v1/admin/programs/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getProgram(ctx, p[0]) }},
 	{"PUT", "/v1/admin/promoters/{id}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.putPromoter(ctx, p[0]) }},
@@ -389,6 +393,7 @@ var routes = []route{
 	{"GET", "/v1/promoter/statements", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterStatements(ctx) }},
 	{"GET", "/v1/promoter/statements/{id}", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.getPromoterStatement(ctx, p[0]) }},
 	{"GET", "/v1/promoter/balance", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterBalance(ctx) }},
+	{"GET", "/v1/promoter/links", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterLinks(ctx) }},
 	{"GET", "/v1/promoter/reports", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterReport(ctx) }},
 	{"GET", "/v1/promoter/customers", rolePromoter, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.getPromoterCustomers(ctx) }},
 }

@@ -122,6 +122,9 @@ func TestOpenAPIExamples(t *testing.T) {
 		{"GET", "/v1/admin/promoters/alice", "/v1/admin/promoters/{id}"},
 		{"POST", "/v1/admin/links", "/v1/admin/links"},
 		{"GET", "/v1/admin/links/alice-cvm", "/v1/admin/links/{code}"},
+		{"GET", "/v1/admin/programs", "/v1/admin/programs"},
+		{"GET", "/v1/admin/promoters", "/v1/admin/promoters"},
+		{"GET", "/v1/admin/links?program=tencent&promoter=alice", "/v1/admin/links"},
 		{"PUT", "/v1/customers/cust-1001", "/v1/customers/{id}"},
 		{"POST", "/v1/bind", "/v1/bind"},
 		{"GET", "/v1/attribution?program=tencent&customer=cust-1001", "/v1/attribution"},
@@ -132,6 +135,7 @@ func TestOpenAPIExamples(t *testing.T) {
 		{"POST", "/v1/admin/test-clock", "/v1/admin/test-clock"},
 		{"GET", "/livez", "/livez"},
 		{"GET", "/readyz", "/readyz"},
+		{"PATCH", "/v1/admin/links/alice-cvm", "/v1/admin/links/{code}"},
 		{"DELETE", "/v1/admin/links/alice-cvm", "/v1/admin/links/{code}"},
 	}
 	for _, c := range calls {

@@ -355,3 +355,26 @@ func (s *Server) getPromoterReport(ctx *fasthttp.RequestCtx) {
 	}
 	s.serveReport(ctx, q)
 }
+
+// getPromoterLinks lists the token's promoter's links (in one program with
+// ?program=), newest first, as the admin's list does.
+func (s *Server) getPromoterLinks(ctx *fasthttp.RequestCtx) {
+	program, err := promoterProgram(ctx)
+	var cursor string
+	var limit int
+	if err == nil {
+		cursor, limit, err = pageParams(ctx)
+	}
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	c, cancel := s.storeCtx()
+	defer cancel()
+	page, err := s.svc.Links(c, store.LinkQuery{Program: program, Promoter: promoterFrom(ctx), Cursor: cursor, Limit: limit})
+	if err != nil {
+		s.fail(ctx, err)
+		return
+	}
+	s.reply(ctx, 200, page)
+}

@@ -147,6 +147,16 @@ func testPromoterView(t *testing.T, st store.Store) {
 		t.Errorf("bob's customers: %d %s", r.status, r.raw)
 	}
 
+	// Links: only the promoter's own.
+	if r := e.call("GET", "/v1/promoter/links", bob, ""); r.status != 200 || len(items(t, r)) != 1 || items(t, r)[0]["code"] != "l-bob" {
+		t.Errorf("bob's links: %d %s", r.status, r.raw)
+	}
+	if r := e.call("GET", "/v1/promoter/links?program=shop&limit=1", carol, ""); r.status != 200 || len(items(t, r)) != 1 || items(t, r)[0]["code"] != "l-carol" {
+		t.Errorf("carol's links: %d %s", r.status, r.raw)
+	}
+	f("ErrLinksOtherPromoter", "GET", "/v1/promoter/links?promoter=carol", bob, "", 422, "invalid")
+	f("ErrAdminLinksWithPromoterToken", "GET", "/v1/admin/links", bob, "", 403, "forbidden")
+
 	// Reports: the admin's with the promoter fixed, or one of their own
 	// links'; another promoter's link is a 404.
 	day := e.clock.Now().UTC().Format("2006-01-02")

@@ -885,12 +885,20 @@ type LinkAnswer struct {
 	Promoter    string                        `json:"promoter"`
 	Destination string                        `json:"destination"`
 	CreatedAt   time.Time                     `json:"created_at"`
+	Status      attribution.LinkStatus        `json:"status"`      // active or paused
+	ExpiresAt   *time.Time                    `json:"expires_at"`  // null: never
+	ExpiredURL  string                        `json:"expired_url"` // "": the destination
 	Clicks      map[attribution.Outcome]int64 `json:"clicks,omitempty"`
 }
 
 func (sv *Service) linkAnswer(l *attribution.Link) *LinkAnswer {
+	st := l.Status
+	if st == "" {
+		st = attribution.LinkActive
+	}
 	return &LinkAnswer{Code: l.Code, URL: sv.PublicURL + "/r/" + l.Code, Program: l.Program,
-		Promoter: l.Promoter, Destination: l.Destination, CreatedAt: l.CreatedAt}
+		Promoter: l.Promoter, Destination: l.Destination, CreatedAt: l.CreatedAt,
+		Status: st, ExpiresAt: l.ExpiresAt, ExpiredURL: l.ExpiredURL}
 }
 
 // Generated codes: 10 characters of [A-Za-z0-9], about 59.5 random bits,

@@ -74,6 +74,7 @@ func TestRedisTTLs(t *testing.T) {
 		{"refgate:program:", forever},
 		{"refgate:promoter:", forever},
 		{"refgate:link:", forever},
+		{"refgate:index:", forever}, // the lists' indexes, as long as what they list
 		{"refgate:linkstats:{l-bob}:b:", life{time.Minute, store.BatchKeep}},
 		{"refgate:linkstats:", forever},
 		{"refgate:visitor:{v1}:shop", life{30 * day, 30*day + week}},          // cookie window + 1 day

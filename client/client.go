@@ -387,6 +387,21 @@ func (c *Client) Settle(ctx context.Context, program string, through time.Time) 
 	return append([]Statement{}, *out.Statements...), nil
 }
 
+// Do sends a request to path (its query included) with the client's token
+// and decodes a 2xx answer's JSON into out (nil: none; a *json.RawMessage
+// keeps the answer as sent), for the admin routes this package has no
+// method of; refgate's own command line uses it. With repeatable it is
+// retried whenever refgate could not answer, as Convert is (a read, a
+// PATCH); without, only when the request never reached refgate, as Bind is
+// (a POST that would do its work twice). An error answer is an *Error.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any, repeatable bool) error {
+	r := notSent
+	if repeatable {
+		r = idempotent
+	}
+	return c.do(ctx, r, method, path, in, out)
+}
+
 // The largest answer a call reads: a settlement lists a statement (about
 // 300 bytes) for every promoter paid, the other calls answer one object.
 const (

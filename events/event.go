@@ -65,12 +65,13 @@ type Data struct {
 	Customer string `json:"customer,omitempty"`
 
 	// Clicks.
-	Outcome     string `json:"outcome,omitempty"` // click: attributed|bot|suspect|self_click|rate_limited|gpc; decisions: the decision's outcome
+	Outcome     string `json:"outcome,omitempty"` // click: attributed|bot|suspect|self_click|rate_limited|gpc|inactive; decisions: the decision's outcome
 	Bot         bool   `json:"bot,omitempty"`
 	Suspect     bool   `json:"suspect,omitempty"`
 	SelfClick   bool   `json:"self_click,omitempty"`
 	RateLimited bool   `json:"rate_limited,omitempty"`
 	GPC         bool   `json:"gpc,omitempty"`
+	Inactive    bool   `json:"inactive,omitempty"` // on a paused or expired link
 	// SecFetchSite and UserActivation are on every click event (nil on
 	// decisions): Sec-Fetch-Site ("" when absent) and Sec-Fetch-User: ?1.
 	SecFetchSite   *string    `json:"sec_fetch_site,omitempty"`

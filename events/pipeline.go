@@ -541,6 +541,8 @@ func (p *Pipeline) clickEvent(b *buffer, it *item) *Event {
 		d.RateLimited = true
 	case attribution.OutcomeGPC:
 		d.GPC = true
+	case attribution.OutcomeInactive:
+		d.Inactive = true
 	}
 	p.es.site, p.es.activated = string(it.site), it.activated
 	d.SecFetchSite, d.UserActivation = &p.es.site, &p.es.activated

@@ -530,3 +530,23 @@ func checkOnce(t *testing.T, evs []Event, n int) (dups int) {
 	}
 	return dups
 }
+
+// A click on a paused or expired link says so in its event, as the other
+// outcomes that set no cookie do.
+func TestPipelineInactiveClickEvent(t *testing.T) {
+	sink, st := &testSink{}, newTestStore()
+	p := newPipeline(t, testConfig(t.TempDir(), st, sink))
+	c := click(1)
+	c.Outcome, c.Visitor = attribution.OutcomeInactive, ""
+	p.Click(c, &attribution.Seen{IP: netip.MustParseAddr("81.2.69.142"), UserAgent: []byte("Mozilla/5.0")})
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	evs := sink.events(t)
+	if len(evs) != 1 {
+		t.Fatalf("%d events", len(evs))
+	}
+	if d := evs[0].Data; !d.Inactive || d.Outcome != "inactive" || d.Bot || d.SelfClick || d.RateLimited || d.GPC || d.Suspect {
+		t.Fatalf("inactive click data: %+v", d)
+	}
+}

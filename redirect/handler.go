@@ -205,17 +205,25 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 	s := h.scratch.Get().(*scratch)
 	defer h.scratch.Put(s)
 
+	now := h.cfg.Now()
+	inactive := t.Inactive(now.UnixNano())
 	dest := t.Link.Destination
-	if to := ctx.QueryArgs().PeekBytes(argTo); len(to) > 0 {
+	if inactive && t.expiredURL != "" {
+		dest = t.expiredURL
+	} else if to := ctx.QueryArgs().PeekBytes(argTo); len(to) > 0 {
 		dest = override(t, to, dest)
 	}
 
 	seen := &s.seen
 	*seen = attribution.Seen{IP: h.clientIP(ctx), UserAgent: ctx.UserAgent(), Referer: ctx.Referer()}
 	var r request
-	outcome := h.bots.classify(&ctx.Request, seen, &r)
+	outcome := h.bots.classify(&ctx.Request, seen, &r) // also fills seen for the event
 	p := t.Program
 	switch {
+	case inactive:
+		// A paused or expired link comes first: it attributes nothing,
+		// whoever clicks, and uses no address's budget.
+		outcome = attribution.OutcomeInactive
 	case outcome != "":
 	case seen.FetchSite == attribution.FetchSiteCrossSite && r.navigate && !seen.UserActivation && p.UserActivationRequired():
 		// A navigation from another site that no gesture started: a meta
@@ -232,7 +240,7 @@ func (h *Handler) click(ctx *fasthttp.RequestCtx, code []byte) {
 
 	rec := &s.rec
 	*rec = attribution.Click{Program: p.ID, Promoter: t.Link.Promoter, Link: t.Link.Code,
-		At: h.cfg.Now(), Outcome: outcome, Model: p.ClickModel}
+		At: now, Outcome: outcome, Model: p.ClickModel}
 	if outcome == "" {
 		rec.Outcome = attribution.OutcomeAttributed
 		dest = h.attribute(ctx, t, s, rec, dest)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -26,6 +27,31 @@ type Target struct {
 
 	cookieName []byte // "rg_" + program
 	maxAge     int    // seconds
+	// inactiveFrom is when the link stops attributing, in Unix ns:
+	// math.MinInt64 for a paused link, math.MaxInt64 for one that never
+	// expires, so that the click path's check is one comparison with its
+	// clock.
+	inactiveFrom int64
+	// expiredURL is where an inactive link sends clicks, normalised; ""
+	// for its destination (also when the program no longer allows the
+	// expired URL's host: the edge never redirects to a host the program
+	// does not allow).
+	expiredURL string
+}
+
+// Inactive reports whether the link is paused or expired at now (Unix ns).
+func (t *Target) Inactive(now int64) bool { return now >= t.inactiveFrom }
+
+// unixNano is t in Unix ns, clamped to int64's range (UnixNano is
+// undefined outside 1678 to 2262).
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
 }
 
 // NewTarget checks the link's destination against the program as it is now
@@ -41,6 +67,18 @@ func NewTarget(l *attribution.Link, p *attribution.Program, pr *attribution.Prom
 	}
 	t := &Target{Link: *l, Program: p, cookieName: []byte("rg_" + p.ID), maxAge: p.CookieDays * 86400}
 	t.Link.Destination = u.String()
+	t.inactiveFrom = math.MaxInt64
+	switch {
+	case l.Status == attribution.LinkPaused:
+		t.inactiveFrom = math.MinInt64
+	case l.ExpiresAt != nil:
+		t.inactiveFrom = unixNano(*l.ExpiresAt)
+	}
+	if l.ExpiredURL != "" {
+		if u, host, err := attribution.ParseDestination(l.ExpiredURL); err == nil && p.AllowsHost(host) {
+			t.expiredURL = u.String()
+		}
+	}
 	if pr != nil {
 		for _, f := range pr.Fingerprints {
 			if len(f) > 3 && f[:3] == attribution.FPIP+":" {
@@ -79,7 +117,7 @@ type LinkCacheConfig struct {
 // Each entry depends on its link's program and promoter. An invalidation
 // costs O(1) whatever it names, and what it does depends on what changed:
 //
-//   - a link (created or deleted), or anything (a reconnect): the entry is
+//   - a link (created, changed or deleted), or anything (a reconnect): the entry is
 //     re-read before it is used again, so a deleted link stops at once;
 //   - a program: its links are served as cached while each is re-read in
 //     the background on its next click, and the program is read once; if it

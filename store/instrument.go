@@ -43,7 +43,7 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 	}, []string{"op"})
 	ops := map[string]opMetrics{}
 	for _, op := range []string{"put_program", "program", "put_promoter", "promoter", "update_promoter", "create_link", "link",
-		"delete_link", "link_stats", "record_clicks", "visitor_click", "ping",
+		"delete_link", "update_link", "programs", "promoters", "links", "link_stats", "record_clicks", "visitor_click", "ping",
 		"customer", "update_customer", "holders", "decisions", "claim_order", "order_owner", "claim_click", "release_click", "erase_customer",
 		"mark_ledger", "ledger_marks", "unmark_ledger", "post_entry", "entry", "entries", "ledger_promoters", "settle",
 		"statement", "statements", "statement_entries", "mark_paid", "balance", "count_report", "report"} {
@@ -63,10 +63,10 @@ func Instrument(s Store, reg prometheus.Registerer) *Instrumented {
 // nothing due, takes no write; neither does MarkPaid of a paid statement,
 // nor UnmarkLedger, which Redis allows when full.
 var (
-	writes = map[string]bool{"put_program": true, "put_promoter": true, "update_promoter": true, "create_link": true, "delete_link": true,
+	writes = map[string]bool{"put_program": true, "put_promoter": true, "update_promoter": true, "create_link": true, "delete_link": true, "update_link": true,
 		"record_clicks": true, "update_customer": true, "claim_order": true, "claim_click": true, "release_click": true, "erase_customer": true,
 		"mark_ledger": true, "unmark_ledger": true, "post_entry": true, "settle": true, "mark_paid": true, "count_report": true}
-	clears = map[string]bool{"put_program": true, "put_promoter": true, "update_promoter": true, "create_link": true, "delete_link": true,
+	clears = map[string]bool{"put_program": true, "put_promoter": true, "update_promoter": true, "create_link": true, "delete_link": true, "update_link": true,
 		"record_clicks": true, "update_customer": true, "claim_order": true, "erase_customer": true, "mark_ledger": true, "count_report": true}
 )
 
@@ -218,6 +218,26 @@ func (i *Instrumented) Link(ctx context.Context, code string) (l *attribution.Li
 func (i *Instrumented) DeleteLink(ctx context.Context, code string) (err error) {
 	defer func(t time.Time) { i.observe("delete_link", t, err) }(time.Now())
 	return i.s.DeleteLink(ctx, code)
+}
+
+func (i *Instrumented) UpdateLink(ctx context.Context, code string, fn func(l *attribution.Link) error) (l *attribution.Link, err error) {
+	defer func(t time.Time) { i.observe("update_link", t, err) }(time.Now())
+	return i.s.UpdateLink(ctx, code, fn)
+}
+
+func (i *Instrumented) Programs(ctx context.Context, cursor string, limit int) (ps []attribution.Program, next string, err error) {
+	defer func(t time.Time) { i.observe("programs", t, err) }(time.Now())
+	return i.s.Programs(ctx, cursor, limit)
+}
+
+func (i *Instrumented) Promoters(ctx context.Context, cursor string, limit int) (ps []attribution.Promoter, next string, err error) {
+	defer func(t time.Time) { i.observe("promoters", t, err) }(time.Now())
+	return i.s.Promoters(ctx, cursor, limit)
+}
+
+func (i *Instrumented) Links(ctx context.Context, q LinkQuery) (ls []attribution.Link, next string, err error) {
+	defer func(t time.Time) { i.observe("links", t, err) }(time.Now())
+	return i.s.Links(ctx, q)
 }
 
 func (i *Instrumented) LinkStats(ctx context.Context, code string) (m map[attribution.Outcome]int64, err error) {

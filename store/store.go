@@ -117,8 +117,37 @@ type Store interface {
 	// time it arrives; a write that cannot publish fails and changes
 	// nothing.
 	DeleteLink(ctx context.Context, code string) error
+	// UpdateLink reads link code, calls fn with a copy of it, and stores
+	// what fn left in the copy, atomically with respect to every other
+	// write of the link, and returns the stored link; the invalidation is
+	// published as DeleteLink's. fn may be called more than once (another
+	// write came in between) and must not call the store; an error from it
+	// is returned as is and writes nothing. fn must not change the link's
+	// code, program, promoter, creation time or deletion. ErrNotFound for
+	// an unknown or deleted code.
+	UpdateLink(ctx context.Context, code string, fn func(l *attribution.Link) error) (*attribution.Link, error)
 	// LinkStats returns the number of clicks recorded per outcome.
 	LinkStats(ctx context.Context, code string) (map[attribution.Outcome]int64, error)
+
+	// The lists (docs/design.md "Reports and lists"). Each is served from
+	// an index the writes keep, never from a scan of the store. A cursor
+	// is opaque and stays valid: the pages of one listing have no
+	// duplicates and no gaps among the items that existed when it began
+	// (an item written since may or may not appear). A cursor the list
+	// did not hand out is ErrBadCursor; a limit outside 1 to MaxPage an
+	// error. next is the cursor of the following page, "" on the last.
+	// Returned values are the caller's.
+
+	// Programs lists programs by id, ascending, from after cursor (""
+	// from the first), at most limit.
+	Programs(ctx context.Context, cursor string, limit int) (programs []attribution.Program, next string, err error)
+	// Promoters lists promoters by id, ascending, as Programs does,
+	// fingerprints included.
+	Promoters(ctx context.Context, cursor string, limit int) (promoters []attribution.Promoter, next string, err error)
+	// Links lists links, newest first by CreatedAt (ties by code,
+	// descending), of q.Program and of q.Promoter when they are not empty,
+	// from after q.Cursor, at most q.Limit. Deleted links are left out.
+	Links(ctx context.Context, q LinkQuery) (links []attribution.Link, next string, err error)
 
 	// RecordClicks stores a batch of clicks: it counts each against its
 	// link by outcome and, for attributed clicks with a visitor, keeps it
@@ -336,6 +365,44 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store; it is safe to call twice.
 	Close() error
+}
+
+// LinkQuery is a page of Store.Links.
+type LinkQuery struct {
+	Program  string // "" for every program
+	Promoter string // "" for every promoter
+	Cursor   string // "" for the first page, else a next cursor Links gave
+	Limit    int    // 1 to MaxPage
+}
+
+// CheckListLimit returns an error for a list's limit outside 1 to MaxPage.
+func CheckListLimit(limit int) error {
+	if limit < 1 || limit > MaxPage {
+		return fmt.Errorf("page limit %d: want 1 to %d", limit, MaxPage)
+	}
+	return nil
+}
+
+// IDCursor checks a cursor of Programs or Promoters: "" or an id (the
+// last one of the page before). Anything else is ErrBadCursor.
+func IDCursor(cursor string) error {
+	if cursor != "" && !attribution.ValidID(cursor) {
+		return fmt.Errorf("%w %q", ErrBadCursor, cursor)
+	}
+	return nil
+}
+
+// LinkPageKey is the page key a link sorts by in Links: its creation time
+// and its code.
+func LinkPageKey(l *attribution.Link) string { return PageKey(l.CreatedAt, l.Code) }
+
+// LinkMatches reports whether l belongs on the page of Links that q asks
+// for, found under the index key pk: not deleted, of q's program and
+// promoter, and indexed under its own page key (an index entry written by
+// a create that found its code taken names another link's time).
+func LinkMatches(l *attribution.Link, q LinkQuery, pk string) bool {
+	return !l.Deleted && (q.Program == "" || l.Program == q.Program) &&
+		(q.Promoter == "" || l.Promoter == q.Promoter) && LinkPageKey(l) == pk
 }
 
 // UpdateFunc computes a customer update from the current state.

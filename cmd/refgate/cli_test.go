@@ -55,6 +55,19 @@ func TestHelp(t *testing.T) {
 	f("help settle", "Usage: refgate settle")
 	f("settle --program shop -h", "Usage: refgate settle")
 	f("version --help", "Usage: refgate version")
+	f("--help", "refgate links", "refgate promoters list")
+	f("links --help", "Usage: refgate links", "create", "list", "pause", "resume")
+	f("links -h", "refgate links create")
+	f("help links", "Usage: refgate links")
+	f("help links list", "Usage: refgate links list", "-limit")
+	f("links create -h", "Usage: refgate links create", "-program", "-promoter", "-destination", "-code", "-api-url", "-admin-token-file", "-json", "-timeout", "REFGATE_ADMIN_TOKEN", "REFGATE_API_URL")
+	f("links list --help", "Usage: refgate links list", "-program", "-promoter", "-limit", "-json", "-api-url", "-admin-token-file")
+	f("links pause -h", "Usage: refgate links pause CODE", "inactive", "-json", "-api-url")
+	f("links resume -h", "Usage: refgate links resume CODE", "-api-url")
+	f("links pause abc -h", "Usage: refgate links pause CODE")
+	f("promoters --help", "Usage: refgate promoters list")
+	f("promoters list -h", "Usage: refgate promoters list", "-limit", "-json", "-api-url", "-admin-token-file", "REFGATE_ADMIN_TOKEN")
+	f("help promoters list", "Usage: refgate promoters list")
 
 	// tail lists the flags it reads, not serve's others.
 	_, out, _ := runCmd("events", "tail", "-h")
@@ -88,6 +101,19 @@ func TestUsageErrors(t *testing.T) {
 	f("probe --timeout 0s http://127.0.0.1/", "--timeout must be positive", "run 'refgate probe --help' for the flags")
 	f("version --short", "refgate version: unexpected arguments: [--short]", "run 'refgate version --help' for the flags")
 	f("nope", `refgate: unknown command "nope"`, "run 'refgate help' for the commands")
+	f("links nope", `refgate links: unknown subcommand "nope"`, "run 'refgate links --help' for the subcommands")
+	f("promoters nope", `refgate promoters: unknown subcommand "nope"`, "run 'refgate promoters --help' for the subcommands")
+	f("links list --nope", "refgate links list: flag provided but not defined: -nope", "run 'refgate links list --help' for the flags")
+	f("links list --limit -1", "refgate links list: --limit must be 0 (all) or more", "run 'refgate links list --help' for the flags")
+	f("links list extra", "refgate links list: unexpected arguments: [extra]", "run 'refgate links list --help' for the flags")
+	f("links list --timeout 0s", "refgate links list: --timeout must be positive", "run 'refgate links list --help' for the flags")
+	f("links list --api-url ftp://x", "refgate links list: --api-url", "run 'refgate links list --help' for the flags")
+	f("links create --promoter a --destination https://x/", "refgate links create: --program is required", "run 'refgate links create --help' for the flags")
+	f("links create --program p --promoter a --destination https://x/ --code a/b", "refgate links create: --code", "run 'refgate links create --help' for the flags")
+	f("links pause", "refgate links pause: want one link code", "run 'refgate links pause --help' for the flags")
+	f("links pause a/b", "refgate links pause: \"a/b\" is not a link code", "run 'refgate links pause --help' for the flags")
+	f("links resume abc def", "refgate links resume: unexpected arguments: [def]", "run 'refgate links resume --help' for the flags")
+	f("promoters list --limit x", "refgate promoters list: invalid value", "run 'refgate promoters list --help' for the flags")
 	f("events nope", `refgate events: unknown subcommand "nope"`, "run 'refgate events --help' for the subcommands")
 	f("help nope", `refgate: unknown command "nope"`, "run 'refgate help' for the commands")
 }
@@ -99,7 +125,7 @@ func TestHelpBinary(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
-	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}, {"settle", "-h"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}, {"settle", "-h"}, {"links", "-h"}, {"links", "list", "-h"}, {"promoters", "list", "-h"}} {
 		var out, errOut bytes.Buffer
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &out, &errOut

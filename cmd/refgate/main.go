@@ -5,6 +5,8 @@
 //	refgate events tail       print the events as they flow
 //	refgate probe URL         GET URL, exit 0 on 2xx (container health checks)
 //	refgate settle [flags]    settle a program's ledger through the API (cron)
+//	refgate links ...         create, list, pause and resume links through the API
+//	refgate promoters list    list the promoters through the API
 //	refgate version           print the version, revision, build date and Go version
 //
 // Help (-h, --help, refgate help COMMAND) goes to stdout with exit status
@@ -39,6 +41,8 @@ Usage:
   refgate events tail [flags]        print the events as they flow
   refgate probe [--timeout 2s] URL   GET URL: exit 0 on 2xx, 1 otherwise (container health checks)
   refgate settle --program P         settle a program's ledger through the API: exit 0 settled, 1 not (cron)
+  refgate links COMMAND [flags]      create, list, pause or resume links through the API
+  refgate promoters list [flags]     list the promoters through the API
   refgate version                    print the version, revision, build date and Go version
   refgate help [COMMAND]             this, or a command's flags (as refgate COMMAND --help)
 `
@@ -97,6 +101,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return probe(ctx, args[1:], stdout, stderr)
 	case "settle":
 		return settle(ctx, args[1:], stdout, stderr)
+	case "links":
+		return links(ctx, args[1:], stdout, stderr)
+	case "promoters":
+		return promoters(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 {
 			if isHelp(args[1]) {

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -29,11 +27,7 @@ when nothing was due; 1 when it refused (the status, code and message on
 stderr) or could not be reached within --timeout; 2 for a command line it
 cannot run. For cron and Kubernetes CronJobs (deploy/README.md, Settlement).
 
-The admin token is read from the environment variable REFGATE_ADMIN_TOKEN,
-or from the file --admin-token-file names (which wins), never from a flag's
-value, which ps and the shell's history would show. The API's address is
---api-url, else REFGATE_API_URL, else http://127.0.0.1:8081.
-
+` + apiFlagsDoc + `
 Settling again settles no entry twice, so a refused or cut connection, a
 502, 503 or 504 is tried again: up to 5 attempts in all, waiting up to 1, 2,
 4 and 8 s between them, within --timeout.
@@ -43,39 +37,19 @@ Settling again settles no entry twice, so a refused or cut connection, a
 // 2, 4 and 8 s (15 s in all, long enough for an API restart to pass).
 var settleRetry = client.Retry{Attempts: 5, Base: time.Second, Max: 8 * time.Second}
 
-const defaultAPIURL = "http://127.0.0.1:8081"
-
 // settle runs "refgate settle".
 func settle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	const cmd = "refgate settle"
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	program := fs.String("program", "", "the program to settle (required)")
 	throughArg := fs.String("through", "", "settle the entries available at or before this RFC 3339 time (2026-12-01T00:00:00Z); empty = the API's now")
-	apiURL := fs.String("api-url", defaultAPIURL, "the API's base URL; when not given, REFGATE_API_URL if set")
-	tokenFile := fs.String("admin-token-file", "", "read the admin token from this file (one line) instead of REFGATE_ADMIN_TOKEN")
-	timeout := fs.Duration("timeout", 60*time.Second, "longest the whole run may take, retries included")
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	err := fs.Parse(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(stdout, settleDoc+"\nFlags:\n")
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		return 0
-	case err != nil:
-		return usageFailed(stderr, cmd, err)
-	case fs.NArg() > 0:
-		return usageFailed(stderr, cmd, fmt.Errorf("unexpected arguments: %v", fs.Args()))
-	}
-	given := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
-	if !given["api-url"] {
-		if v := os.Getenv("REFGATE_API_URL"); v != "" {
-			*apiURL = v
-		}
+	var api apiFlags
+	api.register(fs, 60*time.Second)
+	if code, done := parseCommand(fs, cmd, args, stdout, stderr, settleDoc, 0); done {
+		return code
 	}
 	var through time.Time
+	var err error
 	switch {
 	case *program == "":
 		err = errors.New("--program is required")
@@ -86,44 +60,25 @@ func settle(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if strings.HasPrefix(*program, "$(") {
 			err = fmt.Errorf("%w (is the variable it names set in the container's environment?)", err)
 		}
-	case *timeout <= 0:
-		err = fmt.Errorf("--timeout must be positive, got %v", *timeout)
 	case *throughArg != "":
 		through, err = time.Parse(time.RFC3339, *throughArg)
 		if err != nil {
 			err = fmt.Errorf("--through %q: want an RFC 3339 time, such as 2026-12-01T00:00:00Z", *throughArg)
 		}
 	}
+	var rg *client.Client
 	if err == nil {
-		if u, perr := url.Parse(*apiURL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-			err = fmt.Errorf("--api-url %q: want the API's http(s) base URL, such as %s", *apiURL, defaultAPIURL)
-		}
-	}
-	var token string
-	if err == nil {
-		token, err = adminToken(*tokenFile)
+		rg, err = api.client(fs, settleRetry)
 	}
 	if err != nil {
 		return usageFailed(stderr, cmd, err)
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, api.timeout)
 	defer cancel()
-	// No timeout of its own: an attempt may take all of --timeout, as a
-	// settlement of many entries may.
-	rg := client.New(*apiURL, token).WithHTTPClient(&http.Client{}).WithRetry(settleRetry)
 	sts, err := rg.Settle(ctx, *program, through)
 	if err != nil {
-		var e *client.Error
-		switch {
-		case errors.As(err, &e):
-			fmt.Fprintf(stderr, "%s: %d %s: %s\n", cmd, e.Status, e.Code, oneLine([]byte(e.Message)))
-		case errors.Is(err, context.DeadlineExceeded):
-			fmt.Fprintf(stderr, "%s: %v (--timeout %v)\n", cmd, err, *timeout)
-		default:
-			fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
-		}
-		return 1
+		return apiFailed(stderr, cmd, err, api.timeout)
 	}
 	totals := map[string]int64{}
 	for _, s := range sts {

@@ -152,7 +152,14 @@ func New(cfg Config) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		if tx.Bucket(bLinkIndex) != nil {
+			return nil
+		}
+		// A file from before the link lists: index its links, once.
+		if _, err := tx.CreateBucket(bLinkIndex); err != nil {
+			return err
+		}
+		return indexLinks(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -257,6 +264,9 @@ func (s *Store) CreateLink(_ context.Context, l *attribution.Link) error {
 		if bk.Get([]byte(l.Code)) != nil {
 			return store.ErrExists
 		}
+		if err := indexLink(tx, l, false); err != nil {
+			return err
+		}
 		return bk.Put([]byte(l.Code), b)
 	})
 	if err != nil {
@@ -288,6 +298,9 @@ func (s *Store) DeleteLink(_ context.Context, code string) error {
 		}
 		if l.Deleted {
 			return store.ErrNotFound
+		}
+		if err := indexLink(tx, &l, true); err != nil {
+			return err
 		}
 		l.Deleted = true
 		nb, err := json.Marshal(&l)

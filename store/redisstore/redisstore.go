@@ -12,6 +12,7 @@
 //	refgate:linkstats:{CODE}:b:ID   marker: click batch ID was counted (PX store.BatchKeep)
 //	refgate:visitor:{VID}:PROGRAM   string "EXPIRY_MS:CLICK_JSON" (one SET PX per click)
 //	refgate:invalidate              pub/sub channel of cache invalidations
+//	refgate:index:…                 sorted sets the lists read (lists.go)
 //	refgate:{lg:PROGRAM}:…          the program's ledger (ledger.go) and reports (report.go)
 //
 // Expiry is decided by comparing stored times with the server's clock, never
@@ -258,7 +259,12 @@ func getJSON[T any](ctx context.Context, s *Store, key string) (*T, error) {
 	return v, nil
 }
 
+// PutProgram writes the program's index entry first (lists.go), then the
+// program.
 func (s *Store) PutProgram(ctx context.Context, p *attribution.Program) error {
+	if err := s.index(ctx, p.ID, programIndex); err != nil {
+		return err
+	}
 	return s.setJSON(ctx, programKey(p.ID), p, store.Invalidation{Kind: store.Program, ID: p.ID})
 }
 
@@ -266,7 +272,11 @@ func (s *Store) Program(ctx context.Context, id string) (*attribution.Program, e
 	return getJSON[attribution.Program](ctx, s, programKey(id))
 }
 
+// PutPromoter writes the promoter's index entry first, then the promoter.
 func (s *Store) PutPromoter(ctx context.Context, p *attribution.Promoter) error {
+	if err := s.index(ctx, p.ID, promoterIndex); err != nil {
+		return err
+	}
 	return s.setJSON(ctx, promoterKey(p.ID), p, store.Invalidation{Kind: store.Promoter, ID: p.ID})
 }
 
@@ -334,6 +344,11 @@ func (s *Store) CreateLink(ctx context.Context, l *attribution.Link) error {
 	if err != nil {
 		return err
 	}
+	// Its index entries first (lists.go): a link that exists is listed.
+	pk := store.LinkPageKey(l)
+	if err := s.index(ctx, pk, linkIndexKeys(l)...); err != nil {
+		return err
+	}
 	inv := store.Invalidation{Kind: store.Link, ID: l.Code}
 	// Its invalidation too: a cached "unknown code" must go.
 	n, err := setAndPublish.Run(ctx, s.rdb, []string{linkKey(l.Code)}, b, Channel, inv.String(), "nx").Int()
@@ -341,6 +356,13 @@ func (s *Store) CreateLink(ctx context.Context, l *attribution.Link) error {
 		return translate("create link", err)
 	}
 	if n == 0 {
+		// The code is taken: the entries just written name this call's
+		// time, not the existing link's (unless they are the same, as for
+		// the driver's retry of a create it had applied). Lists skip them
+		// anyway; removing them keeps the indexes small.
+		if old, err := getJSON[attribution.Link](ctx, s, linkKey(l.Code)); err == nil && store.LinkPageKey(old) != pk {
+			s.unindex(ctx, pk, linkIndexKeys(l)...)
+		}
 		return store.ErrExists
 	}
 	return nil
@@ -380,6 +402,11 @@ func (s *Store) DeleteLink(ctx context.Context, code string) error {
 	}
 	if n == 0 {
 		return store.ErrNotFound
+	}
+	// Out of the lists. The deletion stands whether or not this works:
+	// lists skip a deleted link.
+	if l, err := getJSON[attribution.Link](ctx, s, linkKey(code)); err == nil {
+		s.unindex(ctx, store.LinkPageKey(l), linkIndexKeys(l)...)
 	}
 	return nil
 }
