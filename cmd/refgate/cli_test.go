@@ -125,7 +125,7 @@ func TestHelpBinary(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	bin := buildtest.Binary(t, "github.com/refgate/refgate/cmd/refgate")
-	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}, {"settle", "-h"}, {"links", "-h"}, {"links", "list", "-h"}, {"promoters", "list", "-h"}} {
+	for _, args := range [][]string{{"--help"}, {"help"}, {"serve", "--help"}, {"validate", "-h"}, {"events", "--help"}, {"events", "tail", "-h"}, {"probe", "-h"}, {"settle", "-h"}, {"links", "-h"}, {"links", "list", "-h"}, {"promoters", "list", "-h"}, {"report", "-h"}} {
 		var out, errOut bytes.Buffer
 		cmd := exec.Command(bin, args...)
 		cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -7,6 +7,7 @@
 //	refgate settle [flags]    settle a program's ledger through the API (cron)
 //	refgate links ...         create, list, pause and resume links through the API
 //	refgate promoters list    list the promoters through the API
+//	refgate report ...        a program's, promoter's or link's report as a table
 //	refgate version           print the version, revision, build date and Go version
 //
 // Help (-h, --help, refgate help COMMAND) goes to stdout with exit status
@@ -43,6 +44,7 @@ Usage:
   refgate settle --program P         settle a program's ledger through the API: exit 0 settled, 1 not (cron)
   refgate links COMMAND [flags]      create, list, pause or resume links through the API
   refgate promoters list [flags]     list the promoters through the API
+  refgate report --program P         a program's report per day or month, as a table (promoter, link)
   refgate version                    print the version, revision, build date and Go version
   refgate help [COMMAND]             this, or a command's flags (as refgate COMMAND --help)
 `
@@ -105,6 +107,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return links(ctx, args[1:], stdout, stderr)
 	case "promoters":
 		return promoters(ctx, args[1:], stdout, stderr)
+	case "report":
+		return report(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		if len(args) > 1 {
 			if isHelp(args[1]) {
