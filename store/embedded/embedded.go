@@ -88,6 +88,8 @@ type Store struct {
 
 	stop  chan struct{} // closed by Close: the sweeper stops
 	swept chan struct{} // closed when the sweeper has stopped
+
+	sketches sketchCache // the report days' visitors being written (report.go)
 }
 
 // ErrLocked is what Open and New return (wrapped: errors.Is) when another
@@ -166,6 +168,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot initialise %s: %w", path, err)
 	}
 	s := &Store{db: db, cfg: cfg, now: time.Now, clock: cfg.Now, m: newSweepMetrics(cfg.Registerer),
+		sketches: sketchCache{m: map[string]*cachedSketch{}},
 		watchers: map[int]func(store.Invalidation){}, stop: make(chan struct{}), swept: make(chan struct{})}
 	go s.sweeper()
 	return s, nil
@@ -354,7 +357,7 @@ func (s *Store) RecordClicks(_ context.Context, batch string, clicks []attributi
 		if err != nil || written {
 			return err
 		}
-		if err := addClickReports(tx, clicks); err != nil {
+		if err := s.addClickReports(tx, clicks); err != nil {
 			return err
 		}
 		stats, visitors := tx.Bucket(bLinkStats), tx.Bucket(bVisitors)
@@ -471,5 +474,6 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.swept
-	return s.db.Close()
+	err := s.sketches.writeAll(s.db, s.now())
+	return errors.Join(err, s.db.Close())
 }

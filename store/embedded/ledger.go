@@ -204,7 +204,7 @@ func (s *Store) PostEntry(_ context.Context, e *attribution.Entry, mark string) 
 		if err := l.p.Put([]byte(e.Promoter), []byte{}); err != nil {
 			return err
 		}
-		if err := addCommission(tx, e); err != nil {
+		if err := s.addCommission(tx, e); err != nil {
 			return err
 		}
 		c := *e

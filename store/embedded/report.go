@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/axiomhq/hyperloglog"
@@ -15,28 +16,43 @@ import (
 	"github.com/refgate/refgate/store"
 )
 
-// Reports are one bucket, bReports, of day buckets keyed
+// Reports are one bucket, bReports, of day buckets. A day's counts are
+// under
 //
 //	program 0x00 YYYYMMDD 0x00 scope   (scope "p", "a:PROMOTER" or "l:LINK")
 //
-// each holding the length of the counts' JSON (a uvarint), that JSON
-// (field → count) and the day's visitors as a marshalled HyperLogLog
-// sketch (axiomhq/hyperloglog, precision 14: sparse, tens of bytes to a
-// few KiB, while the day has a few thousand visitors or fewer, then 16
-// KiB, which every batch counting clicks of that scope rewrites). They are written in the transaction
-// of what they count: RecordClicks's, PostEntry's, CountReport's (whose id
-// is remembered as a click batch id is, store.BatchKeep). The sweeper
-// deletes a day ReportRetention after its end.
+// as (uvarint name length, name, varint count) triples, and its visitors
+// under the same key and "\x00v", as a marshalled HyperLogLog sketch
+// (axiomhq/hyperloglog, precision 14: tens of bytes to a few KiB while the
+// day has a few thousand visitors or fewer, then 16 KiB). The counts are
+// written in the transaction of what they count: RecordClicks's,
+// PostEntry's, CountReport's (whose id is remembered as a click batch id
+// is, store.BatchKeep).
+//
+// A sketch is not rewritten with every batch: decoding and rewriting 16
+// KiB per scope per batch doubled the store's time per click. The sketches
+// being written are kept in memory (sketchCache), which reads and writes
+// use, and each is written to the file in a click batch's transaction at
+// most once every sketchWriteEvery, when it leaves the cache, and at
+// Close. Inserting a visitor twice changes nothing, so a batch whose
+// transaction failed and is tried again counts its visitors once, and a
+// sketch written late is still right; a crash loses the visitors added to
+// a sketch since it was last written (at most sketchWriteEvery's), never a
+// count. The sweeper deletes a day ReportRetention after its end.
 var bReports = []byte("reports")
 
-type reportDay struct {
-	Counts   store.ReportCounts
-	Visitors []byte // a marshalled sketch; none without visitors
-}
+const sketchWriteEvery = time.Second
+
+// maxCachedSketches bounds the sketches in memory: 32 MiB if every one is
+// dense. Past it, the least recently used quarter is written and dropped.
+var maxCachedSketches = 2048
 
 func reportKey(program string, day time.Time, s store.ReportScope) []byte {
 	return []byte(program + "\x00" + store.DayKey(day) + "\x00" + s.Key())
 }
+
+// visitorsKey is the key of the sketch of the day whose counts are at k.
+func visitorsKey(k []byte) []byte { return append(k[:len(k):len(k)], 0, 'v') }
 
 // reportKeyDay is the day of a report key, false for a key that is none.
 func reportKeyDay(k []byte) (time.Time, bool) {
@@ -48,87 +64,230 @@ func reportKeyDay(k []byte) (time.Time, bool) {
 	return d, err == nil
 }
 
-func readDay(v []byte) (*reportDay, error) {
-	d := &reportDay{}
-	if v == nil {
-		return d, nil
+func readCounts(v []byte) (store.ReportCounts, error) {
+	c := store.ReportCounts{}
+	for len(v) > 0 {
+		n, k := binary.Uvarint(v)
+		if k <= 0 || uint64(len(v)-k) < n {
+			return nil, fmt.Errorf("corrupt report day")
+		}
+		name := string(v[k : k+int(n)])
+		v = v[k+int(n):]
+		x, k := binary.Varint(v)
+		if k <= 0 {
+			return nil, fmt.Errorf("corrupt report day")
+		}
+		c[name] += x
+		v = v[k:]
 	}
-	n, k := binary.Uvarint(v)
-	if k <= 0 || uint64(len(v)-k) < n {
-		return nil, fmt.Errorf("corrupt report day")
-	}
-	if err := json.Unmarshal(v[k:k+int(n)], &d.Counts); err != nil {
-		return nil, fmt.Errorf("corrupt report day: %w", err)
-	}
-	d.Visitors = v[k+int(n):]
-	return d, nil
+	return c, nil
 }
 
-func (d *reportDay) encode() ([]byte, error) {
-	js, err := json.Marshal(d.Counts)
-	if err != nil {
-		return nil, err
+func appendCounts(b []byte, c store.ReportCounts) []byte {
+	for name, x := range c {
+		b = binary.AppendUvarint(b, uint64(len(name)))
+		b = binary.AppendVarint(append(b, name...), x)
 	}
-	b := binary.AppendUvarint(make([]byte, 0, binary.MaxVarintLen64+len(js)+len(d.Visitors)), uint64(len(js)))
-	return append(append(b, js...), d.Visitors...), nil
+	return b
 }
 
-func (d *reportDay) sketch() (*hyperloglog.Sketch, error) {
+func decodeSketch(v []byte) (*hyperloglog.Sketch, error) {
 	sk := hyperloglog.New14()
-	if len(d.Visitors) > 0 {
-		if err := sk.UnmarshalBinary(d.Visitors); err != nil {
+	if len(v) > 0 {
+		if err := sk.UnmarshalBinary(v); err != nil {
 			return nil, fmt.Errorf("corrupt report visitors: %w", err)
 		}
 	}
 	return sk, nil
 }
 
-// addReport adds counts and visitors to one day bucket.
-func addReport(tx *bolt.Tx, program string, day time.Time, s store.ReportScope, counts store.ReportCounts, visitors []string) error {
-	b := tx.Bucket(bReports)
-	k := reportKey(program, day, s)
-	d, err := readDay(b.Get(k))
-	if err != nil {
-		return err
-	}
-	if d.Counts == nil {
-		d.Counts = store.ReportCounts{}
-	}
-	d.Counts.Add(counts)
-	if len(visitors) > 0 {
-		sk, err := d.sketch()
+// sketchCache holds the visitor sketches of the report days being
+// written, by visitors key. Writes come from write transactions, which
+// bbolt runs one at a time; reads from any number of read transactions.
+type sketchCache struct {
+	mu sync.Mutex
+	m  map[string]*cachedSketch
+}
+
+type cachedSketch struct {
+	sk      *hyperloglog.Sketch
+	written time.Time // when it was last written to the file; zero: never
+	dirty   bool      // it has visitors the file's copy lacks
+	used    time.Time
+}
+
+// insert adds visitors to the sketch at key k, read from b when not
+// cached.
+func (c *sketchCache) insert(b *bolt.Bucket, k []byte, visitors []string, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.m[string(k)]
+	if e == nil {
+		sk, err := decodeSketch(b.Get(k))
 		if err != nil {
 			return err
 		}
-		for _, v := range visitors {
-			sk.Insert([]byte(v))
+		if len(c.m) >= maxCachedSketches {
+			if err := c.evict(b, now); err != nil {
+				return err
+			}
 		}
-		if d.Visitors, err = sk.MarshalBinary(); err != nil {
-			return err
-		}
+		e = &cachedSketch{sk: sk, written: now}
+		c.m[string(k)] = e
 	}
-	v, err := d.encode()
-	if err != nil {
-		return err
+	for _, v := range visitors {
+		e.sk.Insert([]byte(v))
 	}
-	return b.Put(k, v)
+	e.dirty, e.used = true, now
+	return nil
 }
 
-// addClickReports counts a batch's clicks, in its transaction.
-func addClickReports(tx *bolt.Tx, clicks []attribution.Click) error {
-	for _, b := range store.ClickBuckets(clicks) {
-		if err := addReport(tx, b.Program, b.Day, b.Scope, b.Counts, b.Visitors); err != nil {
-			return err
+// writeDue writes to b every dirty sketch last written sketchWriteEvery
+// ago or more.
+func (c *sketchCache) writeDue(b *bolt.Bucket, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if e.dirty && now.Sub(e.written) >= sketchWriteEvery {
+			if err := e.write(b, k, now); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
+// evict writes and drops the least recently used quarter of the cache.
+// c.mu is held.
+func (c *sketchCache) evict(b *bolt.Bucket, now time.Time) error {
+	keys := make([]string, 0, len(c.m))
+	for k := range c.m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(x, y string) int { return c.m[x].used.Compare(c.m[y].used) })
+	for _, k := range keys[:len(keys)/4+1] {
+		if e := c.m[k]; e.dirty {
+			if err := e.write(b, k, now); err != nil {
+				return err
+			}
+		}
+		delete(c.m, k)
+	}
+	return nil
+}
+
+func (e *cachedSketch) write(b *bolt.Bucket, k string, now time.Time) error {
+	v, err := e.sk.MarshalBinary()
+	if err == nil {
+		err = b.Put([]byte(k), v)
+	}
+	if err != nil {
+		return err
+	}
+	// A transaction that fails after this leaves the sketch dirty in
+	// effect: the next write of it is due at once, and Close writes it.
+	e.dirty, e.written = false, now
+	return nil
+}
+
+// writeAll writes every dirty sketch, at Close. Those whose transaction
+// fails stay dirty.
+func (c *sketchCache) writeAll(db *bolt.DB, now time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var written []*cachedSketch
+	err := db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bReports)
+		for k, e := range c.m {
+			if !e.dirty {
+				continue
+			}
+			v, err := e.sk.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if err := b.Put([]byte(k), v); err != nil {
+				return err
+			}
+			written = append(written, e)
+		}
+		return nil
+	})
+	if err == nil {
+		for _, e := range written {
+			e.dirty = false
+		}
+	}
+	return err
+}
+
+// merge adds the visitors of the sketch at k to union: the cached one,
+// else the file's.
+func (c *sketchCache) merge(b *bolt.Bucket, k []byte, union **hyperloglog.Sketch) error {
+	c.mu.Lock()
+	var sk *hyperloglog.Sketch
+	if e := c.m[string(k)]; e != nil {
+		sk = e.sk.Clone()
+	}
+	c.mu.Unlock()
+	if sk == nil {
+		v := b.Get(k)
+		if v == nil {
+			return nil
+		}
+		var err error
+		if sk, err = decodeSketch(v); err != nil {
+			return err
+		}
+	}
+	if *union == nil {
+		*union = sk
+		return nil
+	}
+	return (*union).Merge(sk)
+}
+
+// forget drops the cached sketch at k (the sweeper deleted its day).
+func (c *sketchCache) forget(k []byte) {
+	c.mu.Lock()
+	delete(c.m, string(k))
+	c.mu.Unlock()
+}
+
+// addReport adds counts and visitors to one day bucket.
+func (s *Store) addReport(tx *bolt.Tx, program string, day time.Time, sc store.ReportScope, counts store.ReportCounts, visitors []string) error {
+	b := tx.Bucket(bReports)
+	k := reportKey(program, day, sc)
+	old, err := readCounts(b.Get(k))
+	if err != nil {
+		return err
+	}
+	old.Add(counts)
+	if err := b.Put(k, appendCounts(nil, old)); err != nil {
+		return err
+	}
+	if len(visitors) == 0 {
+		return nil
+	}
+	return s.sketches.insert(b, visitorsKey(k), visitors, s.now())
+}
+
+// addClickReports counts a batch's clicks, in its transaction, and
+// writes the sketches due.
+func (s *Store) addClickReports(tx *bolt.Tx, clicks []attribution.Click) error {
+	for _, b := range store.ClickBuckets(clicks) {
+		if err := s.addReport(tx, b.Program, b.Day, b.Scope, b.Counts, b.Visitors); err != nil {
+			return err
+		}
+	}
+	return s.sketches.writeDue(tx.Bucket(bReports), s.now())
+}
+
 // addCommission adds a new entry's amount to its day's commission.
-func addCommission(tx *bolt.Tx, e *attribution.Entry) error {
+func (s *Store) addCommission(tx *bolt.Tx, e *attribution.Entry) error {
 	counts := store.ReportCounts{store.FieldCommission: e.Amount}
 	for _, sc := range store.Scopes(e.Promoter, e.Link) {
-		if err := addReport(tx, e.Program, store.DayStart(e.At), sc, counts, nil); err != nil {
+		if err := s.addReport(tx, e.Program, store.DayStart(e.At), sc, counts, nil); err != nil {
 			return err
 		}
 	}
@@ -151,7 +310,7 @@ func (s *Store) CountReport(_ context.Context, id, program, promoter, link strin
 			return err
 		}
 		for _, sc := range store.Scopes(promoter, link) {
-			if err := addReport(tx, program, store.DayStart(at), sc, counts, nil); err != nil {
+			if err := s.addReport(tx, program, store.DayStart(at), sc, counts, nil); err != nil {
 				return err
 			}
 		}
@@ -173,25 +332,15 @@ func (s *Store) Report(_ context.Context, q store.ReportQuery) ([]store.ReportPe
 			counts := store.ReportCounts{}
 			var union *hyperloglog.Sketch
 			for _, day := range p.Days {
-				v := b.Get(reportKey(q.Program, day, sc))
-				if v == nil {
-					continue
+				k := reportKey(q.Program, day, sc)
+				if v := b.Get(k); v != nil {
+					c, err := readCounts(v)
+					if err != nil {
+						return err
+					}
+					counts.Add(c)
 				}
-				d, err := readDay(v)
-				if err != nil {
-					return err
-				}
-				counts.Add(d.Counts)
-				if len(d.Visitors) == 0 {
-					continue
-				}
-				sk, err := d.sketch()
-				if err != nil {
-					return err
-				}
-				if union == nil {
-					union = sk
-				} else if err := union.Merge(sk); err != nil {
+				if err := s.sketches.merge(b, visitorsKey(k), &union); err != nil {
 					return err
 				}
 			}

@@ -2,11 +2,13 @@ package embedded
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/refgate/refgate/attribution"
 	"github.com/refgate/refgate/store"
@@ -70,5 +72,113 @@ func TestReportRetention(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.m.swept[sweptReportDay]); got != 3 {
 		t.Errorf("refgate_store_swept_total{record=report_day} = %v", got)
+	}
+}
+
+// TestReportVisitorsWritten: the visitors kept in memory reach the file
+// within a second of batches (what a crash keeps) and at Close (what a
+// restart reads), and reads see them at once.
+func TestReportVisitorsWritten(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	wall := at
+	s, err := New(Config{Dir: dir, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.now = func() time.Time { return wall }
+	v := 0
+	record := func(n int) {
+		t.Helper()
+		clicks := make([]attribution.Click, n)
+		for i := range clicks {
+			v++
+			clicks[i] = attribution.Click{ID: fmt.Sprint("c", v), Program: "p", Promoter: "a", Link: "l", Visitor: fmt.Sprint("v", v),
+				At: at, ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
+		}
+		if err := s.RecordClicks(ctx, fmt.Sprint("b", v), clicks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	day := store.DayStart(at)
+	q := store.ReportQuery{Program: "p", Link: "l", From: day, To: day}
+	visitors := func(s *Store) int64 {
+		t.Helper()
+		got, err := s.Report(ctx, q)
+		if err != nil || len(got) != 1 {
+			t.Fatal(got, err)
+		}
+		return got[0].Visitors
+	}
+	// inFile is what a crash would leave: the sketch as written.
+	inFile := func() int64 {
+		t.Helper()
+		var n int64
+		err := s.db.View(func(tx *bolt.Tx) error {
+			v := tx.Bucket(bReports).Get(visitorsKey(reportKey("p", day, store.ReportScope{Kind: 'l', ID: "l"})))
+			sk, err := decodeSketch(v)
+			n = int64(sk.Estimate())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	record(100)
+	if got, file := visitors(s), inFile(); got != 100 || file != 0 {
+		t.Fatalf("after a batch: %d visitors read, %d in the file; want 100, 0", got, file)
+	}
+	wall = wall.Add(sketchWriteEvery)
+	record(100)
+	if got, file := visitors(s), inFile(); got != 200 || file != 200 {
+		t.Fatalf("a second later: %d visitors read, %d in the file; want 200, 200", got, file)
+	}
+	record(50)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := New(Config{Dir: dir, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := visitors(s2); got != 250 {
+		t.Errorf("after a restart: %d visitors, want 250", got)
+	}
+}
+
+// TestReportVisitorsEvicted: sketches that leave the memory bound are
+// written and read back from the file.
+func TestReportVisitorsEvicted(t *testing.T) {
+	defer func(n int) { maxCachedSketches = n }(maxCachedSketches)
+	maxCachedSketches = 4
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	at := time.Now().UTC()
+	for l := range 10 {
+		clicks := make([]attribution.Click, 20)
+		for i := range clicks {
+			clicks[i] = attribution.Click{ID: fmt.Sprint("c", l, "-", i), Program: "p", Promoter: "a", Link: fmt.Sprint("l", l),
+				Visitor: fmt.Sprint("v", l, "-", i), At: at, ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
+		}
+		if err := s.RecordClicks(ctx, fmt.Sprint("b", l), clicks); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(s.sketches.m); n > maxCachedSketches {
+			t.Fatalf("%d sketches in memory, want at most %d", n, maxCachedSketches)
+		}
+	}
+	day := store.DayStart(at)
+	for l := range 10 {
+		got, err := s.Report(ctx, store.ReportQuery{Program: "p", Link: fmt.Sprint("l", l), From: day, To: day})
+		if err != nil || len(got) != 1 || got[0].Visitors != 20 {
+			t.Errorf("link l%d: %+v %v, want 20 visitors", l, got, err)
+		}
+	}
+	got, err := s.Report(ctx, store.ReportQuery{Program: "p", From: day, To: day})
+	if err != nil || len(got) != 1 || got[0].Visitors != 200 {
+		t.Errorf("program: %+v %v, want 200 visitors", got, err)
 	}
 }

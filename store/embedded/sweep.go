@@ -138,6 +138,10 @@ func (s *Store) sweep() (map[string]int, error) {
 			if !ok || !now.After(day.Add(24*time.Hour+s.cfg.ReportRetention)) {
 				return false, nil, nil
 			}
+			s.sketches.forget(k)
+			if bytes.HasSuffix(k, []byte{0, 'v'}) {
+				return true, nil, nil // the day's visitors: its counts are the report day
+			}
 			return true, nil, []string{sweptReportDay}
 		}},
 	} {
