@@ -577,20 +577,16 @@ func (s *Server) postStatements(ctx *fasthttp.RequestCtx) {
 const settleTimeout = 5 * time.Minute
 
 func (s *Server) getStatements(ctx *fasthttp.RequestCtx) {
-	cursor, limit, err := pageParams(ctx)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
 	args := ctx.QueryArgs()
-	c, cancel := s.storeCtx()
-	defer cancel()
-	page, err := s.svc.Statements(c, string(args.Peek("program")), string(args.Peek("promoter")), cursor, limit)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.reply(ctx, 200, page)
+	s.serveStatements(ctx, string(args.Peek("program")), string(args.Peek("promoter")))
+}
+
+// serveStatements answers a page of program's statements, of promoter
+// when not empty.
+func (s *Server) serveStatements(ctx *fasthttp.RequestCtx, program, promoter string) {
+	servePage(s, ctx, func(c context.Context, cursor string, limit int) (*Page[attribution.Statement], error) {
+		return s.svc.Statements(c, program, promoter, cursor, limit)
+	})
 }
 
 func (s *Server) getStatement(ctx *fasthttp.RequestCtx, id string) {

@@ -186,7 +186,9 @@ func (sv *Service) PatchLink(ctx context.Context, code string, in LinkPatch) (*L
 
 // The HTTP side of the lists.
 
-func (s *Server) getPrograms(ctx *fasthttp.RequestCtx) {
+// servePage answers a paged list: it reads ?limit= and ?cursor= and
+// answers the page list gives for them.
+func servePage[T any](s *Server, ctx *fasthttp.RequestCtx, list func(c context.Context, cursor string, limit int) (*Page[T], error)) {
 	cursor, limit, err := pageParams(ctx)
 	if err != nil {
 		s.fail(ctx, err)
@@ -194,7 +196,7 @@ func (s *Server) getPrograms(ctx *fasthttp.RequestCtx) {
 	}
 	c, cancel := s.storeCtx()
 	defer cancel()
-	page, err := s.svc.Programs(c, cursor, limit)
+	page, err := list(c, cursor, limit)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -202,38 +204,21 @@ func (s *Server) getPrograms(ctx *fasthttp.RequestCtx) {
 	s.reply(ctx, 200, page)
 }
 
-func (s *Server) getPromoters(ctx *fasthttp.RequestCtx) {
-	cursor, limit, err := pageParams(ctx)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	c, cancel := s.storeCtx()
-	defer cancel()
-	page, err := s.svc.Promoters(c, cursor, limit)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.reply(ctx, 200, page)
-}
+func (s *Server) getPrograms(ctx *fasthttp.RequestCtx) { servePage(s, ctx, s.svc.Programs) }
+
+func (s *Server) getPromoters(ctx *fasthttp.RequestCtx) { servePage(s, ctx, s.svc.Promoters) }
 
 func (s *Server) getLinks(ctx *fasthttp.RequestCtx) {
-	cursor, limit, err := pageParams(ctx)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
 	args := ctx.QueryArgs()
-	c, cancel := s.storeCtx()
-	defer cancel()
-	page, err := s.svc.Links(c, store.LinkQuery{Program: string(args.Peek("program")), Promoter: string(args.Peek("promoter")),
-		Cursor: cursor, Limit: limit})
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.reply(ctx, 200, page)
+	s.serveLinks(ctx, string(args.Peek("program")), string(args.Peek("promoter")))
+}
+
+// serveLinks answers a page of links, of program and promoter when not
+// empty.
+func (s *Server) serveLinks(ctx *fasthttp.RequestCtx, program, promoter string) {
+	servePage(s, ctx, func(c context.Context, cursor string, limit int) (*Page[LinkAnswer], error) {
+		return s.svc.Links(c, store.LinkQuery{Program: program, Promoter: promoter, Cursor: cursor, Limit: limit})
+	})
 }
 
 func (s *Server) patchLink(ctx *fasthttp.RequestCtx, code string) {

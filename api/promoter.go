@@ -256,23 +256,11 @@ func (s *Server) getPromoterLedger(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) getPromoterStatements(ctx *fasthttp.RequestCtx) {
 	program, err := promoterProgram(ctx)
-	var cursor string
-	var limit int
-	if err == nil {
-		cursor, limit, err = pageParams(ctx)
-	}
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	c, cancel := s.storeCtx()
-	defer cancel()
-	page, err := s.svc.Statements(c, program, promoterFrom(ctx), cursor, limit)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.reply(ctx, 200, page)
+	s.serveStatements(ctx, program, promoterFrom(ctx))
 }
 
 // getPromoterStatement answers another promoter's statement as it answers
@@ -310,23 +298,13 @@ func (s *Server) getPromoterBalance(ctx *fasthttp.RequestCtx) {
 
 func (s *Server) getPromoterCustomers(ctx *fasthttp.RequestCtx) {
 	program, err := promoterProgram(ctx)
-	var cursor string
-	var limit int
-	if err == nil {
-		cursor, limit, err = pageParams(ctx)
-	}
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	c, cancel := s.storeCtx()
-	defer cancel()
-	page, err := s.svc.PromoterCustomers(c, program, promoterFrom(ctx), cursor, limit)
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.reply(ctx, 200, page)
+	servePage(s, ctx, func(c context.Context, cursor string, limit int) (*Page[PromoterCustomer], error) {
+		return s.svc.PromoterCustomers(c, program, promoterFrom(ctx), cursor, limit)
+	})
 }
 
 // getPromoterReport is the admin report with the promoter fixed to the
@@ -360,21 +338,9 @@ func (s *Server) getPromoterReport(ctx *fasthttp.RequestCtx) {
 // ?program=), newest first, as the admin's list does.
 func (s *Server) getPromoterLinks(ctx *fasthttp.RequestCtx) {
 	program, err := promoterProgram(ctx)
-	var cursor string
-	var limit int
-	if err == nil {
-		cursor, limit, err = pageParams(ctx)
-	}
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	c, cancel := s.storeCtx()
-	defer cancel()
-	page, err := s.svc.Links(c, store.LinkQuery{Program: program, Promoter: promoterFrom(ctx), Cursor: cursor, Limit: limit})
-	if err != nil {
-		s.fail(ctx, err)
-		return
-	}
-	s.reply(ctx, 200, page)
+	s.serveLinks(ctx, program, promoterFrom(ctx))
 }
