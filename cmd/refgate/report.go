@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/refgate/refgate/api"
 	"github.com/refgate/refgate/attribution"
 )
 
@@ -30,18 +31,6 @@ units (every currency added together). --json prints the API's answer, with
 every outcome and reason apart.
 
 ` + apiFlagsDoc
-
-// reportRow is one period of a report as the API answers it.
-type reportRow struct {
-	Date        string           `json:"date"`
-	Clicks      map[string]int64 `json:"clicks"`
-	Visitors    int64            `json:"visitors"`
-	Binds       map[string]int64 `json:"binds"`
-	Conversions map[string]int64 `json:"conversions"`
-	Cash        int64            `json:"cash"`
-	Commission  int64            `json:"commission"`
-	Refunded    int64            `json:"refunded"`
-}
 
 func report(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newAPICommand("refgate report")
@@ -92,9 +81,7 @@ func report(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s\n", raw)
 		return 0
 	}
-	var a struct {
-		Series []reportRow `json:"series"`
-	}
+	var a api.ReportAnswer
 	if err := json.Unmarshal(raw, &a); err != nil {
 		return apiFailed(stderr, c.name, fmt.Errorf("bad answer: %w", err), c.api.timeout)
 	}
@@ -103,7 +90,7 @@ func report(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // printReport writes a report's rows as a table with a total row.
-func printReport(w io.Writer, rows []reportRow) {
+func printReport(w io.Writer, rows []api.ReportPoint) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "DATE\tCLICKS\tNOT ATTR.\tVISITORS\tBINDS\tKEPT\tREJECTED\tORDERS\tNOT ATTR.\tCASH\tCOMMISSION\tREFUNDED\t")
 	var total [11]int64
