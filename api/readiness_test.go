@@ -54,6 +54,22 @@ func TestReadyzStoreRefusesWrites(t *testing.T) {
 			t.Fatalf("filling redis: %d keys, %v", n, err)
 		}
 	}
+	// Redis gives back the failed SET's query buffer in its cron, which
+	// can bring it under maxmemory again: set the limit well below what it
+	// uses, so that every write is refused until the test makes room.
+	used, err := admin.Info(ctx, "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var usedBytes int64
+	for _, l := range strings.Split(used, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "used_memory:"); ok {
+			fmt.Sscan(v, &usedBytes)
+		}
+	}
+	if err := admin.ConfigSet(ctx, "maxmemory", fmt.Sprint(usedBytes-256<<10)).Err(); err != nil || usedBytes == 0 {
+		t.Fatalf("used memory %d: lowering maxmemory: %v", usedBytes, err)
+	}
 
 	if r := e.call("POST", "/v1/bind", sfTok, `{"program":"shop","customer":"c1","event":"register"}`); r.status != 503 || r.errCode() != "unavailable" {
 		t.Errorf("bind with Redis full: %d %s", r.status, r.raw)
@@ -78,6 +94,9 @@ func TestReadyzStoreRefusesWrites(t *testing.T) {
 	// Room again: the next write is taken, and readiness says so.
 	for i := range n {
 		admin.Del(ctx, fmt.Sprint("junk:", i))
+	}
+	if err := admin.ConfigSet(ctx, "maxmemory", "2mb").Err(); err != nil {
+		t.Fatal(err)
 	}
 	if r := e.call("POST", "/v1/bind", sfTok, `{"program":"shop","customer":"c1","event":"register"}`); r.status != 200 {
 		t.Errorf("bind once Redis has room: %d %s", r.status, r.raw)
