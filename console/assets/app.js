@@ -409,6 +409,11 @@ function xOf(date) {
   return Date.UTC(+date.slice(0, 4), +date.slice(5, 7) - 1, date.length > 7 ? +date.slice(8, 10) : 1) / 1000;
 }
 
+// WHOLE are the y axes' tick steps: every series counts whole things
+// (clicks, binds, minor units), so no tick falls between two.
+const WHOLE = [];
+for (let p = 1; p <= 1e15; p *= 10) WHOLE.push(p, 2 * p, 5 * p);
+
 const charts = new Set();
 window.addEventListener('resize', () => {
   for (const c of charts) {
@@ -421,7 +426,7 @@ window.addEventListener('resize', () => {
 });
 
 function chartWidth(el) {
-  return Math.max(280, Math.min(900, (el.clientWidth || 320) - 8));
+  return Math.max(280, Math.min(1400, (el.clientWidth || 320) - 16));
 }
 
 function chart(into, title, series, xs, monthly) {
@@ -435,7 +440,10 @@ function chart(into, title, series, xs, monthly) {
     width: chartWidth(into),
     height: 220,
     scales: {x: {time: true}},
-    axes: [{values: (u, ticks) => ticks.map(t => new Date(t * 1000).toISOString().slice(0, monthly ? 7 : 10))}, {}],
+    // Ticks far enough apart for their labels: MM-DD by day, YYYY-MM by
+    // month; the y axis wide enough for amounts in minor units.
+    axes: [{space: 70, values: (u, ticks) => ticks.map(t => new Date(t * 1000).toISOString().slice(monthly ? 0 : 5, monthly ? 7 : 10))},
+      {size: 80, incrs: WHOLE, values: (u, ticks) => ticks.map(v => v.toLocaleString('en'))}],
     series: [{label: monthly ? 'Month' : 'Day', value: (u, v) => v == null ? '' : new Date(v * 1000).toISOString().slice(0, monthly ? 7 : 10)},
       ...series.map((s, i) => ({label: s.label, stroke: s.color || COLORS[i % COLORS.length], width: 2,
         points: {show: true, size: 5}}))],
@@ -477,8 +485,12 @@ function showReport(into, series, monthly) {
     h('td', {class: 'n', text: r.cash}),
     h('td', {class: 'n', text: r.commission}),
     h('td', {class: 'n', text: r.refunded})));
-  into.append(table('The numbers (cash, commission and refunds in minor units)',
-    [monthly ? 'Month' : 'Day', 'Attributed clicks', 'All clicks', 'Visitors', 'Binds', 'Conversions', 'Cash', 'Commission', 'Refunded'], rows));
+  // The numbers behind the charts, for screen readers and for copying;
+  // folded on a phone's narrow screen, where the charts come first.
+  into.append(h('details', {class: 'numbers', open: window.innerWidth >= 640},
+    h('summary', {text: 'The numbers as a table'}),
+    table('The numbers (cash, commission and refunds in minor units)',
+      [monthly ? 'Month' : 'Day', 'Attributed clicks', 'All clicks', 'Visitors', 'Binds', 'Conversions', 'Cash', 'Commission', 'Refunded'], rows)));
 }
 
 async function reportPage(view, admin) {
