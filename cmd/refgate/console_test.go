@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -365,7 +366,8 @@ func TestConsole(t *testing.T) {
 	// The operator signs in.
 	b.do("open the console", chromedp.EmulateViewport(1280, 900), chromedp.Navigate(b.origin+"/ui"), chromedp.WaitVisible(chromedp.CSS("#token")))
 	b.shot("sign-in")
-	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), adminTok), chromedp.Click(chromedp.CSS("#signin-form button[type=submit]")))
+	// From the keyboard: the token, then Enter.
+	b.do("sign in", chromedp.SendKeys(chromedp.CSS("#token"), adminTok+"\n"))
 	b.ready("/programs")
 
 	// A program: the API's 422 shows next to the form, then it is saved.
@@ -568,5 +570,39 @@ func waitReport(t *testing.T, m *Main, promoter, day string) {
 			t.Fatalf("%s's click of %s not counted: %v", promoter, day, r)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConsoleWatch: what the console test's listener counts as loaded from
+// outside refgate, and as a /ui answer without the CSP.
+func TestConsoleWatch(t *testing.T) {
+	b := &consoleBrowser{origin: "http://127.0.0.1:8081"}
+	for _, u := range []string{"http://127.0.0.1:8081/ui/", "http://127.0.0.1:8081/v1/admin/programs?limit=1",
+		"data:image/gif;base64,R0lGOD", "blob:http://127.0.0.1:8081/0b6f5c2e-1d1a-4b7e-9a55-2f0e1a6c9d10"} {
+		b.request(u)
+	}
+	if len(b.offsite) != 0 {
+		t.Errorf("counted as outside: %q", b.offsite)
+	}
+	outside := []string{"https://cdn.jsdelivr.net/npm/uplot@1.6.32/dist/uPlot.iife.min.js", "http://127.0.0.1:9999/ui/",
+		"https://127.0.0.1:8081/ui/", "http://localhost:8081/ui/", "blob:https://evil.example/0b6f", "ws://127.0.0.1:8081/"}
+	for _, u := range outside {
+		b.request(u)
+	}
+	if !slices.Equal(b.offsite, outside) {
+		t.Errorf("counted as outside %q, want %q", b.offsite, outside)
+	}
+
+	b.response(&network.Response{URL: "http://127.0.0.1:8081/ui/app.js", Status: 200,
+		Headers: network.Headers{"content-security-policy": consoleCSP}})
+	b.response(&network.Response{URL: "http://127.0.0.1:8081/v1/admin/programs", Status: 200}) // not the console's
+	if b.uiAnswered != 1 || len(b.noCSP) != 0 {
+		t.Errorf("with the CSP: %d /ui answers, %q", b.uiAnswered, b.noCSP)
+	}
+	b.response(&network.Response{URL: "http://127.0.0.1:8081/ui/", Status: 200, Headers: network.Headers{}})
+	b.response(&network.Response{URL: "http://127.0.0.1:8081/ui", Status: 301,
+		Headers: network.Headers{"Content-Security-Policy": "default-src *"}})
+	if len(b.noCSP) != 2 {
+		t.Errorf("without the CSP or with another: %q, want both", b.noCSP)
 	}
 }
