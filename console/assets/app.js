@@ -91,11 +91,21 @@ function announce(text) {
 }
 
 function table(caption, headers, rows) {
-  return h('div', {class: 'scroll', tabindex: '0', role: 'region', 'aria-label': caption},
-    h('table', {},
-      h('caption', {text: caption}),
-      h('thead', {}, h('tr', {}, headers.map(t => h('th', {scope: 'col', text: t})))),
-      h('tbody', {}, rows)));
+  const t = h('table', {class: 'stack'},
+    h('caption', {text: caption}),
+    h('thead', {}, h('tr', {}, headers.map(c => h('th', {scope: 'col', text: c})))),
+    h('tbody', {}, rows));
+  labelCells(t);
+  return h('div', {class: 'scroll', tabindex: '0', role: 'region', 'aria-label': caption}, t);
+}
+
+// labelCells gives every body cell its column's name, which a phone's
+// narrow screen shows before the value (app.css stacks the rows there).
+function labelCells(t) {
+  const names = Array.from(t.tHead.rows[0].cells, c => c.textContent);
+  for (const row of t.tBodies[0].rows) {
+    Array.from(row.cells).forEach((c, i) => { if (names[i]) c.dataset.label = names[i]; });
+  }
 }
 
 function empty(text) {
@@ -336,6 +346,7 @@ async function pager(into, caption, headers, load, row, none) {
   async function next() {
     const page = await load(cursor);
     for (const it of page.items) body.append(row(it));
+    labelCells(tbl.querySelector('table'));
     count += page.items.length;
     cursor = page.next_cursor || '';
     more.hidden = !cursor;
