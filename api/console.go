@@ -10,9 +10,10 @@ import (
 	"github.com/refgate/refgate/console"
 )
 
-// The console (package console) is the one part of the API served without
-// a token: static files, which hold no data. The page asks for the token
-// and sends it, in the Authorization header, with every call it makes.
+// The console (package console) is, besides the health checks, the one
+// part of the API served without a token: static files, which hold no
+// data. The page asks for the token and sends it, in the Authorization
+// header, with every call it makes.
 
 // isConsolePath reports whether path is the console's, so that every
 // answer under it, a 404 or a 405 too, carries console.Headers.
