@@ -4,8 +4,9 @@
 // promoter token (issued by POST /v1/admin/promoters/{id}/tokens) for
 // /v1/promoter/* and nothing else, the storefront or admin token for the
 // rest. /livez and /readyz are open (they
-// say nothing but up or down); /metrics and /debug/pprof need the admin
-// token, or the metrics token for /metrics.
+// say nothing but up or down), and so is the console under /ui/ (static
+// files, which send the token with every call they make); /metrics and
+// /debug/pprof need the admin token, or the metrics token for /metrics.
 //
 // Failed authentications are throttled per client address: past
 // Config.AuthFailureLimit a minute, a request without a known token gets
@@ -355,6 +356,11 @@ var routes = []route{
 		s.reply(ctx, 200, map[string]string{"status": "ok"})
 	}},
 	{"GET", "/readyz", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.ready(ctx) }},
+	// The console's static files (console.go): open, since they hold no
+	// data; the page sends the token with every API call it makes.
+	{"GET", "/ui", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.consoleIndex(ctx) }},
+	{"GET", "/ui/{asset}", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.consoleAsset(ctx, p[0]) }},
+	{"GET", "/ui/vendor/{asset}", roleNone, func(s *Server, ctx *fasthttp.RequestCtx, p []string) { s.consoleAsset(ctx, "vendor/"+p[0]) }},
 	{"GET", "/metrics", roleMetrics, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { s.metrics(ctx) }},
 	{"GET", "/debug/pprof", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofIndex(ctx) }},
 	{"GET", "/debug/pprof/{profile}", roleAdmin, func(s *Server, ctx *fasthttp.RequestCtx, _ []string) { pprofhandler.PprofHandler(ctx) }},
@@ -452,6 +458,14 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) (pattern string) {
 	// /debug/pprof, since OpenAPI paths take no trailing slash.
 	if path == "/debug/pprof/" {
 		path = "/debug/pprof"
+	}
+	// The same for the console's page, /ui/ (route /ui), and every answer
+	// under /ui carries the console's security headers, its 404s too.
+	if isConsolePath(path) {
+		consoleHeaders(ctx)
+		if path == "/ui/" {
+			path = "/ui"
+		}
 	}
 	var allow []string
 	for i := range routes {
