@@ -197,6 +197,11 @@ func testListLinksWhileInserting(t *testing.T, s store.Store) {
 	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	// The writers are stopped and waited for however the listing ends,
+	// t.Fatal included: they must not outlive the test.
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	defer halt()
 	for w := range 3 {
 		wg.Add(1)
 		go func() {
@@ -243,8 +248,6 @@ func testListLinksWhileInserting(t *testing.T, s store.Store) {
 			}
 		}
 	}
-	close(stop)
-	wg.Wait()
 }
 
 func testListProgramsWhileInserting(t *testing.T, s store.Store) {
@@ -256,6 +259,12 @@ func testListProgramsWhileInserting(t *testing.T, s store.Store) {
 	}
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
+	// The writer is stopped and waited for however the listing ends,
+	// t.Fatal included: it must not outlive the test.
+	var once sync.Once
+	halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	defer halt()
+	var werr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -267,7 +276,7 @@ func testListProgramsWhileInserting(t *testing.T, s store.Store) {
 			}
 			for _, prefix := range []string{"a", "m", "z"} {
 				if err := s.PutProgram(c, Program(fmt.Sprintf("%s%02d-%d", prefix, i%40, i))); err != nil {
-					t.Error(err)
+					werr = err
 					return
 				}
 			}
@@ -277,8 +286,10 @@ func testListProgramsWhileInserting(t *testing.T, s store.Store) {
 		time.Sleep(time.Millisecond)
 		return s.Programs(c, cur, n)
 	})
-	close(stop)
-	wg.Wait()
+	halt()
+	if werr != nil {
+		t.Errorf("a write while listing: %v", werr)
+	}
 	seen := map[string]bool{}
 	for _, p := range got {
 		if seen[p.ID] {
