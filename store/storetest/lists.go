@@ -54,6 +54,34 @@ func allPages[T any](t *testing.T, limit int, list func(cursor string, limit int
 	return nil
 }
 
+// writers runs n writers, each calling write(w, i) for i from 0 to
+// rounds-1 until it fails (a test error) or halt is called. halt stops
+// them and waits for them: defer it, so that none outlives the test,
+// t.Fatal included; calling it again does nothing.
+func writers(t *testing.T, n, rounds int, write func(w, i int) error) (halt func()) {
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range rounds {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := write(w, i); err != nil {
+					t.Errorf("a write while listing: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	return func() { once.Do(func() { close(stop) }); wg.Wait() }
+}
+
 func testListPrograms(t *testing.T, s store.Store) {
 	c := ctx(t)
 	if ps, next, err := s.Programs(c, "", 10); err != nil || len(ps) != 0 || next != "" {
@@ -195,35 +223,13 @@ func testListLinksWhileInserting(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	// The writers are stopped and waited for however the listing ends,
-	// t.Fatal included: they must not outlive the test.
-	var once sync.Once
-	halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
-	defer halt()
-	for w := range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 150 {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				// Some newer than every old link, some among them, some
-				// older than all.
-				at := t0.Add(time.Duration(i%90-15)*time.Second + time.Duration(w)*time.Millisecond)
-				err := s.CreateLink(c, &attribution.Link{Code: fmt.Sprintf("new%d-%04d", w, i), Program: "p1",
-					Promoter: "alice", Destination: "https://shop.example.com/", CreatedAt: at})
-				if err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
+	// Some newer than every old link, some among them, some older than
+	// all.
+	defer writers(t, 3, 150, func(w, i int) error {
+		at := t0.Add(time.Duration(i%90-15)*time.Second + time.Duration(w)*time.Millisecond)
+		return s.CreateLink(c, &attribution.Link{Code: fmt.Sprintf("new%d-%04d", w, i), Program: "p1",
+			Promoter: "alice", Destination: "https://shop.example.com/", CreatedAt: at})
+	})()
 	for _, q := range []store.LinkQuery{{}, {Program: "p1"}, {Promoter: "alice"}, {Program: "p1", Promoter: "alice"}} {
 		seen := map[string]bool{}
 		got := allPages(t, 7, func(cur string, n int) ([]attribution.Link, string, error) {
@@ -257,39 +263,20 @@ func testListProgramsWhileInserting(t *testing.T, s store.Store) {
 			t.Fatal(err)
 		}
 	}
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	// The writer is stopped and waited for however the listing ends,
-	// t.Fatal included: it must not outlive the test.
-	var once sync.Once
-	halt := func() { once.Do(func() { close(stop) }); wg.Wait() }
-	defer halt()
-	var werr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := range 100 {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			for _, prefix := range []string{"a", "m", "z"} {
-				if err := s.PutProgram(c, Program(fmt.Sprintf("%s%02d-%d", prefix, i%40, i))); err != nil {
-					werr = err
-					return
-				}
+	halt := writers(t, 1, 100, func(_, i int) error {
+		for _, prefix := range []string{"a", "m", "z"} {
+			if err := s.PutProgram(c, Program(fmt.Sprintf("%s%02d-%d", prefix, i%40, i))); err != nil {
+				return err
 			}
 		}
-	}()
+		return nil
+	})
+	defer halt()
 	got := allPages(t, 6, func(cur string, n int) ([]attribution.Program, string, error) {
 		time.Sleep(time.Millisecond)
 		return s.Programs(c, cur, n)
 	})
 	halt()
-	if werr != nil {
-		t.Errorf("a write while listing: %v", werr)
-	}
 	seen := map[string]bool{}
 	for _, p := range got {
 		if seen[p.ID] {
