@@ -82,10 +82,30 @@ func promoters(ctx context.Context, args []string, stdout, stderr io.Writer) int
 // apiCommand is what every link and promoter command shares: its flags,
 // and after parsing, its client and the run's context.
 type apiCommand struct {
-	name string
-	fs   *flag.FlagSet
-	api  apiFlags
-	json bool
+	name  string
+	fs    *flag.FlagSet
+	api   apiFlags
+	json  bool
+	limit *int // --limit of the list commands (listFlag), nil for others
+}
+
+// listFlag adds --limit, at most that many of what (0: all), which start
+// checks and list obeys.
+func (c *apiCommand) listFlag(what string) {
+	c.limit = c.fs.Int("limit", 0, "list at most this many "+what+"; 0 = all")
+}
+
+// list reads the list at path (listAll, up to --limit) and, with --json,
+// prints it and is done with the exit status; an API failure is done too.
+func (c *apiCommand) list(run context.Context, rg *client.Client, path string, q url.Values, stdout, stderr io.Writer) (items []json.RawMessage, code int, done bool) {
+	items, next, err := listAll(run, rg, path, q, *c.limit)
+	switch {
+	case err != nil:
+		return nil, apiFailed(stderr, c.name, err, c.api.timeout), true
+	case c.json:
+		return nil, printPage(stdout, stderr, c.name, items, next), true
+	}
+	return items, 0, false
 }
 
 func newAPICommand(name string) *apiCommand {
@@ -104,7 +124,10 @@ func (c *apiCommand) start(ctx context.Context, args []string, stdout, stderr io
 		return nil, nil, nil, code, true
 	}
 	var err error
-	if check != nil {
+	switch {
+	case c.limit != nil && *c.limit < 0:
+		err = fmt.Errorf("--limit must be 0 (all) or more, got %d", *c.limit)
+	case check != nil:
 		err = check()
 	}
 	if err == nil {
@@ -224,13 +247,8 @@ func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	c := newAPICommand("refgate links list")
 	program := c.fs.String("program", "", "only this program's links")
 	promoter := c.fs.String("promoter", "", "only this promoter's links")
-	limit := c.fs.Int("limit", 0, "list at most this many links; 0 = all")
-	rg, run, cancel, status, done := c.start(ctx, args, stdout, stderr, linksListDoc, 0, func() error {
-		if *limit < 0 {
-			return fmt.Errorf("--limit must be 0 (all) or more, got %d", *limit)
-		}
-		return nil
-	})
+	c.listFlag("links")
+	rg, run, cancel, status, done := c.start(ctx, args, stdout, stderr, linksListDoc, 0, nil)
 	if done {
 		return status
 	}
@@ -242,12 +260,9 @@ func linksList(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if *promoter != "" {
 		q.Set("promoter", *promoter)
 	}
-	items, next, err := listAll(run, rg, "/v1/admin/links", q, *limit)
-	if err != nil {
-		return apiFailed(stderr, c.name, err, c.api.timeout)
-	}
-	if c.json {
-		return printPage(stdout, stderr, c.name, items, next)
+	items, status, done := c.list(run, rg, "/v1/admin/links", q, stdout, stderr)
+	if done {
+		return status
 	}
 	ls := make([]linkRow, len(items))
 	for i, it := range items {
@@ -357,23 +372,15 @@ are kept (never the fingerprints). --json prints {"items":[...]}.
 
 func promotersList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := newAPICommand("refgate promoters list")
-	limit := c.fs.Int("limit", 0, "list at most this many promoters; 0 = all")
-	rg, run, cancel, status, done := c.start(ctx, args, stdout, stderr, promotersListDoc, 0, func() error {
-		if *limit < 0 {
-			return fmt.Errorf("--limit must be 0 (all) or more, got %d", *limit)
-		}
-		return nil
-	})
+	c.listFlag("promoters")
+	rg, run, cancel, status, done := c.start(ctx, args, stdout, stderr, promotersListDoc, 0, nil)
 	if done {
 		return status
 	}
 	defer cancel()
-	items, next, err := listAll(run, rg, "/v1/admin/promoters", url.Values{}, *limit)
-	if err != nil {
-		return apiFailed(stderr, c.name, err, c.api.timeout)
-	}
-	if c.json {
-		return printPage(stdout, stderr, c.name, items, next)
+	items, status, done := c.list(run, rg, "/v1/admin/promoters", url.Values{}, stdout, stderr)
+	if done {
+		return status
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATUS\tTIER\tFINGERPRINTS")
