@@ -12,6 +12,7 @@ package embedded
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -20,6 +21,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -360,19 +363,12 @@ func (s *Store) RecordClicks(_ context.Context, batch string, clicks []attributi
 		if err := s.addClickReports(tx, clicks); err != nil {
 			return err
 		}
-		stats, visitors := tx.Bucket(bLinkStats), tx.Bucket(bVisitors)
+		if err := addLinkStats(tx.Bucket(bLinkStats), clicks); err != nil {
+			return err
+		}
+		visitors := tx.Bucket(bVisitors)
 		for i := range clicks {
 			c := &clicks[i]
-			k := statKey(c.Link, c.Outcome)
-			var cur uint64
-			if v := stats.Get(k); len(v) == 8 {
-				cur = binary.BigEndian.Uint64(v)
-			}
-			// bbolt keeps a reference to the value until the transaction
-			// ends, so each Put gets its own slice.
-			if err := stats.Put(k, binary.BigEndian.AppendUint64(nil, cur+1)); err != nil {
-				return err
-			}
 			if c.Outcome != attribution.OutcomeAttributed || c.Visitor == "" {
 				continue
 			}
@@ -394,6 +390,39 @@ func (s *Store) RecordClicks(_ context.Context, batch string, clicks []attributi
 		return nil
 	})
 	return translate(err)
+}
+
+// addLinkStats adds a batch's clicks to their links' counters, each
+// counter read and written once, in key order.
+func addLinkStats(stats *bolt.Bucket, clicks []attribution.Click) error {
+	type key struct {
+		link    string
+		outcome attribution.Outcome
+	}
+	n := make(map[key]uint64, 64)
+	for i := range clicks {
+		n[key{clicks[i].Link, clicks[i].Outcome}]++
+	}
+	keys := make([]key, 0, len(n))
+	for k := range n {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		return cmp.Or(strings.Compare(a.link, b.link), strings.Compare(string(a.outcome), string(b.outcome)))
+	})
+	for _, k := range keys {
+		sk := statKey(k.link, k.outcome)
+		var cur uint64
+		if v := stats.Get(sk); len(v) == 8 {
+			cur = binary.BigEndian.Uint64(v)
+		}
+		// bbolt keeps a reference to the value until the transaction
+		// ends, so each Put gets its own slice.
+		if err := stats.Put(sk, binary.BigEndian.AppendUint64(nil, cur+n[k])); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // rememberBatch forgets the batch ids written before now - store.BatchKeep,
