@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -183,76 +184,181 @@ func Scopes(promoter, link string) []ReportScope {
 	return out
 }
 
-// ClickBucket is what one batch of clicks adds to one day bucket.
-type ClickBucket struct {
-	Program  string
-	Day      time.Time // UTC midnight
-	Scope    ReportScope
-	Counts   ReportCounts
-	Visitors []string  // of attributed clicks, repeats included
-	Latest   time.Time // the latest click's time, for the bucket's TTL
+// ClickDay is what one batch of clicks adds to one program's day.
+type ClickDay struct {
+	Program string
+	Day     time.Time // UTC midnight
+	Latest  time.Time // the latest click's time, for the buckets' TTL
+	// Buckets are the program's first, then its promoters' and its
+	// links' in the order the batch first has them, each scope once (a
+	// link whose promoter changed within the batch has one bucket per
+	// promoter).
+	Buckets []ClickBucket
 }
 
-var clickFields = func() map[attribution.Outcome]string {
-	m := map[attribution.Outcome]string{}
-	for _, o := range attribution.RecordedOutcomes {
-		m[o] = ClickField(o)
-	}
-	return m
-}()
+// ClickBucket is what one batch of clicks adds to one day bucket.
+type ClickBucket struct {
+	Scope  ReportScope
+	Counts ReportCounts
+	// Visitors are those of the bucket's attributed clicks, repeats
+	// included, that no bucket below it holds: a link's on its bucket,
+	// and on a promoter's or the program's only those of clicks with no
+	// link. A bucket's visitors are also those of Buckets[Of] and of
+	// Buckets[0], the program's, so a store sends each visitor once.
+	Visitors []string
+	Of       int // a link's bucket: its promoter's; 0 for the others
+}
 
-// ClickBuckets groups a batch of clicks by program, day and scope (the
-// program, the click's promoter, its link), ordered by program. Work is
-// per batch and bucket; per click it is map lookups only, no allocation
-// for the outcomes RecordedOutcomes lists.
-func ClickBuckets(clicks []attribution.Click) []*ClickBucket {
+// VisitorsOf calls fn with each bucket whose visitors are also Buckets[i]'s
+// own, i itself first: i, its promoter's, the program's.
+func (d *ClickDay) VisitorsOf(i int, fn func(j int)) {
+	fn(i)
+	if of := d.Buckets[i].Of; of != 0 && of != i {
+		fn(of)
+	}
+	if i != 0 {
+		fn(0)
+	}
+}
+
+// clickSlots is how many outcomes a clickSource counts in its array.
+const clickSlots = 8
+
+// clickIndex is the index of o in attribution.RecordedOutcomes, -1 for
+// an outcome not there or past clickSlots. Attributed, the most frequent,
+// comes first.
+func clickIndex(o attribution.Outcome) int {
+	for i, r := range clickOutcomes {
+		if r == o {
+			return i
+		}
+	}
+	return -1
+}
+
+var (
+	clickOutcomes = attribution.RecordedOutcomes[:min(len(attribution.RecordedOutcomes), clickSlots)]
+	clickFields   = func() []string {
+		out := make([]string, len(clickOutcomes))
+		for i, o := range clickOutcomes {
+			out[i] = ClickField(o)
+		}
+		return out
+	}()
+)
+
+// clickSource is what a batch adds from one link (with one promoter) on
+// one day: per click one map lookup, an array increment and, for an
+// attributed click, an append.
+type clickSource struct {
+	program, promoter, link string
+	day                     int64
+	counts                  [clickSlots]int64
+	other                   map[attribution.Outcome]int64 // outcomes RecordedOutcomes lacks
+	visitors                []string
+	latest                  time.Time
+}
+
+func (c *clickSource) addTo(counts ReportCounts) {
+	for i, n := range c.counts[:len(clickFields)] {
+		if n != 0 {
+			counts[clickFields[i]] += n
+		}
+	}
+	for o, n := range c.other {
+		counts[ClickField(o)] += n
+	}
+}
+
+// ClickBuckets groups a batch of clicks by program and day, and each
+// day's by scope: the program, the clicks' promoters, their links. Days
+// are ordered by program, then day. Per click the work is one map lookup
+// and no allocation but the visitor's append; the rest is per bucket.
+func ClickBuckets(clicks []attribution.Click) []ClickDay {
 	type key struct {
-		program string
-		day     int64
-		scope   ReportScope
+		program, promoter, link string
+		day                     int64
 	}
-	m := make(map[key]*ClickBucket, 16)
-	var out []*ClickBucket
-	add := func(c *attribution.Click, day int64, s ReportScope, field string) {
-		k := key{c.Program, day, s}
-		b := m[k]
-		if b == nil {
-			b = &ClickBucket{Program: c.Program, Day: time.Unix(day*86400, 0).UTC(), Scope: s, Counts: ReportCounts{}}
-			m[k] = b
-			out = append(out, b)
-		}
-		b.Counts[field]++
-		if c.Outcome == attribution.OutcomeAttributed && c.Visitor != "" {
-			b.Visitors = append(b.Visitors, c.Visitor)
-		}
-		if c.At.After(b.Latest) {
-			b.Latest = c.At
-		}
-	}
+	m := make(map[key]*clickSource, 64)
+	var sources []*clickSource
 	for i := range clicks {
 		c := &clicks[i]
-		field, ok := clickFields[c.Outcome]
-		if !ok {
-			field = ClickField(c.Outcome)
-		}
 		day := c.At.Unix()
 		if day < 0 {
 			day = 0 // before 1970: no day a report reads
 		}
 		day /= 86400
-		add(c, day, ReportScope{Kind: 'p'}, field)
-		if c.Promoter != "" {
-			add(c, day, ReportScope{'a', c.Promoter}, field)
+		k := key{c.Program, c.Promoter, c.Link, day}
+		src := m[k]
+		if src == nil {
+			src = &clickSource{program: c.Program, promoter: c.Promoter, link: c.Link, day: day}
+			m[k] = src
+			sources = append(sources, src)
 		}
-		if c.Link != "" {
-			add(c, day, ReportScope{'l', c.Link}, field)
+		if j := clickIndex(c.Outcome); j >= 0 {
+			src.counts[j]++
+		} else {
+			if src.other == nil {
+				src.other = map[attribution.Outcome]int64{}
+			}
+			src.other[c.Outcome]++
+		}
+		if c.Outcome == attribution.OutcomeAttributed && c.Visitor != "" {
+			src.visitors = append(src.visitors, c.Visitor)
+		}
+		if c.At.After(src.latest) {
+			src.latest = c.At
 		}
 	}
-	// Stable by program: a store writes one program's buckets together.
-	sortByProgram(out)
+	slices.SortStableFunc(sources, func(a, b *clickSource) int {
+		if c := strings.Compare(a.program, b.program); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.day, b.day)
+	})
+	type bucketKey struct {
+		s  ReportScope
+		of int
+	}
+	var out []ClickDay
+	var index map[bucketKey]int // of the current day's buckets
+	bucket := func(d *ClickDay, s ReportScope, of int) int {
+		k := bucketKey{s, of}
+		j, ok := index[k]
+		if !ok {
+			j = len(d.Buckets)
+			d.Buckets = append(d.Buckets, ClickBucket{Scope: s, Counts: ReportCounts{}, Of: of})
+			index[k] = j
+		}
+		return j
+	}
+	for _, src := range sources {
+		n := len(out)
+		if n == 0 || out[n-1].Program != src.program || out[n-1].Day.Unix() != src.day*86400 {
+			out = append(out, ClickDay{Program: src.program, Day: time.Unix(src.day*86400, 0).UTC(),
+				Buckets: []ClickBucket{{Scope: ReportScope{Kind: 'p'}, Counts: ReportCounts{}}}})
+			n++
+			index = map[bucketKey]int{{s: ReportScope{Kind: 'p'}}: 0}
+		}
+		d := &out[n-1]
+		if src.latest.After(d.Latest) {
+			d.Latest = src.latest
+		}
+		own := 0 // the bucket the source's visitors go to
+		src.addTo(d.Buckets[0].Counts)
+		if src.promoter != "" {
+			own = bucket(d, ReportScope{'a', src.promoter}, 0)
+			src.addTo(d.Buckets[own].Counts)
+		}
+		if src.link != "" {
+			own = bucket(d, ReportScope{'l', src.link}, own)
+			src.addTo(d.Buckets[own].Counts)
+		}
+		if b := &d.Buckets[own]; b.Visitors == nil {
+			b.Visitors = src.visitors
+		} else {
+			b.Visitors = append(b.Visitors, src.visitors...)
+		}
+	}
 	return out
-}
-
-func sortByProgram(bs []*ClickBucket) {
-	slices.SortStableFunc(bs, func(a, b *ClickBucket) int { return strings.Compare(a.Program, b.Program) })
 }

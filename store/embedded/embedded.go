@@ -93,6 +93,8 @@ type Store struct {
 	swept chan struct{} // closed when the sweeper has stopped
 
 	sketches sketchCache // the report days' visitors being written (report.go)
+	folded   time.Time   // when report deltas were last folded (report.go)
+	deltas   int         // report deltas written since
 }
 
 // ErrLocked is what Open and New return (wrapped: errors.Is) when another
@@ -152,7 +154,7 @@ func New(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("cannot open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger, bReports, bHolders} {
+		for _, b := range [][]byte{bPrograms, bPromoters, bLinks, bLinkStats, bVisitors, bCustomers, bOrders, bDecisions, bOrderIdx, bClickUse, bBatches, bBatchAge, bDecisionLogs, bLedger, bReports, bReportDeltas, bHolders} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -503,6 +505,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.swept
-	err := s.sketches.writeAll(s.db, s.now())
+	err := s.db.Update(func(tx *bolt.Tx) error { return s.foldReports(tx, s.now()) })
+	err = errors.Join(err, s.sketches.writeAll(s.db, s.now()))
 	return errors.Join(err, s.db.Close())
 }

@@ -29,6 +29,20 @@ import (
 // PostEntry's, CountReport's (whose id is remembered as a click batch id
 // is, store.BatchKeep).
 //
+// A click batch touches a day bucket of every link, promoter and program
+// it has clicks of: rewriting each in every batch's commit cost the store
+// a tenth of its time per click. So a batch writes its counts as one
+// delta, appended to bReportDeltas under the bucket's next sequence
+// number:
+//
+//	(uvarint key length, key, uvarint counts length, counts)...
+//
+// and a batch at most foldEvery after the last fold, or with maxDeltas
+// waiting, folds them all into the day buckets and deletes them, in its
+// own transaction; so does Close. Report reads the deltas in the same
+// transaction as the day buckets, so a delta is counted exactly once,
+// folded or not.
+//
 // A sketch is not rewritten with every batch: decoding and rewriting 16
 // KiB per scope per batch doubled the store's time per click. The sketches
 // being written are kept in memory (sketchCache), which reads and writes
@@ -39,7 +53,17 @@ import (
 // sketch written late is still right; a crash loses the visitors added to
 // a sketch since it was last written (at most sketchWriteEvery's), never a
 // count. The sweeper deletes a day ReportRetention after its end.
-var bReports = []byte("reports")
+var (
+	bReports      = []byte("reports")
+	bReportDeltas = []byte("report_deltas")
+)
+
+// foldEvery and maxDeltas bound the deltas waiting: a second's batches,
+// and a fold's work.
+const (
+	foldEvery = time.Second
+	maxDeltas = 256
+)
 
 const sketchWriteEvery = time.Second
 
@@ -254,40 +278,159 @@ func (c *sketchCache) forget(k []byte) {
 	c.mu.Unlock()
 }
 
-// addReport adds counts and visitors to one day bucket.
-func (s *Store) addReport(tx *bolt.Tx, program string, day time.Time, sc store.ReportScope, counts store.ReportCounts, visitors []string) error {
+// appendDelta appends a day bucket's key and counts to a delta.
+func appendDelta(b, k []byte, counts store.ReportCounts) []byte {
+	b = binary.AppendUvarint(b, uint64(len(k)))
+	b = append(b, k...)
+	n := len(b)
+	b = appendCounts(binary.AppendUvarint(b, 0), counts)
+	// The counts' length, written in front of them once known: one
+	// byte is enough for up to 127.
+	if l := len(b) - n - 1; l < 0x80 {
+		b[n] = byte(l)
+		return b
+	}
+	c := appendCounts(nil, counts)
+	return append(binary.AppendUvarint(b[:n], uint64(len(c))), c...)
+}
+
+// eachDelta calls fn with each day bucket's key and counts of the deltas
+// not folded yet, oldest first.
+func eachDelta(tx *bolt.Tx, fn func(k []byte, counts store.ReportCounts)) error {
+	return tx.Bucket(bReportDeltas).ForEach(func(_, v []byte) error {
+		for len(v) > 0 {
+			kl, n := binary.Uvarint(v)
+			if n <= 0 || uint64(len(v)-n) < kl {
+				return fmt.Errorf("corrupt report delta")
+			}
+			k := v[n : n+int(kl)]
+			v = v[n+int(kl):]
+			cl, n := binary.Uvarint(v)
+			if n <= 0 || uint64(len(v)-n) < cl {
+				return fmt.Errorf("corrupt report delta")
+			}
+			counts, err := readCounts(v[n : n+int(cl)])
+			if err != nil {
+				return err
+			}
+			v = v[n+int(cl):]
+			fn(k, counts)
+		}
+		return nil
+	})
+}
+
+// addDelta appends a batch's delta, or folds it with those waiting when
+// a fold is due. Write transactions run one at a time, so s.folded and
+// s.deltas need no lock; a transaction that fails after changing them
+// only makes the next fold come sooner or later.
+func (s *Store) addDelta(tx *bolt.Tx, delta []byte, now time.Time) error {
+	if len(delta) == 0 {
+		return nil
+	}
+	d := tx.Bucket(bReportDeltas)
+	if s.deltas < maxDeltas && now.Sub(s.folded) < foldEvery && !now.Before(s.folded) {
+		seq, err := d.NextSequence()
+		if err != nil {
+			return err
+		}
+		s.deltas++
+		return d.Put(binary.BigEndian.AppendUint64(nil, seq), delta)
+	}
+	if err := d.Put(binary.BigEndian.AppendUint64(nil, ^uint64(0)), delta); err != nil {
+		return err
+	}
+	return s.foldReports(tx, now)
+}
+
+// foldReports adds every delta waiting into its day buckets, in key
+// order, and deletes them.
+func (s *Store) foldReports(tx *bolt.Tx, now time.Time) error {
+	sum := map[string]store.ReportCounts{}
+	err := eachDelta(tx, func(k []byte, counts store.ReportCounts) {
+		if c := sum[string(k)]; c != nil {
+			c.Add(counts)
+		} else {
+			sum[string(k)] = counts
+		}
+	})
+	if err != nil {
+		return err
+	}
+	keys := make([]string, 0, len(sum))
+	for k := range sum {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
 	b := tx.Bucket(bReports)
-	k := reportKey(program, day, sc)
+	for _, k := range keys {
+		if err := addCounts(b, []byte(k), sum[k]); err != nil {
+			return err
+		}
+	}
+	if err := tx.DeleteBucket(bReportDeltas); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bReportDeltas); err != nil {
+		return err
+	}
+	s.folded, s.deltas = now, 0
+	return nil
+}
+
+// addCounts adds counts to the day bucket at k.
+func addCounts(b *bolt.Bucket, k []byte, counts store.ReportCounts) error {
 	old, err := readCounts(b.Get(k))
 	if err != nil {
 		return err
 	}
 	old.Add(counts)
-	if err := b.Put(k, appendCounts(nil, old)); err != nil {
-		return err
-	}
-	if len(visitors) == 0 {
-		return nil
-	}
-	return s.sketches.insert(b, visitorsKey(k), visitors, s.now())
+	return b.Put(k, appendCounts(nil, old))
 }
 
-// addClickReports counts a batch's clicks, in its transaction, and
+// addClickReports counts a batch's clicks, in its transaction: its
+// visitors into the cached sketches, its counts as one delta (or, when a
+// fold is due, into the day buckets with the deltas before it), and
 // writes the sketches due.
 func (s *Store) addClickReports(tx *bolt.Tx, clicks []attribution.Click) error {
-	for _, b := range store.ClickBuckets(clicks) {
-		if err := s.addReport(tx, b.Program, b.Day, b.Scope, b.Counts, b.Visitors); err != nil {
-			return err
+	b, now := tx.Bucket(bReports), s.now()
+	days := store.ClickBuckets(clicks)
+	var delta []byte
+	var keys [][]byte
+	for i := range days {
+		d := &days[i]
+		keys = keys[:0]
+		for _, bk := range d.Buckets {
+			k := reportKey(d.Program, d.Day, bk.Scope)
+			keys = append(keys, k)
+			delta = appendDelta(delta, k, bk.Counts)
+		}
+		for j, bk := range d.Buckets {
+			if len(bk.Visitors) == 0 {
+				continue
+			}
+			var err error
+			d.VisitorsOf(j, func(t int) {
+				if err == nil {
+					err = s.sketches.insert(b, visitorsKey(keys[t]), bk.Visitors, now)
+				}
+			})
+			if err != nil {
+				return err
+			}
 		}
 	}
-	return s.sketches.writeDue(tx.Bucket(bReports), s.now())
+	if err := s.addDelta(tx, delta, now); err != nil {
+		return err
+	}
+	return s.sketches.writeDue(b, now)
 }
 
 // addCommission adds a new entry's amount to its day's commission.
 func (s *Store) addCommission(tx *bolt.Tx, e *attribution.Entry) error {
 	counts := store.ReportCounts{store.FieldCommission: e.Amount}
 	for _, sc := range store.Scopes(e.Promoter, e.Link) {
-		if err := s.addReport(tx, e.Program, store.DayStart(e.At), sc, counts, nil); err != nil {
+		if err := addCounts(tx.Bucket(bReports), reportKey(e.Program, store.DayStart(e.At), sc), counts); err != nil {
 			return err
 		}
 	}
@@ -310,7 +453,7 @@ func (s *Store) CountReport(_ context.Context, id, program, promoter, link strin
 			return err
 		}
 		for _, sc := range store.Scopes(promoter, link) {
-			if err := s.addReport(tx, program, store.DayStart(at), sc, counts, nil); err != nil {
+			if err := addCounts(tx.Bucket(bReports), reportKey(program, store.DayStart(at), sc), counts); err != nil {
 				return err
 			}
 		}
@@ -328,11 +471,13 @@ func (s *Store) Report(_ context.Context, q store.ReportQuery) ([]store.ReportPe
 	out := make([]store.ReportPeriod, len(periods))
 	err = s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bReports)
+		want := map[string]int{} // a day's key → its period
 		for i, p := range periods {
 			counts := store.ReportCounts{}
 			var union *hyperloglog.Sketch
 			for _, day := range p.Days {
 				k := reportKey(q.Program, day, sc)
+				want[string(k)] = i
 				if v := b.Get(k); v != nil {
 					c, err := readCounts(v)
 					if err != nil {
@@ -349,7 +494,12 @@ func (s *Store) Report(_ context.Context, q store.ReportQuery) ([]store.ReportPe
 				out[i].Visitors = int64(union.Estimate())
 			}
 		}
-		return nil
+		// The deltas not folded yet, read in the same transaction.
+		return eachDelta(tx, func(k []byte, counts store.ReportCounts) {
+			if i, ok := want[string(k)]; ok {
+				out[i].Counts.Add(counts)
+			}
+		})
 	})
 	if err != nil {
 		return nil, translate(err)

@@ -182,3 +182,80 @@ func TestReportVisitorsEvicted(t *testing.T) {
 		t.Errorf("program: %+v %v, want 200 visitors", got, err)
 	}
 }
+
+// TestReportDeltas: a batch's counts wait as one delta, which reads count
+// at once; a batch a second later, or past maxDeltas, folds them into the
+// day buckets; what waits at a crash is read after it, and Close folds.
+func TestReportDeltas(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	at := time.Date(2026, 11, 1, 10, 0, 0, 0, time.UTC)
+	wall := at
+	s := open(t, dir)
+	s.now = func() time.Time { return wall }
+	n := 0
+	record := func() {
+		t.Helper()
+		n++
+		c := attribution.Click{ID: fmt.Sprint("c", n), Program: "p", Promoter: "a", Link: fmt.Sprint("l", n%3), Visitor: fmt.Sprint("v", n),
+			At: at, ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
+		if err := s.RecordClicks(ctx, fmt.Sprint("b", n), []attribution.Click{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deltas := func() int {
+		t.Helper()
+		var k int
+		if err := s.db.View(func(tx *bolt.Tx) error { k = tx.Bucket(bReportDeltas).Stats().KeyN; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	check := func(when string, wantDeltas int) {
+		t.Helper()
+		got, err := s.Report(ctx, store.ReportQuery{Program: "p", From: store.DayStart(at), To: store.DayStart(at)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got[0].Counts[store.ClickField(attribution.OutcomeAttributed)]; c != int64(n) {
+			t.Errorf("%s: %d clicks reported, want %d", when, c, n)
+		}
+		if d := deltas(); d != wantDeltas {
+			t.Errorf("%s: %d deltas waiting, want %d", when, d, wantDeltas)
+		}
+	}
+	record() // the first batch folds: none was folded yet
+	check("first batch", 0)
+	record()
+	record()
+	check("two batches within the second", 2)
+	wall = wall.Add(foldEvery)
+	record()
+	check("a batch a second later", 0)
+	for range maxDeltas {
+		record()
+	}
+	check("maxDeltas batches", maxDeltas)
+	record()
+	check("one more", 0)
+	record()
+	record()
+	// A crash: the process ends without Close (which the cleanup's call
+	// skips).
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.swept
+	if err := s.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	s.now = func() time.Time { return wall }
+	check("after a crash", 2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, dir)
+	check("after Close", 0)
+}

@@ -84,6 +84,11 @@ type sweepFunc func(k, v []byte, now time.Time) (del bool, put []byte, counts []
 // error, when the store is closing.
 func (s *Store) sweep() (map[string]int, error) {
 	n := map[string]int{}
+	// The report deltas waiting are folded first, so none is left of a
+	// day the sweep deletes.
+	if err := s.db.Update(func(tx *bolt.Tx) error { return s.foldReports(tx, s.now()) }); err != nil {
+		return n, err
+	}
 	grace := s.cfg.SweepGrace
 	for _, b := range []struct {
 		bucket []byte

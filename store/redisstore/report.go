@@ -2,6 +2,9 @@ package redisstore
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/fnv"
+	"slices"
 	"strconv"
 	"time"
 
@@ -23,10 +26,11 @@ import (
 //	refgate:{lg:P}:rp:o:ID               marker: CountReport ID was counted (PX store.BatchKeep)
 //
 // Fields are store.ClickField, BindField, ConversionField and the sums
-// cash, commission, refunded. A day's keys expire (PEXPIRE, set again by
-// every write) at the day's end plus the retention, counted from the time
-// of the write's data as the server's clock gave it (store.ReportTTL), so
-// a test clock ahead of Redis's cannot make Redis drop a live day.
+// cash, commission, refunded. A day's keys expire (PEXPIRE, set by the
+// write that creates the key) at the day's end plus the retention, counted
+// from the time of the write's data as the server's clock gave it
+// (store.ReportTTL), so a test clock ahead of Redis's cannot make Redis
+// drop a live day.
 
 func reportKey(program, day string, s store.ReportScope) string {
 	return lk(program, "rp:"+day+":"+s.Key())
@@ -39,25 +43,60 @@ func visitorsKey(program, day string, s store.ReportScope) string {
 // reportAdd adds counts to day hashes and visitors to day HyperLogLogs,
 // unless the marker says it was done: marker and counts are written
 // together or not at all. The marker's SET is the first write, so a
-// refusal (OOM) writes nothing. KEYS marker, then the keys to add to.
-// ARGV marker TTL ms, then per key: 'h' (hash) or 'x' (HyperLogLog), its
-// TTL ms, n, then n field, count pairs or n visitors.
+// refusal (OOM) writes nothing. KEYS marker, then the keys to add to, in
+// the order of ARGV's records: ARGV marker TTL ms, then per day
+//
+//	TTL ms, h, x                     the day's keys' TTL; h hashes, x HyperLogLogs follow
+//	n, n field, count pairs          a hash: HINCRBY each (h of them)
+//	u, u indexes, visitors           a HyperLogLog (x of them)
+//
+// A HyperLogLog's visitors are one argument, each visitor its 8-byte hash
+// (visitorHash), and are added to its key and to those of the u others at
+// the KEYS indexes given (a link's visitors are also its promoter's and
+// its program's), so each is sent once. Each HyperLogLog gets one PFADD
+// per thousand visitors, at the end. A key's TTL is set when the write
+// creates it: when a HINCRBY answers its own increment (every field of a
+// new hash does) or a PFADD changes the HyperLogLog (a new one's does).
+// It is the deadline every write of the day computes, so setting it again
+// would change nothing. Few arguments per bucket keep the batch cheap to
+// send: refgate's CPU per click is what the script must not raise.
 var reportAdd = redis.NewScript(reportAddSrc)
 
 const reportAddSrc = `
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-local a = 2
-for k = 2, #KEYS do
-  local kind, ttl, n = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
+local a, k, hll, ttls = 2, 2, {}, {}
+while a <= #ARGV do
+  local ttl, nh, nx = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
-  if kind == 'h' then
-    for j = a, a + 2 * n - 1, 2 do redis.call('HINCRBY', KEYS[k], ARGV[j], ARGV[j + 1]) end
-    a = a + 2 * n
-  else
-    for j = a, a + n - 1, 1000 do redis.call('PFADD', KEYS[k], unpack(ARGV, j, math.min(j + 999, a + n - 1))) end
-    a = a + n
+  for _ = 1, nh do
+    local n, new = tonumber(ARGV[a]), false
+    for j = a + 1, a + 2 * n, 2 do
+      if redis.call('HINCRBY', KEYS[k], ARGV[j], ARGV[j + 1]) == tonumber(ARGV[j + 1]) then new = true end
+    end
+    if new then redis.call('PEXPIRE', KEYS[k], ttl) end
+    a, k = a + 1 + 2 * n, k + 1
   end
-  redis.call('PEXPIRE', KEYS[k], ttl)
+  for _ = 1, nx do
+    ttls[k] = ttl
+    hll[k] = hll[k] or {}
+    local to, u = {hll[k]}, tonumber(ARGV[a])
+    for j = a + 1, a + u do
+      local t = tonumber(ARGV[j])
+      hll[t] = hll[t] or {}
+      to[#to + 1] = hll[t]
+    end
+    local vs = ARGV[a + u + 1]
+    for j = 1, #vs, 8 do
+      local v = string.sub(vs, j, j + 7)
+      for _, t in ipairs(to) do t[#t + 1] = v end
+    end
+    a, k = a + u + 2, k + 1
+  end
+end
+for key, vs in pairs(hll) do
+  local changed = 0
+  for j = 1, #vs, 1000 do changed = changed + redis.call('PFADD', KEYS[key], unpack(vs, j, math.min(j + 999, #vs))) end
+  if changed > 0 then redis.call('PEXPIRE', KEYS[key], ttls[key]) end
 end
 return 1`
 
@@ -71,36 +110,91 @@ func newReportArgs(marker string) *reportArgs {
 	return &reportArgs{keys: []string{marker}, args: []any{store.BatchKeep.Milliseconds()}}
 }
 
-func (r *reportArgs) hash(key string, ttl time.Duration, counts store.ReportCounts) {
+// day starts a day's records: h hashes, then x HyperLogLogs.
+func (r *reportArgs) day(ttl time.Duration, h, x int) {
+	r.args = append(r.args, ttlMs(ttl), h, x)
+}
+
+func (r *reportArgs) hash(key string, counts store.ReportCounts) {
 	r.keys = append(r.keys, key)
-	r.args = append(r.args, "h", ttlMs(ttl), len(counts))
+	r.args = append(r.args, len(counts))
 	for f, n := range counts {
 		r.args = append(r.args, f, n)
 	}
 }
 
-func (r *reportArgs) visitors(key string, ttl time.Duration, vs []string) {
+// visitors adds a HyperLogLog record of key, whose visitors vs are also
+// those of the keys at the KEYS indexes to.
+func (r *reportArgs) visitors(key string, to []int, vs []string) {
 	r.keys = append(r.keys, key)
-	r.args = append(r.args, "x", ttlMs(ttl), len(vs))
-	for _, v := range vs {
-		r.args = append(r.args, v)
+	r.args = append(r.args, len(to))
+	for _, t := range to {
+		r.args = append(r.args, t)
 	}
+	b := make([]byte, 0, 8*len(vs))
+	for _, v := range vs {
+		b = binary.BigEndian.AppendUint64(b, visitorHash(v))
+	}
+	r.args = append(r.args, b)
+}
+
+// visitorHash is what a HyperLogLog is given of a visitor: 64 bits of
+// FNV-1a, which PFADD hashes again, so eight bytes stand for any id.
+func visitorHash(v string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(v))
+	return h.Sum64()
 }
 
 func ttlMs(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 
 // queueClickReports adds to pipe one reportAdd per program of the batch.
-func (s *Store) queueClickReports(ctx context.Context, pipe redis.Pipeliner, batch string, buckets []*store.ClickBucket) {
-	for i := 0; i < len(buckets); {
-		p := buckets[i].Program
+func (s *Store) queueClickReports(ctx context.Context, pipe redis.Pipeliner, batch string, days []store.ClickDay) {
+	var hlls []int // a day's bucket → the KEYS index of its HyperLogLog, 0: none
+	var to, order []int
+	for i := 0; i < len(days); {
+		p := days[i].Program
 		r := newReportArgs(lk(p, "rp:b:"+batch))
-		for ; i < len(buckets) && buckets[i].Program == p; i++ {
-			b := buckets[i]
-			day := store.DayKey(b.Day)
-			ttl := store.ReportTTL(b.Latest, s.retention)
-			r.hash(reportKey(p, day, b.Scope), ttl, b.Counts)
-			if len(b.Visitors) > 0 {
-				r.visitors(visitorsKey(p, day, b.Scope), ttl, b.Visitors)
+		for ; i < len(days) && days[i].Program == p; i++ {
+			d := &days[i]
+			day := store.DayKey(d.Day)
+			// The HyperLogLogs the day's visitors go to, numbered
+			// (1-based, as Lua's KEYS) after the day's hashes.
+			hlls = slices.Grow(hlls[:0], len(d.Buckets))[:len(d.Buckets)]
+			clear(hlls)
+			first := len(r.keys) + 1 + len(d.Buckets)
+			next := first
+			for j, b := range d.Buckets {
+				if len(b.Visitors) > 0 {
+					d.VisitorsOf(j, func(t int) {
+						if hlls[t] == 0 {
+							hlls[t] = next
+							next++
+						}
+					})
+				}
+			}
+			order = slices.Grow(order[:0], next-first)[:next-first] // the bucket of each
+			for j, k := range hlls {
+				if k != 0 {
+					order[k-first] = j
+				}
+			}
+			r.day(store.ReportTTL(d.Latest, s.retention), len(d.Buckets), len(order))
+			for _, b := range d.Buckets {
+				r.hash(reportKey(p, day, b.Scope), b.Counts)
+			}
+			for _, j := range order {
+				b := &d.Buckets[j]
+				to = to[:0]
+				if len(b.Visitors) > 0 {
+					d.VisitorsOf(j, func(t int) {
+						if t != j {
+							to = append(to, hlls[t])
+						}
+					})
+				}
+				r.visitors(visitorsKey(p, day, b.Scope), to, b.Visitors)
 			}
 		}
 		reportAdd.EvalSha(ctx, pipe, r.keys, r.args...)
@@ -115,9 +209,10 @@ func (s *Store) CountReport(ctx context.Context, id, program, promoter, link str
 		return nil
 	}
 	r := newReportArgs(lk(program, "rp:o:"+id))
-	day, ttl := store.DayKey(at), store.ReportTTL(at, s.retention)
-	for _, sc := range store.Scopes(promoter, link) {
-		r.hash(reportKey(program, day, sc), ttl, counts)
+	day, scopes := store.DayKey(at), store.Scopes(promoter, link)
+	r.day(store.ReportTTL(at, s.retention), len(scopes), 0)
+	for _, sc := range scopes {
+		r.hash(reportKey(program, day, sc), counts)
 	}
 	_, err := s.runAgain(ctx, "count report", reportAdd, r.keys, r.args...)
 	return err

@@ -22,6 +22,8 @@ var reportTests = []struct {
 	{"ReportCountOnce", testReportCountOnce},
 	{"ReportCommission", testReportCommission},
 	{"ReportBadQueries", testReportBadQueries},
+	{"ReportLinkChangesPromoter", testReportLinkChangesPromoter},
+	{"ReportManyBatches", testReportManyBatches},
 }
 
 // day0 is the first day of the report tests, a UTC midnight.
@@ -241,6 +243,81 @@ func testReportBadQueries(t *testing.T, s store.Store) {
 		t.Errorf("%d days: %d periods", store.MaxReportDays, len(got))
 	}
 }
+
+// testReportLinkChangesPromoter: a link given to another promoter within
+// one batch counts each click, and its visitor, for the promoter it had.
+func testReportLinkChangesPromoter(t *testing.T, s store.Store) {
+	c := ctx(t)
+	at := day0.Add(time.Hour)
+	A := attribution.OutcomeAttributed
+	batch := []attribution.Click{
+		reportClick("c1", "shop", "carol", "lc", "v1", at, A),
+		reportClick("c2", "shop", "dave", "lc", "v2", at, A),
+		reportClick("c3", "shop", "dave", "lc", "v3", at, A),
+		reportClick("c4", "shop", "", "ln", "v4", at, A), // a link of no promoter
+	}
+	if err := s.RecordClicks(c, "rb-move", batch); err != nil {
+		t.Fatal(err)
+	}
+	cA := store.ClickField(A)
+	for _, tc := range []struct {
+		q    store.ReportQuery
+		want store.ReportPeriod
+	}{
+		{store.ReportQuery{}, period("2026-11-29", 4, store.ReportCounts{cA: 4})},
+		{store.ReportQuery{Promoter: "carol"}, period("2026-11-29", 1, store.ReportCounts{cA: 1})},
+		{store.ReportQuery{Promoter: "dave"}, period("2026-11-29", 2, store.ReportCounts{cA: 2})},
+		{store.ReportQuery{Link: "lc"}, period("2026-11-29", 3, store.ReportCounts{cA: 3})},
+		{store.ReportQuery{Link: "ln"}, period("2026-11-29", 1, store.ReportCounts{cA: 1})},
+	} {
+		tc.q.Program, tc.q.From, tc.q.To = "shop", day0, day0
+		if d := cmp.Diff([]store.ReportPeriod{tc.want}, Report(t, s, tc.q)); d != "" {
+			t.Errorf("%+v (-want +got):\n%s", tc.q, d)
+		}
+	}
+}
+
+// testReportManyBatches sends more batches than a store may keep
+// unmerged, reading the report between them: every read counts every
+// batch written before it, once.
+func testReportManyBatches(t *testing.T, s store.Store) {
+	c := ctx(t)
+	A, Bot := attribution.OutcomeAttributed, attribution.OutcomeBot
+	const batches, links = 300, 8
+	q := store.ReportQuery{Program: "shop", From: day0, To: day0.AddDate(0, 0, 1), Month: true}
+	for i := range batches {
+		var batch []attribution.Click
+		for l := range links {
+			at := day0.Add(time.Duration(i*links+l) * time.Second)
+			if l%2 == 1 {
+				at = at.Add(24 * time.Hour) // the next day
+			}
+			batch = append(batch,
+				reportClick(fmt.Sprint("c", i, "-", l), "shop", fmt.Sprint("p", l%3), fmt.Sprint("l", l), fmt.Sprint("v", i%50), at, A),
+				reportClick(fmt.Sprint("b", i, "-", l), "shop", fmt.Sprint("p", l%3), fmt.Sprint("l", l), "", at, Bot))
+		}
+		if err := s.RecordClicks(c, fmt.Sprint("many-", i), batch); err != nil {
+			t.Fatal(err)
+		}
+		if i%37 == 0 || i == batches-1 {
+			n := int64(i+1) * links
+			want := []store.ReportPeriod{period("2026-11", int64(min(i+1, 50)), store.ReportCounts{
+				store.ClickField(A): n, store.ClickField(Bot): n})}
+			if d := cmp.Diff(want, Report(t, s, q), approxVisitors); d != "" {
+				t.Fatalf("after batch %d (-want +got):\n%s", i, d)
+			}
+		}
+	}
+	q.Month, q.To, q.Link = false, day0, "l2"
+	want := []store.ReportPeriod{period("2026-11-29", 50, store.ReportCounts{store.ClickField(A): batches, store.ClickField(Bot): batches})}
+	if d := cmp.Diff(want, Report(t, s, q), approxVisitors); d != "" {
+		t.Errorf("one link's day (-want +got):\n%s", d)
+	}
+}
+
+// approxVisitors compares visitor estimates within 2 %.
+var approxVisitors = cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Visitors" },
+	cmp.Comparer(func(a, b int64) bool { return math.Abs(float64(a-b)) <= 0.02*math.Max(float64(a), float64(b)) }))
 
 // VisitorsAccuracy sends 10,000 distinct visitors, each twice, through
 // RecordClicks on an empty store and wants the day's visitors within 2 %
