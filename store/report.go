@@ -256,6 +256,7 @@ type clickSource struct {
 	counts                  [clickSlots]int64
 	other                   map[attribution.Outcome]int64 // outcomes RecordedOutcomes lacks
 	visitors                []string
+	nv                      int // len(visitors) once filled
 	latest                  time.Time
 }
 
@@ -279,8 +280,10 @@ func ClickBuckets(clicks []attribution.Click) []ClickDay {
 		program, promoter, link string
 		day                     int64
 	}
-	m := make(map[key]*clickSource, 64)
-	var sources []*clickSource
+	m := make(map[key]int, 64)
+	var all []clickSource
+	srcOf := make([]int32, len(clicks)) // each click's source
+	nv := 0                             // attributed clicks' visitors
 	for i := range clicks {
 		c := &clicks[i]
 		day := c.At.Unix()
@@ -289,14 +292,16 @@ func ClickBuckets(clicks []attribution.Click) []ClickDay {
 		}
 		day /= 86400
 		k := key{c.Program, c.Promoter, c.Link, day}
-		src := m[k]
-		if src == nil {
-			src = &clickSource{program: c.Program, promoter: c.Promoter, link: c.Link, day: day}
-			m[k] = src
-			sources = append(sources, src)
+		j, ok := m[k]
+		if !ok {
+			j = len(all)
+			all = append(all, clickSource{program: c.Program, promoter: c.Promoter, link: c.Link, day: day})
+			m[k] = j
 		}
-		if j := clickIndex(c.Outcome); j >= 0 {
-			src.counts[j]++
+		srcOf[i] = int32(j)
+		src := &all[j]
+		if o := clickIndex(c.Outcome); o >= 0 {
+			src.counts[o]++
 		} else {
 			if src.other == nil {
 				src.other = map[attribution.Outcome]int64{}
@@ -304,11 +309,29 @@ func ClickBuckets(clicks []attribution.Click) []ClickDay {
 			src.other[c.Outcome]++
 		}
 		if c.Outcome == attribution.OutcomeAttributed && c.Visitor != "" {
-			src.visitors = append(src.visitors, c.Visitor)
+			src.nv++
+			nv++
 		}
 		if c.At.After(src.latest) {
 			src.latest = c.At
 		}
+	}
+	// The visitors: one array, each source's a window of it.
+	vs := make([]string, nv)
+	for j := range all {
+		if n := all[j].nv; n > 0 {
+			all[j].visitors, vs = vs[:0:n], vs[n:]
+		}
+	}
+	for i := range clicks {
+		if c := &clicks[i]; c.Outcome == attribution.OutcomeAttributed && c.Visitor != "" {
+			src := &all[srcOf[i]]
+			src.visitors = append(src.visitors, c.Visitor)
+		}
+	}
+	sources := make([]*clickSource, len(all))
+	for j := range all {
+		sources[j] = &all[j]
 	}
 	slices.SortStableFunc(sources, func(a, b *clickSource) int {
 		if c := strings.Compare(a.program, b.program); c != 0 {
