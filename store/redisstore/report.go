@@ -151,40 +151,38 @@ func ttlMs(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 // queueClickReports adds to pipe one reportAdd per program of the batch.
 func (s *Store) queueClickReports(ctx context.Context, pipe redis.Pipeliner, batch string, days []store.ClickDay) {
 	var hlls []int // a day's bucket → the KEYS index of its HyperLogLog, 0: none
-	var to, order []int
+	var to []int
 	for i := 0; i < len(days); {
 		p := days[i].Program
 		r := newReportArgs(lk(p, "rp:b:"+batch))
 		for ; i < len(days) && days[i].Program == p; i++ {
 			d := &days[i]
 			day := store.DayKey(d.Day)
-			// The HyperLogLogs the day's visitors go to, numbered
-			// (1-based, as Lua's KEYS) after the day's hashes.
+			// The HyperLogLogs the day's visitors go to, marked, then
+			// numbered in bucket order (1-based, as Lua's KEYS) after the
+			// day's hashes.
 			hlls = slices.Grow(hlls[:0], len(d.Buckets))[:len(d.Buckets)]
 			clear(hlls)
-			first := len(r.keys) + 1 + len(d.Buckets)
-			next := first
 			for j, b := range d.Buckets {
 				if len(b.Visitors) > 0 {
-					d.VisitorsOf(j, func(t int) {
-						if hlls[t] == 0 {
-							hlls[t] = next
-							next++
-						}
-					})
+					d.VisitorsOf(j, func(t int) { hlls[t] = 1 })
 				}
 			}
-			order = slices.Grow(order[:0], next-first)[:next-first] // the bucket of each
-			for j, k := range hlls {
-				if k != 0 {
-					order[k-first] = j
+			x := 0
+			for j, marked := range hlls {
+				if marked != 0 {
+					x++
+					hlls[j] = len(r.keys) + len(d.Buckets) + x
 				}
 			}
-			r.day(store.ReportTTL(d.Latest, s.retention), len(d.Buckets), len(order))
+			r.day(store.ReportTTL(d.Latest, s.retention), len(d.Buckets), x)
 			for _, b := range d.Buckets {
 				r.hash(reportKey(p, day, b.Scope), b.Counts)
 			}
-			for _, j := range order {
+			for j := range d.Buckets {
+				if hlls[j] == 0 {
+					continue
+				}
 				b := &d.Buckets[j]
 				to = to[:0]
 				if len(b.Visitors) > 0 {
