@@ -184,6 +184,23 @@ func Scopes(promoter, link string) []ReportScope {
 	return out
 }
 
+// LinkOutcome names one link counter: the clicks of one outcome on one
+// link (Store.LinkStats).
+type LinkOutcome struct {
+	Link    string
+	Outcome attribution.Outcome
+}
+
+// LinkCounts is what a batch adds to its links' counters: one count per
+// link and outcome, not per click, so a store writes each counter once.
+func LinkCounts(clicks []attribution.Click) map[LinkOutcome]int64 {
+	n := make(map[LinkOutcome]int64, 64)
+	for i := range clicks {
+		n[LinkOutcome{clicks[i].Link, clicks[i].Outcome}]++
+	}
+	return n
+}
+
 // ClickDay is what one batch of clicks adds to one program's day.
 type ClickDay struct {
 	Program string

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -404,30 +405,19 @@ func (s *Store) RecordClicks(_ context.Context, batch string, clicks []attributi
 // addLinkStats adds a batch's clicks to their links' counters, each
 // counter read and written once, in key order.
 func addLinkStats(stats *bolt.Bucket, clicks []attribution.Click) error {
-	type key struct {
-		link    string
-		outcome attribution.Outcome
-	}
-	n := make(map[key]uint64, 64)
-	for i := range clicks {
-		n[key{clicks[i].Link, clicks[i].Outcome}]++
-	}
-	keys := make([]key, 0, len(n))
-	for k := range n {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, func(a, b key) int {
-		return cmp.Or(strings.Compare(a.link, b.link), strings.Compare(string(a.outcome), string(b.outcome)))
+	n := store.LinkCounts(clicks)
+	keys := slices.SortedFunc(maps.Keys(n), func(a, b store.LinkOutcome) int {
+		return cmp.Or(strings.Compare(a.Link, b.Link), strings.Compare(string(a.Outcome), string(b.Outcome)))
 	})
 	for _, k := range keys {
-		sk := statKey(k.link, k.outcome)
+		sk := statKey(k.Link, k.Outcome)
 		var cur uint64
 		if v := stats.Get(sk); len(v) == 8 {
 			cur = binary.BigEndian.Uint64(v)
 		}
 		// bbolt keeps a reference to the value until the transaction
 		// ends, so each Put gets its own slice.
-		if err := stats.Put(sk, binary.BigEndian.AppendUint64(nil, cur+n[k])); err != nil {
+		if err := stats.Put(sk, binary.BigEndian.AppendUint64(nil, cur+uint64(n[k]))); err != nil {
 			return err
 		}
 	}
@@ -512,7 +502,11 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.swept
-	err := s.db.Update(func(tx *bolt.Tx) error { return s.foldReports(tx, s.now()) })
-	err = errors.Join(err, s.sketches.writeAll(s.db, s.now()))
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if err := s.foldReports(tx, nil, s.now()); err != nil {
+			return err
+		}
+		return s.sketches.writeAll(tx.Bucket(bReports), s.now())
+	})
 	return errors.Join(err, s.db.Close())
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -35,13 +36,13 @@ import (
 // delta, appended to bReportDeltas under the bucket's next sequence
 // number:
 //
-//	(uvarint key length, key, uvarint counts length, counts)...
+//	(uvarint key length, key, uvarint field count, (name, count)...)...
 //
 // and a batch at most foldEvery after the last fold, or with maxDeltas
 // waiting, folds them all into the day buckets and deletes them, in its
-// own transaction; so does Close. Report reads the deltas in the same
-// transaction as the day buckets, so a delta is counted exactly once,
-// folded or not.
+// own transaction; so do the sweeper and Close. Report reads the deltas
+// in the same transaction as the day buckets, so a delta is counted
+// exactly once, folded or not.
 //
 // A sketch is not rewritten with every batch: decoding and rewriting 16
 // KiB per scope per batch doubled the store's time per click. The sketches
@@ -91,20 +92,29 @@ func reportKeyDay(k []byte) (time.Time, bool) {
 func readCounts(v []byte) (store.ReportCounts, error) {
 	c := store.ReportCounts{}
 	for len(v) > 0 {
-		n, k := binary.Uvarint(v)
-		if k <= 0 || uint64(len(v)-k) < n {
-			return nil, fmt.Errorf("corrupt report day")
+		var err error
+		if v, err = readCount(v, c); err != nil {
+			return nil, err
 		}
-		name := string(v[k : k+int(n)])
-		v = v[k+int(n):]
-		x, k := binary.Varint(v)
-		if k <= 0 {
-			return nil, fmt.Errorf("corrupt report day")
-		}
-		c[name] += x
-		v = v[k:]
 	}
 	return c, nil
+}
+
+// readCount adds the (name, count) pair v starts with to c and returns
+// the rest of v.
+func readCount(v []byte, c store.ReportCounts) ([]byte, error) {
+	n, k := binary.Uvarint(v)
+	if k <= 0 || uint64(len(v)-k) < n {
+		return nil, fmt.Errorf("corrupt report day")
+	}
+	name := string(v[k : k+int(n)])
+	v = v[k+int(n):]
+	x, k := binary.Varint(v)
+	if k <= 0 {
+		return nil, fmt.Errorf("corrupt report day")
+	}
+	c[name] += x
+	return v[k:], nil
 }
 
 func appendCounts(b []byte, c store.ReportCounts) []byte {
@@ -214,35 +224,18 @@ func (e *cachedSketch) write(b *bolt.Bucket, k string, now time.Time) error {
 	return nil
 }
 
-// writeAll writes every dirty sketch, at Close. Those whose transaction
-// fails stay dirty.
-func (c *sketchCache) writeAll(db *bolt.DB, now time.Time) error {
+// writeAll writes every dirty sketch to b, at Close.
+func (c *sketchCache) writeAll(b *bolt.Bucket, now time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var written []*cachedSketch
-	err := db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(bReports)
-		for k, e := range c.m {
-			if !e.dirty {
-				continue
-			}
-			v, err := e.sk.MarshalBinary()
-			if err != nil {
+	for k, e := range c.m {
+		if e.dirty {
+			if err := e.write(b, k, now); err != nil {
 				return err
 			}
-			if err := b.Put([]byte(k), v); err != nil {
-				return err
-			}
-			written = append(written, e)
-		}
-		return nil
-	})
-	if err == nil {
-		for _, e := range written {
-			e.dirty = false
 		}
 	}
-	return err
+	return nil
 }
 
 // merge adds the visitors of the sketch at k to union: the cached one,
@@ -280,44 +273,40 @@ func (c *sketchCache) forget(k []byte) {
 
 // appendDelta appends a day bucket's key and counts to a delta.
 func appendDelta(b, k []byte, counts store.ReportCounts) []byte {
-	b = binary.AppendUvarint(b, uint64(len(k)))
-	b = append(b, k...)
-	n := len(b)
-	b = appendCounts(binary.AppendUvarint(b, 0), counts)
-	// The counts' length, written in front of them once known: one
-	// byte is enough for up to 127.
-	if l := len(b) - n - 1; l < 0x80 {
-		b[n] = byte(l)
-		return b
-	}
-	c := appendCounts(nil, counts)
-	return append(binary.AppendUvarint(b[:n], uint64(len(c))), c...)
+	b = append(binary.AppendUvarint(b, uint64(len(k))), k...)
+	return appendCounts(binary.AppendUvarint(b, uint64(len(counts))), counts)
 }
 
-// eachDelta calls fn with each day bucket's key and counts of the deltas
-// not folded yet, oldest first.
-func eachDelta(tx *bolt.Tx, fn func(k []byte, counts store.ReportCounts)) error {
-	return tx.Bucket(bReportDeltas).ForEach(func(_, v []byte) error {
-		for len(v) > 0 {
-			kl, n := binary.Uvarint(v)
-			if n <= 0 || uint64(len(v)-n) < kl {
-				return fmt.Errorf("corrupt report delta")
-			}
-			k := v[n : n+int(kl)]
-			v = v[n+int(kl):]
-			cl, n := binary.Uvarint(v)
-			if n <= 0 || uint64(len(v)-n) < cl {
-				return fmt.Errorf("corrupt report delta")
-			}
-			counts, err := readCounts(v[n : n+int(cl)])
-			if err != nil {
+// eachDelta calls fn with each day bucket's key and counts in delta v.
+func eachDelta(v []byte, fn func(k []byte, counts store.ReportCounts)) error {
+	for len(v) > 0 {
+		kl, n := binary.Uvarint(v)
+		if n <= 0 || uint64(len(v)-n) < kl {
+			return fmt.Errorf("corrupt report delta")
+		}
+		k := v[n : n+int(kl)]
+		v = v[n+int(kl):]
+		fields, n := binary.Uvarint(v)
+		if n <= 0 {
+			return fmt.Errorf("corrupt report delta")
+		}
+		v = v[n:]
+		counts := make(store.ReportCounts, fields)
+		for range fields {
+			var err error
+			if v, err = readCount(v, counts); err != nil {
 				return err
 			}
-			v = v[n+int(cl):]
-			fn(k, counts)
 		}
-		return nil
-	})
+		fn(k, counts)
+	}
+	return nil
+}
+
+// eachWaiting calls fn with each day bucket's key and counts of the
+// deltas not folded yet, oldest first.
+func eachWaiting(tx *bolt.Tx, fn func(k []byte, counts store.ReportCounts)) error {
+	return tx.Bucket(bReportDeltas).ForEach(func(_, v []byte) error { return eachDelta(v, fn) })
 }
 
 // addDelta appends a batch's delta, or folds it with those waiting when
@@ -337,33 +326,28 @@ func (s *Store) addDelta(tx *bolt.Tx, delta []byte, now time.Time) error {
 		s.deltas++
 		return d.Put(binary.BigEndian.AppendUint64(nil, seq), delta)
 	}
-	if err := d.Put(binary.BigEndian.AppendUint64(nil, ^uint64(0)), delta); err != nil {
-		return err
-	}
-	return s.foldReports(tx, now)
+	return s.foldReports(tx, delta, now)
 }
 
-// foldReports adds every delta waiting into its day buckets, in key
-// order, and deletes them.
-func (s *Store) foldReports(tx *bolt.Tx, now time.Time) error {
+// foldReports adds every delta waiting, and then delta, into its day
+// buckets, in key order, and deletes them.
+func (s *Store) foldReports(tx *bolt.Tx, delta []byte, now time.Time) error {
 	sum := map[string]store.ReportCounts{}
-	err := eachDelta(tx, func(k []byte, counts store.ReportCounts) {
+	add := func(k []byte, counts store.ReportCounts) {
 		if c := sum[string(k)]; c != nil {
 			c.Add(counts)
 		} else {
 			sum[string(k)] = counts
 		}
-	})
-	if err != nil {
+	}
+	if err := eachWaiting(tx, add); err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(sum))
-	for k := range sum {
-		keys = append(keys, k)
+	if err := eachDelta(delta, add); err != nil {
+		return err
 	}
-	slices.Sort(keys)
 	b := tx.Bucket(bReports)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(sum)) {
 		if err := addCounts(b, []byte(k), sum[k]); err != nil {
 			return err
 		}
@@ -495,7 +479,7 @@ func (s *Store) Report(_ context.Context, q store.ReportQuery) ([]store.ReportPe
 			}
 		}
 		// The deltas not folded yet, read in the same transaction.
-		return eachDelta(tx, func(k []byte, counts store.ReportCounts) {
+		return eachWaiting(tx, func(k []byte, counts store.ReportCounts) {
 			if i, ok := want[string(k)]; ok {
 				out[i].Counts.Add(counts)
 			}

@@ -86,7 +86,7 @@ func (s *Store) sweep() (map[string]int, error) {
 	n := map[string]int{}
 	// The report deltas waiting are folded first, so none is left of a
 	// day the sweep deletes.
-	if err := s.db.Update(func(tx *bolt.Tx) error { return s.foldReports(tx, s.now()) }); err != nil {
+	if err := s.db.Update(func(tx *bolt.Tx) error { return s.foldReports(tx, nil, s.now()) }); err != nil {
 		return n, err
 	}
 	grace := s.cfg.SweepGrace

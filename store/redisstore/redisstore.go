@@ -525,22 +525,15 @@ func (s *Store) RecordClicks(ctx context.Context, batch string, clicks []attribu
 	// One script per link in the batch and one count per link and
 	// outcome, not per click: popular links take most clicks, so a batch
 	// of 512 clicks has far fewer.
-	type stat struct {
-		link    string
-		outcome attribution.Outcome
-	}
-	counts := make(map[stat]int64, 64)
-	for i := range clicks {
-		counts[stat{clicks[i].Link, clicks[i].Outcome}]++
-	}
+	counts := store.LinkCounts(clicks)
 	keep := store.BatchKeep.Milliseconds()
 	args := make(map[string][]any, len(counts))
 	for k, n := range counts {
-		a := args[k.link]
+		a := args[k.Link]
 		if a == nil {
 			a = append(make([]any, 0, 5), keep)
 		}
-		args[k.link] = append(a, string(k.outcome), n)
+		args[k.Link] = append(a, string(k.Outcome), n)
 	}
 	for link, a := range args {
 		k := linkStatsKey(link)
