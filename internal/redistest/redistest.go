@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -389,13 +390,15 @@ func (c *Cluster) liveNodes() []*Server {
 }
 
 // freePorts finds n loopback ports p whose cluster bus ports p+10000 are free
-// too.
+// too. Both are below Linux's default ephemeral range (32768–60999): a port
+// found free there can still be taken by any process's outgoing connection
+// before the node binds it, which failed a node's start now and then.
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
 	var ports []int
 	for tries := 0; len(ports) < n && tries < 1000; tries++ {
-		p := 20000 + rand.IntN(20000)
-		if free(p) && free(p+10000) {
+		p := 20000 + rand.IntN(2768)
+		if !slices.Contains(ports, p) && free(p) && free(p+10000) {
 			ports = append(ports, p)
 		}
 	}
