@@ -102,9 +102,25 @@ func TestRedisTTLs(t *testing.T) {
 		{"refgate:order:", forever},
 		{"refgate:{lg:shop}:rp:b:", life{time.Minute, store.BatchKeep}},           // a click batch counted in the reports
 		{"refgate:{lg:shop}:rp:o:", life{time.Minute, store.BatchKeep}},           // a decision counted in the reports
+		{"refgate:{lg:shop}:rp:f", life{0, time.Hour}},                            // the last fold of the reports' deltas was a moment ago (set below)
+		{"refgate:{lg:shop}:rp:w", life{retention, retention + day}},              // deltas waiting for the next fold, as long as their days
 		{"refgate:{lg:shop}:rp:", life{retention - time.Minute, retention + day}}, // a report day: its end + --report-retention
 		{"refgate:{lg:shop}:rv:", life{retention - time.Minute, retention + day}}, // its visitors, with it
 		{"refgate:{lg:shop}:", forever},                                           // the ledger: money records
+	}
+	// A report read folds the waiting deltas; then, as if a fold had just
+	// run (the store's marker lives a quarter of a second, this one an
+	// hour), the next batch's delta waits for the next fold, and the
+	// list's TTL is checked too.
+	if r := e.call("GET", "/v1/admin/reports?program=shop&from="+now.UTC().Format(time.DateOnly)+"&to="+now.UTC().Format(time.DateOnly), adminTok, ""); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	if err := srv.Client().Set(ctx, "refgate:{lg:shop}:rp:f", "1", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	click.ID = "k2"
+	if err := rs.RecordClicks(ctx, "batch-2", []attribution.Click{click}); err != nil {
+		t.Fatal(err)
 	}
 	keys, err := srv.Client().Keys(ctx, "*").Result()
 	if err != nil {

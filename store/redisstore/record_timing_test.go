@@ -2,6 +2,7 @@ package redisstore
 
 import (
 	"context"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"syscall"
@@ -88,4 +89,55 @@ func BenchmarkRecordClicks(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(redisCPU(b, srv)-cpu0)/float64(n*len(batch)), "redis-ns/click")
 	b.ReportMetric(float64(selfCPU(b)-self0)/float64(n*len(batch)), "client-ns/click")
+}
+
+// loadBatches are n batches like the load generator's (refgate-load run's
+// defaults): 512 attributed clicks each over 128 links of 8 promoters,
+// three in ten from new visitors, the rest from 10,000 returning ones.
+func loadBatches(n int) [][]attribution.Click {
+	r := rand.New(rand.NewPCG(1, 2))
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	out := make([][]attribution.Click, n)
+	id := 0
+	for b := range out {
+		cs := make([]attribution.Click, 512)
+		for i := range cs {
+			l, v := r.IntN(128), "v"+strconv.Itoa(r.IntN(10000))
+			if r.Float64() < 0.3 {
+				v = "new" + strconv.Itoa(id)
+			}
+			id++
+			cs[i] = attribution.Click{ID: "clk" + strconv.Itoa(id), Program: "shop", Promoter: "p" + strconv.Itoa(l%8),
+				Link: "link" + strconv.Itoa(l), Visitor: v, At: at, ExpiresAt: at.Add(30 * 24 * time.Hour),
+				Model: attribution.LastClick, Outcome: attribution.OutcomeAttributed}
+		}
+		out[b] = cs
+	}
+	return out
+}
+
+// BenchmarkRecordClicksLoad is BenchmarkRecordClicks with loadBatches: a
+// batch's report delta has about 140 buckets and 500 visitors, and
+// batches sent back to back make every fold one of maxDeltas.
+func BenchmarkRecordClicksLoad(b *testing.B) {
+	srv := redistest.Start(b)
+	s, err := New(Config{URL: srv.URL()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	batches := loadBatches(64)
+	b.ReportAllocs()
+	cpu0, self0 := redisCPU(b, srv), selfCPU(b)
+	n := 0
+	for b.Loop() {
+		if err := s.RecordClicks(ctx, "bench-"+strconv.Itoa(n), batches[n%len(batches)]); err != nil {
+			b.Fatal(err)
+		}
+		n++
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(redisCPU(b, srv)-cpu0)/float64(n*512), "redis-ns/click")
+	b.ReportMetric(float64(selfCPU(b)-self0)/float64(n*512), "client-ns/click")
 }

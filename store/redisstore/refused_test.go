@@ -64,3 +64,40 @@ func TestRefusedWrites(t *testing.T) {
 		check(t, open(t, srv), "readonly", "READONLY You can't write against a read only replica.")
 	})
 }
+
+// TestReportWhileFull: a report reads while Redis refuses writes, waiting
+// deltas included: the fold's first write frees memory (DEL), so Redis
+// lets the rest of the script write.
+func TestReportWhileFull(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, "--maxmemory", "2mb", "--maxmemory-policy", "noeviction")
+	s, admin := open(t, srv), srv.Client()
+	if err := admin.Set(ctx, "refgate:{lg:p}:rp:f", "1", time.Hour).Err(); err != nil { // the deltas wait
+		t.Fatal(err)
+	}
+	at := time.Now().UTC()
+	for i := range 3 {
+		c := attribution.Click{ID: fmt.Sprint("k", i), Program: "p", Promoter: "a", Link: "l1", Visitor: fmt.Sprint("v", i),
+			At: at, ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
+		if err := s.RecordClicks(ctx, fmt.Sprint("b", i), []attribution.Click{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	junk := strings.Repeat("x", 64<<10)
+	for i := 0; admin.Set(ctx, fmt.Sprint("junk:", i), junk, 0).Err() == nil; i++ {
+	}
+	// Far past the limit, so that small writes are refused too.
+	if err := admin.ConfigSet(ctx, "maxmemory", "1mb").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.HIncrBy(ctx, "small", "f", 1).Err(); err == nil || !strings.HasPrefix(err.Error(), "OOM") {
+		t.Fatalf("a small write with Redis full: %v, want OOM", err)
+	}
+	r, err := s.Report(ctx, store.ReportQuery{Program: "p", Link: "l1", From: store.DayStart(at), To: store.DayStart(at)})
+	if err != nil {
+		t.Fatalf("a report with Redis full: %v", err)
+	}
+	if n := r[0].Counts[store.ClickField(attribution.OutcomeAttributed)]; n != 3 || r[0].Visitors != 3 {
+		t.Errorf("a report with Redis full: %+v, want 3 clicks and visitors", r[0])
+	}
+}

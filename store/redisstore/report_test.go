@@ -2,10 +2,13 @@ package redisstore
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -93,7 +96,8 @@ func TestReportVisitorsAccuracy(t *testing.T) {
 
 // TestReportKeys: report days share the ledger's slot and expire at the
 // day's end plus the retention, counted from the write's time; the batch
-// and count markers after store.BatchKeep.
+// and count markers after store.BatchKeep; waiting deltas a day past the
+// retention, and none is left once Report has folded them.
 func TestReportKeys(t *testing.T) {
 	srv := redistest.Start(t)
 	const retention = 10 * 24 * time.Hour
@@ -103,6 +107,11 @@ func TestReportKeys(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Close() })
 	ctx := context.Background()
+	admin := srv.Client()
+	// A fold a moment ago: the deltas wait.
+	if err := admin.Set(ctx, "refgate:{lg:shop}:rp:f", "1", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
 	at := time.Date(2026, 11, 1, 18, 0, 0, 0, time.UTC)
 	c := attribution.Click{ID: "c1", Program: "shop", Promoter: "alice", Link: "la", Visitor: "v1", At: at,
 		ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
@@ -115,7 +124,20 @@ func TestReportKeys(t *testing.T) {
 	e := storetest.Accrual("alice", "o1", 100, at)
 	e.Link = "la"
 	storetest.Post(t, s, e)
-	admin := srv.Client()
+	const waiting = "refgate:{lg:shop}:rp:w"
+	if n := admin.LLen(ctx, waiting).Val(); n != 2 {
+		t.Fatalf("%d deltas wait, want the batch's and the count's", n)
+	}
+	if ttl := admin.PTTL(ctx, waiting).Val(); ttl > retention+24*time.Hour || ttl < retention+24*time.Hour-time.Minute {
+		t.Errorf("waiting deltas: TTL %v, want %v", ttl, retention+24*time.Hour)
+	}
+	r, err := s.Report(ctx, store.ReportQuery{Program: "shop", From: store.DayStart(at), To: store.DayStart(at)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r[0].Counts; got[store.ClickField(attribution.OutcomeAttributed)] != 1 || got[store.FieldCash] != 1 || r[0].Visitors != 1 {
+		t.Fatalf("report %+v", r[0])
+	}
 	keys, err := admin.Keys(ctx, "refgate:{lg:shop}:r*").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -130,6 +152,7 @@ func TestReportKeys(t *testing.T) {
 		"refgate:{lg:shop}:rv:20261101:l:la":    day,
 		"refgate:{lg:shop}:rp:b:b1":             store.BatchKeep,
 		"refgate:{lg:shop}:rp:o:d1":             store.BatchKeep,
+		"refgate:{lg:shop}:rp:f":                time.Hour,
 	}
 	for _, k := range keys {
 		w, ok := want[k]
@@ -149,5 +172,120 @@ func TestReportKeys(t *testing.T) {
 	}
 	for k := range want {
 		t.Errorf("no key %s", k)
+	}
+}
+
+// TestReportFold: a first batch folds at once and starts the interval;
+// batches within it wait as deltas, and a read folds and counts them; the
+// batch that makes maxDeltas wait folds them all.
+func TestReportFold(t *testing.T) {
+	srv := redistest.Start(t)
+	s, admin := open(t, srv), srv.Client()
+	ctx := context.Background()
+	const waiting, folded = "refgate:{lg:shop}:rp:w", "refgate:{lg:shop}:rp:f"
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	day := store.DayKey(at)
+	batch := func(i int) {
+		t.Helper()
+		c := attribution.Click{ID: fmt.Sprint("c", i), Program: "shop", Promoter: "alice", Link: "la",
+			Visitor: fmt.Sprint("v", i), At: at, ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
+		if err := s.RecordClicks(ctx, fmt.Sprint("b", i), []attribution.Click{c}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func() int64 {
+		t.Helper()
+		n, err := admin.HGet(ctx, "refgate:{lg:shop}:rp:"+day+":l:la", store.ClickField(attribution.OutcomeAttributed)).Int64()
+		if err != nil && err != redis.Nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	read := func() store.ReportPeriod {
+		t.Helper()
+		r, err := s.Report(ctx, store.ReportQuery{Program: "shop", Link: "la", From: store.DayStart(at), To: store.DayStart(at)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r[0]
+	}
+
+	start := time.Now()
+	batch(0)
+	ttl := admin.PTTL(ctx, folded).Val()
+	if n := stored(); n != 1 {
+		t.Fatalf("a first batch: %d clicks in the day, want 1", n)
+	}
+	if ttl > foldEvery || ttl <= 0 && time.Since(start) < foldEvery {
+		t.Errorf("fold marker TTL %v, want up to %v", ttl, foldEvery)
+	}
+
+	// Within the interval (held open here), batches wait, and a read
+	// counts them.
+	if err := admin.Set(ctx, folded, "1", time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < maxDeltas; i++ {
+		batch(i)
+	}
+	if n := admin.LLen(ctx, waiting).Val(); n != maxDeltas-1 {
+		t.Fatalf("%d deltas wait, want %d", n, maxDeltas-1)
+	}
+	if n := stored(); n != 1 {
+		t.Fatalf("%d clicks in the day before a fold, want 1", n)
+	}
+	if p := read(); p.Counts[store.ClickField(attribution.OutcomeAttributed)] != maxDeltas || p.Visitors != maxDeltas {
+		t.Fatalf("read: %+v, want %d clicks and visitors", p, maxDeltas)
+	}
+	if admin.Exists(ctx, waiting).Val() != 0 {
+		t.Fatal("a read left deltas waiting")
+	}
+
+	// The batch that makes maxDeltas wait folds them.
+	for i := maxDeltas; i < 2*maxDeltas; i++ {
+		batch(i)
+	}
+	if admin.Exists(ctx, waiting).Val() != 0 {
+		t.Fatalf("%d deltas wait after the %dth", admin.LLen(ctx, waiting).Val(), maxDeltas)
+	}
+	if n := stored(); n != 2*maxDeltas {
+		t.Fatalf("%d clicks in the day, want %d", n, 2*maxDeltas)
+	}
+	if p := read(); p.Visitors != 2*maxDeltas {
+		t.Fatalf("%d visitors, want %d", p.Visitors, 2*maxDeltas)
+	}
+}
+
+// TestReportDeltaStrings: a delta is JSON whatever the strings in it, so a
+// fold never fails on an id from outside the usual alphabet.
+func TestReportDeltaStrings(t *testing.T) {
+	odd := []string{"alice", "a:b.c@d-e_f", `q"uote`, `back\slash`, "tab\there", "\x00\x1f\x7f", "é中", "bad\xffutf8"}
+	for _, s := range odd {
+		b := appendJSONString(nil, s)
+		var got string
+		if err := json.Unmarshal(b, &got); err != nil {
+			t.Errorf("%q: %s is no JSON string: %v", s, b, err)
+		} else if utf8.ValidString(s) && got != s {
+			t.Errorf("%q: %s reads back as %q", s, b, got)
+		}
+	}
+
+	srv := redistest.Start(t)
+	s := open(t, srv)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Millisecond)
+	for i, p := range odd[2:7] {
+		c := attribution.Click{ID: fmt.Sprint("c", i), Program: "shop", Promoter: p, Link: "la", Visitor: "v",
+			At: at, ExpiresAt: at.Add(time.Hour), Outcome: attribution.OutcomeAttributed}
+		if err := s.RecordClicks(ctx, fmt.Sprint("b", i), []attribution.Click{c}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := s.Report(ctx, store.ReportQuery{Program: "shop", Promoter: p, From: store.DayStart(at), To: store.DayStart(at)})
+		if err != nil {
+			t.Fatalf("promoter %q: %v", p, err)
+		}
+		if n := r[0].Counts[store.ClickField(attribution.OutcomeAttributed)]; n != 1 {
+			t.Errorf("promoter %q: %d clicks", p, n)
+		}
 	}
 }

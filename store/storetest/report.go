@@ -24,6 +24,7 @@ var reportTests = []struct {
 	{"ReportBadQueries", testReportBadQueries},
 	{"ReportLinkChangesPromoter", testReportLinkChangesPromoter},
 	{"ReportManyBatches", testReportManyBatches},
+	{"ReportLargeSums", testReportLargeSums},
 }
 
 // day0 is the first day of the report tests, a UTC midnight.
@@ -349,5 +350,24 @@ func VisitorsAccuracy(t *testing.T, s store.Store) {
 		if clicks := got[0].Counts[store.ClickField(attribution.OutcomeAttributed)]; clicks != 2*n {
 			t.Errorf("%+v: %d clicks, want %d", q, clicks, 2*n)
 		}
+	}
+}
+
+// testReportLargeSums adds sums far past what a double holds exactly, and
+// many that together pass it: every unit counts.
+func testReportLargeSums(t *testing.T, s store.Store) {
+	c := ctx(t)
+	at := day0.Add(time.Hour)
+	counts := []int64{1<<62 + 1, -(1<<61 + 3), 1<<53 - 1, 1<<53 - 1, 1, 1<<53 + 1, 7}
+	var want int64
+	for i, n := range counts {
+		if err := s.CountReport(c, fmt.Sprint("big-", i), "shop", "", "", at, store.ReportCounts{store.FieldCash: n}); err != nil {
+			t.Fatal(err)
+		}
+		want += n
+	}
+	got := Report(t, s, store.ReportQuery{Program: "shop", From: day0, To: day0})
+	if n := got[0].Counts[store.FieldCash]; n != want {
+		t.Errorf("cash %d, want %d (off by %d)", n, want, n-want)
 	}
 }
