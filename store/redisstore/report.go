@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/fnv"
-	"slices"
 	"strconv"
 	"time"
 
@@ -202,10 +201,13 @@ func (r *reportDelta) day(ttl time.Duration, day string) {
 // the day's buckets at the 0-based indexes to.
 func (r *reportDelta) bucket(s store.ReportScope, counts store.ReportCounts, to []int, vs []string) {
 	r.b = append(r.b, ",["...)
-	if s.Kind == 'p' {
+	switch {
+	case s.Kind == 'p':
 		r.b = append(r.b, `"p"`...)
-	} else {
-		r.b = appendJSONString(r.b, string(s.Kind)+":"+s.ID)
+	case plainJSON(s.ID):
+		r.b = append(append(append(r.b, '"', s.Kind, ':'), s.ID...), '"')
+	default:
+		r.b = appendJSONString(r.b, s.Key())
 	}
 	r.b = append(r.b, ",["...)
 	first := true
@@ -251,13 +253,22 @@ func (r *reportDelta) bytes() []byte {
 // a small alphabet that needs no escaping (attribution.ValidID); any
 // other string goes through the JSON encoder, so a delta always parses.
 func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
-			q, _ := gojson.Marshal(s)
-			return append(b, q...)
-		}
+	if !plainJSON(s) {
+		q, _ := gojson.Marshal(s)
+		return append(b, q...)
 	}
 	return append(append(append(b, '"'), s...), '"')
+}
+
+// plainJSON reports whether s is a JSON string's content as it is: printable
+// ASCII with no quote or backslash.
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // visitorHash is what a HyperLogLog is given of a visitor: 64 bits of
@@ -282,10 +293,17 @@ func (s *Store) reportAddCall(program, marker string, d []byte) ([]string, []any
 // queueClickReports adds to pipe one reportAdd per program of the batch.
 func (s *Store) queueClickReports(ctx context.Context, pipe redis.Pipeliner, batch string, days []store.ClickDay) {
 	var to []int
-	var r reportDelta
 	for i := 0; i < len(days); {
 		p := days[i].Program
-		r.b, r.days = r.b[:0], 0
+		// The delta's size, about: it is written into one allocation, which
+		// the pipeline then sends.
+		size := 2
+		for j := i; j < len(days) && days[j].Program == p; j++ {
+			for _, b := range days[j].Buckets {
+				size += 40 + len(b.Scope.ID) + 32*len(b.Counts) + 16*len(b.Visitors)
+			}
+		}
+		r := reportDelta{b: make([]byte, 0, size)}
 		for ; i < len(days) && days[i].Program == p; i++ {
 			d := &days[i]
 			r.day(store.ReportTTL(d.Latest, s.retention), store.DayKey(d.Day))
@@ -302,7 +320,7 @@ func (s *Store) queueClickReports(ctx context.Context, pipe redis.Pipeliner, bat
 				r.bucket(b.Scope, b.Counts, to, b.Visitors)
 			}
 		}
-		keys, args := s.reportAddCall(p, "rp:b:"+batch, slices.Clone(r.bytes()))
+		keys, args := s.reportAddCall(p, "rp:b:"+batch, r.bytes())
 		reportAdd.EvalSha(ctx, pipe, keys, args...)
 	}
 }
