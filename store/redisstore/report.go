@@ -56,9 +56,9 @@ const (
 	// deltas of 512 clicks from distinct visitors take it about 13 ms
 	// (most of it decoding them and gathering their visitors). Summing
 	// eight batches into one write per key and field still saves most of
-	// the per-batch commands: on batches like the load generator's, Redis
-	// spends about a fifth less per click than when each batch wrote its
-	// buckets itself, and refgate less too.
+	// the per-batch commands: on BenchmarkRecordClicksLoad's batches,
+	// Redis spends 9.2 µs per click against 9.9 when each batch wrote its
+	// buckets itself, and refgate 6.1 against 6.4.
 	foldEvery = 250 * time.Millisecond
 	maxDeltas = 8
 )
