@@ -138,9 +138,13 @@ func TestSecretRulesBinary(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Errorf("serve with every secret generated: readyz %d", resp.StatusCode)
 	}
-	if out := b.logs.String(); !strings.Contains(out, "admin_token=") || !strings.Contains(out, "storefront_token=") {
-		t.Errorf("the generated tokens are logged once:\n%s", out)
+	// The child writes its log before it serves; this process copies it
+	// from the pipe a moment later.
+	logged := func() bool {
+		out := b.logs.String()
+		return strings.Contains(out, "admin_token=") && strings.Contains(out, "storefront_token=")
 	}
+	waitFor(t, 5*time.Second, "the generated tokens logged", logged)
 }
 
 // TestDocumentedRunCommands: the serve commands the README and the

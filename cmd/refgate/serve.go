@@ -266,6 +266,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		CloseOnShutdown:       true,
 		Logger:                slogPrinter{log},
 	}
+	// Logged before the listeners answer, so that whoever sees /readyz
+	// answer can already read the generated tokens.
+	log.Info("refgate starting", append([]any{"version", Version()}, c.Redacted()...)...)
+	for k, v := range generated {
+		log.Warn("generated a "+strings.ReplaceAll(k, "_", " ")+" for this run only; set it to keep one", k, v)
+	}
 	for _, s := range []struct {
 		srv *fasthttp.Server
 		ln  net.Listener
@@ -279,10 +285,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}()
 	}
 
-	log.Info("refgate starting", append([]any{"version", Version()}, c.Redacted()...)...)
-	for k, v := range generated {
-		log.Warn("generated a "+strings.ReplaceAll(k, "_", " ")+" for this run only; set it to keep one", k, v)
-	}
 	log.Info("refgate serving", "edge", m.EdgeAddr(), "api", m.APIAddr(), "store", storeKind(c), "public_url", publicURL,
 		"bots", bots.String())
 	return nil
