@@ -71,6 +71,12 @@ func visitorsKey(program, day string, s store.ReportScope) string {
 	return lk(program, "rv:"+day+":"+s.Key())
 }
 
+// deltasKey is the list of program's waiting deltas, which both scripts
+// fold; reportBase is what the fold puts before "rp:DAY:SCOPE" and
+// "rv:DAY:SCOPE" to name the keys it writes (reportKey, visitorsKey).
+func deltasKey(program string) string  { return lk(program, "rp:w") }
+func reportBase(program string) string { return lk(program, "") }
+
 // reportFoldSrc is the Lua function fold(list, base), both scripts' one
 // way to apply deltas: it takes the list's deltas and deletes it, sums
 // the deltas' counts by key and field and gathers their visitors by key,
@@ -285,8 +291,8 @@ func ttlMs(d time.Duration) int64 { return max(d.Milliseconds(), 1) }
 // reportAddCall is reportAdd's keys and arguments to add delta d to
 // program's reports under marker (rp:b:BATCH or rp:o:ID).
 func (s *Store) reportAddCall(program, marker string, d []byte) ([]string, []any) {
-	return []string{lk(program, marker), lk(program, "rp:w"), lk(program, "rp:f")},
-		[]any{store.BatchKeep.Milliseconds(), d, lk(program, ""), ttlMs(s.retention + 24*time.Hour),
+	return []string{lk(program, marker), deltasKey(program), lk(program, "rp:f")},
+		[]any{store.BatchKeep.Milliseconds(), d, reportBase(program), ttlMs(s.retention + 24*time.Hour),
 			foldEvery.Milliseconds(), maxDeltas}
 }
 
@@ -352,7 +358,7 @@ func (s *Store) Report(ctx context.Context, q store.ReportQuery) ([]store.Report
 	if err != nil {
 		return nil, err
 	}
-	if err := reportFold.Run(ctx, s.rdb, []string{lk(q.Program, "rp:w")}, lk(q.Program, "")).Err(); err != nil {
+	if err := reportFold.Run(ctx, s.rdb, []string{deltasKey(q.Program)}, reportBase(q.Program)).Err(); err != nil {
 		return nil, translate("report", err)
 	}
 	sc := q.Scope()
